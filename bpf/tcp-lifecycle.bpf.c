@@ -1,0 +1,378 @@
+// SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause
+/* TCP connection lifecycle: connects, accepts and closes, aggregated in maps.
+ *
+ * One program on sock:inet_sock_set_state (tp_btf) follows every TCP socket's
+ * states; tracepoints on accept() and accept4() exits tell which process
+ * accepted a connection (on loopback the handshake runs in the connecting
+ * process's context, so the state change cannot). The three probes share the
+ * per-connection table and are switched on by the enable_* settings, so a
+ * disabled probe costs nothing: the verifier drops its code. */
+#include "bpfnet.h"
+#include "filter.h"
+#include "tcp-lifecycle.h"
+
+#define CONN_TABLE_SIZE 262144
+#define ACCEPT_PORTS_MAX 1024
+
+const volatile bool enable_connect = false;
+const volatile bool enable_accept = false;
+const volatile bool enable_close = false;
+
+/* A connection between its opening and its close. */
+struct conn {
+	__u64 start_ns;		/* client: SYN sent */
+	__u64 established_ns;
+	__u32 handshake_us;	/* server */
+	__u32 tgid;		/* connecting or accepting process */
+	__u16 lport;
+	__u8 family;
+	__u8 role;
+	__u8 accepted;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, CONN_TABLE_SIZE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, __u64);	/* struct sock * */
+	__type(value, struct conn);
+} tcp_conns SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, FAMILY_COUNT);
+	__type(key, __u32);
+	__type(value, struct connect_stats);
+} tcp_connect_stats SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, FAMILY_COUNT);
+	__type(key, __u32);
+	__type(value, struct accept_stats);
+} tcp_accept_stats SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, ACCEPT_PORTS_MAX);
+	__type(key, struct accept_key);
+	__type(value, __u64);
+} tcp_accepts SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, FAMILY_COUNT * ROLE_COUNT);
+	__type(key, __u32);
+	__type(value, struct close_stats);
+} tcp_close_stats SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, ERR_COUNT);
+	__type(key, __u32);
+	__type(value, __u64);
+} tcp_lifecycle_errors SEC(".maps");
+
+static __always_inline void count_error(__u32 err)
+{
+	__u64 *n = bpf_map_lookup_elem(&tcp_lifecycle_errors, &err);
+
+	if (n)
+		counter_add(n, 1);
+}
+
+/* IPv4-mapped IPv6 peers (::ffff:a.b.c.d) travel as IPv4: count them so. */
+static __always_inline __u8 family_of(const struct sock *sk)
+{
+	__u32 mapped[3];
+
+	if (sk->__sk_common.skc_family == AF_INET)
+		return FAMILY_IPV4;
+	mapped[0] = sk->__sk_common.skc_v6_daddr.in6_u.u6_addr32[0];
+	mapped[1] = sk->__sk_common.skc_v6_daddr.in6_u.u6_addr32[1];
+	mapped[2] = sk->__sk_common.skc_v6_daddr.in6_u.u6_addr32[2];
+	if (mapped[0] == 0 && mapped[1] == 0 && mapped[2] == bpf_htonl(0xffff))
+		return FAMILY_IPV4;
+	return FAMILY_IPV6;
+}
+
+static __always_inline void track(__u64 key, struct conn *c)
+{
+	if (bpf_map_update_elem(&tcp_conns, &key, c, BPF_ANY))
+		count_error(ERR_CONN_TABLE_FULL);
+}
+
+/* connect(): CLOSE -> SYN_SENT, in the connecting process. The local port may
+ * not be chosen yet, so ports are judged at the outcome. */
+static __always_inline void on_syn_sent(const struct sock *sk, __u64 key)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	struct conn c = {};
+
+	if (!task_allowed(tgid) || !sock_allowed(sk, false))
+		return;
+	c.start_ns = bpf_ktime_get_ns();
+	c.tgid = tgid;
+	c.role = ROLE_CLIENT;
+	track(key, &c);
+}
+
+static __always_inline void on_connect_outcome(const struct sock *sk, __u64 key,
+					       bool established)
+{
+	struct connect_stats *stats;
+	struct conn *c;
+	__u32 family, result;
+	__u64 now;
+
+	c = bpf_map_lookup_elem(&tcp_conns, &key);
+	if (!c)
+		return;
+	if (!sock_allowed(sk, true)) {
+		bpf_map_delete_elem(&tcp_conns, &key);
+		return;
+	}
+	now = bpf_ktime_get_ns();
+	family = family_of(sk);
+	if (!established) {
+		if (sk->sk_err == ECONNREFUSED)
+			result = CONNECT_REFUSED;
+		else if (sk->sk_err == ETIMEDOUT)
+			result = CONNECT_TIMEOUT;
+		else
+			result = CONNECT_ABORTED;
+	} else {
+		result = CONNECT_ESTABLISHED;
+	}
+	if (enable_connect) {
+		stats = bpf_map_lookup_elem(&tcp_connect_stats, &family);
+		if (stats) {
+			counter_add(&stats->results[result], 1);
+			if (established)
+				hist_add(&stats->latency_ns, now - c->start_ns);
+		}
+	}
+	if (!established || !enable_close) {
+		bpf_map_delete_elem(&tcp_conns, &key);
+		return;
+	}
+	c->established_ns = now;
+	c->family = family;
+	c->lport = sk->__sk_common.skc_num;
+}
+
+/* The kernel times the handshake's SYN-ACK to the ACK that completes it and
+ * keeps it as the connection's first RTT sample; if the SYN-ACK had to be
+ * retransmitted, retrans_stamp holds when the first one left. */
+static __always_inline __u32 handshake_us(const struct sock *sk)
+{
+	struct tcp_sock *tp = bpf_skc_to_tcp_sock((void *)sk);
+	__u64 now_us = bpf_ktime_get_ns() / 1000;
+	__u32 stamp, usec_ts = 0;
+
+	if (!tp)
+		return 0;
+	stamp = tp->retrans_stamp;
+	if (tp->total_retrans && stamp) {
+		if (bpf_core_field_exists(tp->tcp_usec_ts))
+			usec_ts = BPF_CORE_READ_BITFIELD(tp, tcp_usec_ts);
+		if (usec_ts)
+			return (__u32)now_us - stamp;
+		return ((__u32)(now_us / 1000) - stamp) * 1000;
+	}
+	return tp->srtt_us >> 3;
+}
+
+/* SYN_RECV -> ESTABLISHED: a passive open completed, in softirq context. */
+static __always_inline void on_passive_established(const struct sock *sk, __u64 key)
+{
+	struct conn c = {};
+
+	if (!sock_allowed(sk, true))
+		return;
+	c.established_ns = bpf_ktime_get_ns();
+	c.handshake_us = handshake_us(sk);
+	c.family = family_of(sk);
+	c.role = ROLE_SERVER;
+	c.lport = sk->__sk_common.skc_num;
+	track(key, &c);
+}
+
+static __always_inline void record_accept(const struct conn *c, __u64 queue_ns,
+					  bool accepted)
+{
+	struct accept_key akey = { .port = c->lport, .family = c->family };
+	struct accept_stats *stats;
+	__u32 family = c->family;
+	__u64 zero = 0, *n;
+
+	n = bpf_map_lookup_elem(&tcp_accepts, &akey);
+	if (!n) {
+		bpf_map_update_elem(&tcp_accepts, &akey, &zero, BPF_NOEXIST);
+		n = bpf_map_lookup_elem(&tcp_accepts, &akey);
+	}
+	if (!n) {
+		akey.port = 0; /* table full: created by userspace, never missing */
+		n = bpf_map_lookup_elem(&tcp_accepts, &akey);
+	}
+	if (n)
+		counter_add(n, 1);
+
+	stats = bpf_map_lookup_elem(&tcp_accept_stats, &family);
+	if (!stats)
+		return;
+	hist_add(&stats->handshake_ns, (__u64)c->handshake_us * 1000);
+	if (accepted)
+		hist_add(&stats->queue_ns, queue_ns);
+}
+
+/* Payload bytes only: the peer's acknowledgements count our SYN (active
+ * side) and our FIN, and the receive sequence counts the peer's FIN. */
+static __always_inline void record_close(const struct sock *sk, const struct conn *c,
+					 int oldstate)
+{
+	struct tcp_sock *tp = bpf_skc_to_tcp_sock((void *)sk);
+	__u32 idx = c->family * ROLE_COUNT + c->role;
+	struct close_stats *stats;
+	__u64 sent, received;
+	bool fin_sent;
+
+	if (!tp)
+		return;
+	stats = bpf_map_lookup_elem(&tcp_close_stats, &idx);
+	if (!stats)
+		return;
+
+	sent = tp->bytes_acked;
+	if (c->role == ROLE_CLIENT && sent)
+		sent--;
+	fin_sent = oldstate == TCP_FIN_WAIT1 || oldstate == TCP_FIN_WAIT2 ||
+		   oldstate == TCP_CLOSING || oldstate == TCP_LAST_ACK ||
+		   oldstate == TCP_TIME_WAIT;
+	if (fin_sent && tp->snd_una == tp->write_seq && sent)
+		sent--;
+	received = tp->bytes_received;
+	/* SOCK_DONE: set by tcp_fin() alone, when the peer's FIN arrived */
+	if ((sk->__sk_common.skc_flags & (1UL << bpf_core_enum_value(enum sock_flags, SOCK_DONE))) &&
+	    received)
+		received--;
+
+	counter_add(&stats->retransmits, tp->total_retrans);
+	hist_add(&stats->lifetime_ns, bpf_ktime_get_ns() - c->established_ns);
+	hist_add(&stats->sent_bytes, sent);
+	hist_add(&stats->received_bytes, received);
+	if (tp->srtt_us)
+		hist_add(&stats->srtt_ns, (__u64)(tp->srtt_us >> 3) * 1000);
+}
+
+/* Any state -> CLOSE after the connection was established (or accepted). */
+static __always_inline void on_close(const struct sock *sk, __u64 key, int oldstate)
+{
+	struct conn *cp, c;
+
+	cp = bpf_map_lookup_elem(&tcp_conns, &key);
+	if (!cp)
+		return;
+	c = *cp;
+	bpf_map_delete_elem(&tcp_conns, &key);
+
+	if (c.role == ROLE_SERVER && !c.accepted) {
+		/* closed in the accept queue: no process to judge by a pid filter */
+		if (pid_filter_active())
+			return;
+		if (enable_accept)
+			record_accept(&c, 0, false);
+	}
+	if (enable_close && c.established_ns)
+		record_close(sk, &c, oldstate);
+}
+
+SEC("tp_btf/inet_sock_set_state")
+int BPF_PROG(tcp_state, struct sock *sk, int oldstate, int newstate)
+{
+	__u64 key = (__u64)sk;
+
+	if (sk->sk_protocol != IPPROTO_TCP)
+		return 0;
+
+	switch (newstate) {
+	case TCP_SYN_SENT:
+		if (enable_connect || enable_close)
+			on_syn_sent(sk, key);
+		break;
+	case TCP_ESTABLISHED:
+		if (oldstate == TCP_SYN_SENT)
+			on_connect_outcome(sk, key, true);
+		else if (oldstate == TCP_SYN_RECV && (enable_accept || enable_close))
+			on_passive_established(sk, key);
+		break;
+	case TCP_CLOSE:
+		if (oldstate == TCP_SYN_SENT)
+			on_connect_outcome(sk, key, false);
+		else
+			on_close(sk, key, oldstate);
+		break;
+	}
+	return 0;
+}
+
+/* The socket behind a descriptor of the current process. */
+static __always_inline __u64 sock_of_fd(int fd)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct file **fds, *file;
+	struct fdtable *fdt;
+	struct socket *sock;
+
+	fdt = BPF_CORE_READ(task, files, fdt);
+	if (!fdt || fd >= BPF_CORE_READ(fdt, max_fds))
+		return 0;
+	fds = BPF_CORE_READ(fdt, fd);
+	if (bpf_probe_read_kernel(&file, sizeof(file), &fds[fd]) || !file)
+		return 0;
+	sock = BPF_CORE_READ(file, private_data);
+	return sock ? (__u64)BPF_CORE_READ(sock, sk) : 0;
+}
+
+/* accept() returned: the connection leaves the accept queue for this process. */
+static __always_inline int on_accepted(long ret)
+{
+	struct conn *c;
+	__u32 tgid;
+	__u64 key;
+
+	if (ret < 0)
+		return 0;
+	key = sock_of_fd(ret);
+	if (!key)
+		return 0;
+	c = bpf_map_lookup_elem(&tcp_conns, &key);
+	if (!c || c->role != ROLE_SERVER || c->accepted)
+		return 0;
+	tgid = bpf_get_current_pid_tgid() >> 32;
+	if (!task_allowed(tgid)) {
+		bpf_map_delete_elem(&tcp_conns, &key);
+		return 0;
+	}
+	c->accepted = 1;
+	c->tgid = tgid;
+	if (enable_accept)
+		record_accept(c, bpf_ktime_get_ns() - c->established_ns, true);
+	if (!enable_close)
+		bpf_map_delete_elem(&tcp_conns, &key);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_exit_accept4")
+int accept4_exit(struct trace_event_raw_sys_exit *ctx)
+{
+	return on_accepted(ctx->ret);
+}
+
+SEC("tracepoint/syscalls/sys_exit_accept")
+int accept_exit(struct trace_event_raw_sys_exit *ctx)
+{
+	return on_accepted(ctx->ret);
+}
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";

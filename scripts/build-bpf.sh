@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# Compiles bpf/*.bpf.c (and test/bpf/*.bpf.c) into build/bpf/*.bpf.o with clang.
+# vmlinux.h comes from this machine's BTF; CO-RE relocates the objects to the
+# kernel they are loaded on.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out=build/bpf
+mkdir -p "$out"
+if [ ! -s "$out/vmlinux.h" ]; then
+  [ -r /sys/kernel/btf/vmlinux ] || { echo "build-bpf: /sys/kernel/btf/vmlinux is missing: build on a kernel with CONFIG_DEBUG_INFO_BTF=y" >&2; exit 1; }
+  bpftool btf dump file /sys/kernel/btf/vmlinux format c > "$out/vmlinux.h.tmp"
+  mv "$out/vmlinux.h.tmp" "$out/vmlinux.h"
+fi
+arch=$(uname -m | sed -e 's/x86_64/x86/' -e 's/aarch64/arm64/')
+CLANG=${CLANG:-clang}
+for src in bpf/*.bpf.c test/bpf/*.bpf.c; do
+  [ -e "$src" ] || continue
+  obj="$out/$(basename "${src%.c}").o"
+  # rebuild only when the source or a header is newer than the object
+  if [ -e "$obj" ] && [ -z "$(find "$src" bpf/include "$(dirname "$src")" -maxdepth 1 -newer "$obj" -name '*.[ch]' | head -1)" ]; then
+    continue
+  fi
+  "$CLANG" -g -O2 -target bpf -D__TARGET_ARCH_"$arch" -Wall -Werror \
+    -I "$out" -I bpf/include -I bpf -c "$src" -o "$obj.tmp"
+  mv "$obj.tmp" "$obj"
+  echo "built $obj"
+done

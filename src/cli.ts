@@ -1,0 +1,131 @@
+#!/usr/bin/env node
+// SPDX-License-Identifier: Apache-2.0
+// Command line: flags (each also an environment variable BPFNET_*), commands,
+// signals. The only place that exits the process: exit status 2 for usage
+// errors, 1 for what the machine lacks or a failure while running.
+import yargs, { type Argv } from 'yargs';
+import { runCheck } from './check';
+import { EnvironmentError, UsageError } from './errors';
+import { Exporter, formatAddress, type ExporterOptions } from './exporter';
+import { LOG_LEVELS, rootLogger, type LogLevel } from './log';
+import { packageVersion } from './paths';
+import { DEFAULT_PROBES, PROBE_NAMES } from './probes/registry';
+import { parseListen } from './server';
+
+/** "a,b" "c" -> ["a","b","c"]: lists come repeated, comma-separated, or both
+ * (environment variables hold one string). */
+function list(values: unknown): string[] {
+  const arr = Array.isArray(values) ? values : values === undefined ? [] : [values];
+  return arr.flatMap((v) => String(v).split(',')).map((s) => s.trim()).filter((s) => s !== '');
+}
+
+function integers(flag: string, values: unknown): number[] {
+  return list(values).map((s) => {
+    if (!/^\d+$/.test(s)) throw new UsageError(`--${flag} ${s}: not a number; give a positive integer`);
+    return Number(s);
+  });
+}
+
+function runOptions(y: Argv) {
+  return y
+    .option('listen', { type: 'string', default: '0.0.0.0:9435', describe: 'HTTP address for /metrics, /healthz, /readyz' })
+    .option('probes', { type: 'string', default: DEFAULT_PROBES.join(','), describe: `probes to run, comma-separated: ${PROBE_NAMES.join(', ')}` })
+    .option('pid', { type: 'array', string: true, default: [], describe: 'measure only these processes (repeatable)' })
+    .option('netns', { type: 'array', string: true, default: [], describe: 'measure only these network namespaces: /run/netns/NAME or /proc/PID/ns/net (repeatable)' })
+    .option('cgroup', { type: 'array', string: true, default: [], describe: 'measure only sockets of these cgroup v2 directories and their descendants (repeatable)' })
+    .option('port', { type: 'array', string: true, default: [], describe: 'measure only connections with this local or remote port (repeatable)' })
+    .option('accept-port-limit', { type: 'number', default: 1024, describe: 'listening ports with their own accepts series; more are counted as port="other"' })
+    .option('enable-bpf-stats', { type: 'boolean', default: false, describe: 'turn on the kernel\'s BPF run time statistics while running (bpfnet_bpf_program_run_seconds_total)' })
+    .option('log-level', { type: 'string', default: 'info', choices: LOG_LEVELS as unknown as string[], describe: 'log verbosity' });
+}
+
+type RunArgs = Awaited<ReturnType<typeof runOptions>['argv']>;
+
+export function exporterOptions(a: RunArgs): ExporterOptions {
+  const limit = a['accept-port-limit'];
+  if (!Number.isInteger(limit) || limit < 1 || limit > 65535) {
+    throw new UsageError(`--accept-port-limit ${limit}: give an integer from 1 to 65535`);
+  }
+  return {
+    listen: parseListen(a.listen),
+    probes: list(a.probes),
+    filters: {
+      pids: integers('pid', a.pid),
+      netns: list(a.netns),
+      cgroups: list(a.cgroup),
+      ports: integers('port', a.port),
+    },
+    enableBpfStats: a['enable-bpf-stats'],
+    acceptPortLimit: limit,
+  };
+}
+
+async function run(a: RunArgs): Promise<number> {
+  const log = rootLogger;
+  log.setLevel(a['log-level'] as LogLevel);
+  const exporter = await Exporter.start(exporterOptions(a), log);
+  log.info('bpfnet-exporter running', { version: packageVersion(), address: formatAddress(exporter.address!) });
+  return new Promise<number>((resolve) => {
+    let stopping = false;
+    const stop = (signal: string) => {
+      if (stopping) return;
+      stopping = true;
+      log.info('stopping', { signal });
+      exporter.stop().then(
+        () => resolve(0),
+        (err: Error) => {
+          log.error('cleanup failed', { err: err.message });
+          resolve(1);
+        },
+      );
+    };
+    process.on('SIGTERM', () => stop('SIGTERM'));
+    process.on('SIGINT', () => stop('SIGINT'));
+  });
+}
+
+function parser(argv: string[]) {
+  return yargs(argv)
+    .scriptName('bpfnet-exporter')
+    .env('BPFNET')
+    .command(['run', '$0'], 'measure TCP in the kernel and serve Prometheus metrics (default)', runOptions)
+    .command('check', 'print what this kernel supports for each probe and attach type')
+    .strict()
+    .version(packageVersion())
+    .help()
+    .wrap(Math.min(110, process.stdout.columns || 110))
+    .fail((msg, err) => {
+      throw err ?? new UsageError(`${msg.replace(/\n+/g, '; ')}; see --help`);
+    });
+}
+
+async function main(argv: string[]): Promise<number> {
+  const args = await parser(argv).parseAsync();
+  if (args._[0] === 'check') return runCheck(process.stdout);
+  if (args.help || args.version) return 0;
+  return run(args as unknown as RunArgs);
+}
+
+function oneLine(err: unknown): [string, number] {
+  if (err instanceof UsageError || err instanceof EnvironmentError) return [err.message, err.exitCode];
+  const e = err as Error;
+  return [`${e?.message ?? String(err)}`, 1];
+}
+
+/** Runs the command line and exits with its status. */
+export function runCli(argv: string[] = process.argv.slice(2)): void {
+  process.on('uncaughtException', (err) => {
+    rootLogger.error('unexpected error', { err: err.stack ?? err.message });
+    process.exit(1);
+  });
+  main(argv).then(
+    (code) => process.exit(code),
+    (err) => {
+      const [message, code] = oneLine(err);
+      process.stderr.write(`bpfnet-exporter: ${message}\n`);
+      process.exit(code);
+    },
+  );
+}
+
+if (require.main === module) runCli();

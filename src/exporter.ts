@@ -1,0 +1,156 @@
+// SPDX-License-Identifier: Apache-2.0
+// The running exporter: checks the environment, serves HTTP, starts the
+// requested probes, and undoes all of it on stop().
+import fs from 'node:fs';
+import { Registry } from 'prom-client';
+import { EnvironmentError, UsageError } from './errors';
+import { resolveFilters, type FilterSpec } from './filters';
+import { closeFd, enableRunTimeStats, setLibbpfLogger, type BpfProgram } from './libbpf';
+import type { Logger } from './log';
+import { registerExporterMetrics } from './metrics/exporter';
+import { ScrapeFailures } from './metrics/validate';
+import { packageVersion } from './paths';
+import type { ProbeStatus, RunningGroup } from './probes/probe';
+import { PROBE_GROUPS, PROBE_NAMES } from './probes/registry';
+import { MetricsServer, type ListenAddress } from './server';
+import { CAPABILITIES, effectiveCapabilities, hasCapability } from './system';
+
+export interface ExporterOptions {
+  listen: ListenAddress;
+  probes: readonly string[];
+  filters: FilterSpec;
+  enableBpfStats: boolean;
+  acceptPortLimit: number;
+}
+
+export const VMLINUX_BTF = '/sys/kernel/btf/vmlinux';
+
+/** Fails with one clear line if this process cannot load tracing programs. */
+export function checkPrivileges(): void {
+  const eff = effectiveCapabilities();
+  const admin = hasCapability(CAPABILITIES.CAP_SYS_ADMIN, eff);
+  const bpf = hasCapability(CAPABILITIES.CAP_BPF, eff) && hasCapability(CAPABILITIES.CAP_PERFMON, eff);
+  if (!admin && !bpf) {
+    throw new EnvironmentError('not permitted to load BPF programs: run as root, or grant CAP_BPF, CAP_PERFMON, CAP_NET_ADMIN and CAP_SYS_ADMIN');
+  }
+}
+
+export function checkBtf(): void {
+  if (!fs.existsSync(VMLINUX_BTF)) {
+    throw new EnvironmentError(`kernel BTF is missing (${VMLINUX_BTF}): run a kernel built with CONFIG_DEBUG_INFO_BTF=y (Debian 11+, Ubuntu 20.10+, RHEL 8.2+)`);
+  }
+}
+
+export function checkProbeNames(probes: readonly string[]): void {
+  if (probes.length === 0) throw new UsageError(`--probes is empty; give some of ${PROBE_NAMES.join(',')}`);
+  for (const p of probes) {
+    if (!PROBE_NAMES.includes(p)) throw new UsageError(`--probes: unknown probe "${p}"; known probes: ${PROBE_NAMES.join(',')}`);
+  }
+}
+
+export class Exporter {
+  private readonly groups: RunningGroup[] = [];
+  private statsFd: number | undefined;
+  private server: MetricsServer | undefined;
+  private stopped = false;
+
+  private constructor(
+    private readonly opts: ExporterOptions,
+    private readonly log: Logger,
+  ) {}
+
+  /** Starts everything or throws UsageError / EnvironmentError, leaving nothing behind. */
+  static async start(opts: ExporterOptions, log: Logger): Promise<Exporter> {
+    checkProbeNames(opts.probes);
+    const filters = resolveFilters(opts.filters);
+    checkPrivileges();
+    checkBtf();
+    setLibbpfLogger(log.child('libbpf'));
+
+    const exp = new Exporter(opts, log);
+    try {
+      await exp.startAll(filters);
+    } catch (err) {
+      await exp.stop();
+      throw err;
+    }
+    return exp;
+  }
+
+  private async startAll(filters: ReturnType<typeof resolveFilters>): Promise<void> {
+    const registry = new Registry();
+    const failures = new ScrapeFailures(registry, this.log.child('metrics'));
+    registerExporterMetrics({
+      registry,
+      failures,
+      version: packageVersion(),
+      status: () => this.status(),
+      programs: () => this.programs(),
+    });
+
+    // bind first: a busy port fails before anything reaches the kernel
+    this.server = await MetricsServer.listen(this.opts.listen, registry, () => this.readiness(), this.log.child('http'));
+    this.log.info('listening', { address: formatAddress(this.server.address) });
+
+    if (this.opts.enableBpfStats) {
+      this.statsFd = enableRunTimeStats();
+      this.log.info('BPF run time statistics on while running');
+    }
+
+    const ctx = {
+      log: this.log.child('probes'),
+      filters,
+      registry,
+      failures,
+      options: { acceptPortLimit: this.opts.acceptPortLimit },
+    };
+    for (const group of PROBE_GROUPS) {
+      const requested = this.opts.probes.filter((p) => group.probes.includes(p));
+      if (requested.length) this.groups.push(group.start(requested, ctx));
+    }
+    for (const [probe, s] of this.status()) {
+      if (s.up) this.log.info('probe attached', { probe });
+      else this.log.error('probe down', { probe, reason: s.reason });
+    }
+  }
+
+  get address(): ListenAddress | undefined {
+    return this.server?.address;
+  }
+
+  status(): Map<string, ProbeStatus> {
+    const all = new Map<string, ProbeStatus>();
+    for (const g of this.groups) for (const [p, s] of g.status) all.set(p, s);
+    return all;
+  }
+
+  programs(): BpfProgram[] {
+    return this.groups.flatMap((g) => g.programs());
+  }
+
+  groupsRunning(): readonly RunningGroup[] {
+    return this.groups;
+  }
+
+  private readiness(): { ready: boolean; detail: string } {
+    const status = this.status();
+    const down = this.opts.probes.filter((p) => !status.get(p)?.up);
+    return down.length
+      ? { ready: false, detail: `not ready: ${down.map((p) => `${p} (${status.get(p)?.reason ?? 'starting'})`).join('; ')}` }
+      : { ready: true, detail: 'ready' };
+  }
+
+  /** Detaches every link, closes every object and the server. Safe to call twice. */
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    for (const g of this.groups.splice(0)) g.close();
+    if (this.statsFd !== undefined) closeFd(this.statsFd);
+    this.statsFd = undefined;
+    await this.server?.close();
+  }
+}
+
+export function formatAddress(a: ListenAddress): string {
+  return a.host.includes(':') ? `[${a.host}]:${a.port}` : `${a.host}:${a.port}`;
+}

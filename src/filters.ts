@@ -1,0 +1,134 @@
+// SPDX-License-Identifier: Apache-2.0
+// The --pid, --netns, --cgroup and --port filters: checked and resolved to the
+// numbers BPF compares (tgid, namespace inode, cgroup id, port), then written
+// to each object's filter maps (bpf/include/filter.h). They can be written
+// again while programs run; connections are judged when they open.
+import fs from 'node:fs';
+import path from 'node:path';
+import type { BpfObject } from './libbpf';
+import { UsageError } from './errors';
+import { cgroup2Mount } from './system';
+
+export interface FilterSpec {
+  pids: readonly number[];
+  netns: readonly string[];
+  cgroups: readonly string[];
+  ports: readonly number[];
+}
+
+export interface ResolvedFilters {
+  pids: number[];
+  netnsInodes: number[];
+  cgroupIds: bigint[];
+  ports: number[];
+}
+
+export const NO_FILTERS: ResolvedFilters = { pids: [], netnsInodes: [], cgroupIds: [], ports: [] };
+
+const CGROUP2_SUPER_MAGIC = 0x63677270;
+
+function resolvePid(pid: number): number {
+  if (!Number.isInteger(pid) || pid <= 0) throw new UsageError(`--pid ${pid}: not a process id; give a positive integer`);
+  if (!fs.existsSync(`/proc/${pid}`)) throw new UsageError(`--pid ${pid}: no such process; check the pid (ps -p ${pid})`);
+  return pid;
+}
+
+/** A network namespace file: /run/netns/NAME or /proc/PID/ns/net. */
+function resolveNetns(p: string): number {
+  let st: fs.BigIntStats;
+  try {
+    st = fs.statSync(p, { bigint: true });
+  } catch {
+    throw new UsageError(`--netns ${p}: no such file; give /run/netns/NAME or /proc/PID/ns/net`);
+  }
+  const own = fs.statSync('/proc/self/ns/net', { bigint: true });
+  let link = '';
+  try {
+    link = fs.readlinkSync(p);
+  } catch {
+    /* a bind mount such as /run/netns/NAME is not a link */
+  }
+  if (st.dev !== own.dev || (link && !link.startsWith('net:'))) {
+    throw new UsageError(`--netns ${p}: not a network namespace; give /run/netns/NAME or /proc/PID/ns/net`);
+  }
+  return Number(st.ino);
+}
+
+/** A cgroup v2 directory: an absolute path, or one relative to the cgroup2 mount. */
+function resolveCgroup(p: string): bigint {
+  const mount = cgroup2Mount();
+  const where = mount ?? 'the cgroup2 mount (none is mounted)';
+  const dir = path.isAbsolute(p) && fs.existsSync(p) ? p : mount ? path.join(mount, p) : p;
+  let st: fs.BigIntStats;
+  try {
+    st = fs.statSync(dir, { bigint: true });
+  } catch {
+    throw new UsageError(`--cgroup ${p}: no such cgroup; give a directory under ${where}`);
+  }
+  if (!st.isDirectory() || Number(fs.statfsSync(dir).type) !== CGROUP2_SUPER_MAGIC) {
+    throw new UsageError(`--cgroup ${p}: not a cgroup v2 directory; give a directory under ${where}`);
+  }
+  return st.ino;
+}
+
+function resolvePort(port: number): number {
+  if (!Number.isInteger(port) || port < 1 || port > 65535) throw new UsageError(`--port ${port}: not a port; give 1 to 65535`);
+  return port;
+}
+
+export function resolveFilters(spec: FilterSpec): ResolvedFilters {
+  return {
+    pids: [...new Set(spec.pids.map(resolvePid))],
+    netnsInodes: [...new Set(spec.netns.map(resolveNetns))],
+    cgroupIds: [...new Set(spec.cgroups.map(resolveCgroup))],
+    ports: [...new Set(spec.ports.map(resolvePort))],
+  };
+}
+
+function u32(n: number): Buffer {
+  const b = Buffer.alloc(4);
+  b.writeUInt32LE(n);
+  return b;
+}
+
+function u64(n: bigint): Buffer {
+  const b = Buffer.alloc(8);
+  b.writeBigUInt64LE(n);
+  return b;
+}
+
+function u16(n: number): Buffer {
+  const b = Buffer.alloc(2);
+  b.writeUInt16LE(n);
+  return b;
+}
+
+/** Writes filters into an object's filter maps. New values are added before
+ * the new switches are set and old values removed after, so a running program
+ * sees the old filter, then briefly both sets, then the new one; never a
+ * filter that matches nothing, nor everything, by accident. */
+export function applyFilters(obj: BpfObject, f: ResolvedFilters): void {
+  const sets: [string, Buffer[]][] = [
+    ['filter_pids', f.pids.map(u32)],
+    ['filter_netns', f.netnsInodes.map(u32)],
+    ['filter_cgroups', f.cgroupIds.map(u64)],
+    ['filter_ports', f.ports.map(u16)],
+  ];
+  for (const [name, keys] of sets) {
+    for (const k of keys) obj.map(name).update(k, Buffer.from([1]));
+  }
+
+  const layout = obj.layout({ struct: 'filter_config', fields: { pid: 'u8', netns: 'u8', cgroup: 'u8', port: 'u8' } });
+  const value = Buffer.alloc(layout.size);
+  value.writeUInt8(f.pids.length ? 1 : 0, layout.offset('pid'));
+  value.writeUInt8(f.netnsInodes.length ? 1 : 0, layout.offset('netns'));
+  value.writeUInt8(f.cgroupIds.length ? 1 : 0, layout.offset('cgroup'));
+  value.writeUInt8(f.ports.length ? 1 : 0, layout.offset('port'));
+  obj.map('filter_config').update(u32(0), value);
+
+  for (const [name, keys] of sets) {
+    const map = obj.map(name);
+    const wanted = new Set(keys.map((k) => k.toString('hex')));
+    for (const k of [...map.keys()]) if (!wanted.has(k.toString('hex'))) map.delete(k);
+  }
+}

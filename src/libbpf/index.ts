@@ -1,0 +1,12 @@
+// SPDX-License-Identifier: Apache-2.0
+export { BpfObject, type Constant } from './object';
+export { BpfProgram } from './program';
+export { BpfLink } from './link';
+export { BpfMap, MapType, UpdateFlags, numPossibleCpus, sumPerCpu, sumPerCpuArray, type MapEntry } from './map';
+export { RingBuffer } from './ringbuf';
+export { Btf, Kind } from './btf';
+export { bindLayout, Layout, LayoutError, type StructSpec, type FieldSpec } from './layout';
+export { BpfError, MissingFeatureError, errnoName } from './errors';
+export { programInfo, enableRunTimeStats, vmlinuxBtf, type ProgramInfo } from './info';
+export { setLibbpfLogger } from './log';
+export { pinObject, openPinned, closeFd } from './pin';

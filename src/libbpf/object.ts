@@ -1,0 +1,148 @@
+// SPDX-License-Identifier: Apache-2.0
+// A BPF object file: open, configure (constants, map sizes, which programs to
+// load), load into the kernel, find maps and programs, close. An object holds
+// kernel resources once loaded and must be closed; its links are separate and
+// must be destroyed first.
+import { Btf } from './btf';
+import { BpfError, check, checkPtr } from './errors';
+import { bindLayout, type Layout, type StructSpec } from './layout';
+import { BpfMap } from './map';
+import { native, readBytes, viewBytes, type Ptr } from './native';
+import { BpfProgram } from './program';
+
+export type Constant = boolean | number | bigint;
+
+export class BpfObject {
+  private ptr: Ptr | null;
+  private loaded = false;
+  readonly btf: Btf;
+  private readonly maps = new Map<string, BpfMap>();
+
+  private constructor(
+    ptr: Ptr,
+    readonly path: string,
+  ) {
+    this.ptr = ptr;
+    const btfPtr = checkPtr(`BTF of ${path}`, () => native.objectBtf(ptr) as Ptr | null);
+    const size = [0];
+    const raw = checkPtr(`raw BTF of ${path}`, () => native.btfRawData(btfPtr, size) as Ptr | null);
+    this.btf = new Btf(readBytes(raw, size[0]!));
+  }
+
+  /** Opens (parses) an object file; nothing reaches the kernel yet. */
+  static open(path: string): BpfObject {
+    return new BpfObject(checkPtr(`open BPF object ${path}`, () => native.openFile(path, null) as Ptr | null), path);
+  }
+
+  /** Sets const volatile globals (in .rodata) before load; the verifier then
+   * treats them as constants and drops code they switch off. */
+  setConstants(values: Record<string, Constant>): void {
+    this.beforeLoad('set constants');
+    const map = this.mapPtr('.rodata');
+    const size = [0];
+    const data = checkPtr(`initial value of ${this.path} .rodata`, () => native.mapInitialValue(map, size) as Ptr | null);
+    const view = viewBytes(data, size[0]!);
+    for (const [name, value] of Object.entries(values)) {
+      const v = this.btf.variable('.rodata', name);
+      if (!v) throw new Error(`${this.path} has no constant ${name}`);
+      const n = typeof value === 'boolean' ? BigInt(value ? 1 : 0) : BigInt(value);
+      switch (v.size) {
+        case 1: view.writeUInt8(Number(n), v.offset); break;
+        case 2: view.writeUInt16LE(Number(n), v.offset); break;
+        case 4: view.writeUInt32LE(Number(BigInt.asUintN(32, n)), v.offset); break;
+        case 8: view.writeBigUInt64LE(BigInt.asUintN(64, n), v.offset); break;
+        default: throw new Error(`constant ${name} is ${v.size} bytes: set it as a number of 1, 2, 4 or 8 bytes`);
+      }
+    }
+  }
+
+  setMaxEntries(mapName: string, maxEntries: number): void {
+    this.beforeLoad('resize maps');
+    const map = this.mapPtr(mapName);
+    check(`set max_entries of ${mapName}`, () => native.mapSetMaxEntries(map, maxEntries) as number);
+  }
+
+  /** Shares an existing map (by descriptor) instead of creating this object's own. */
+  reuseMap(mapName: string, fd: number): void {
+    this.beforeLoad('reuse maps');
+    const map = this.mapPtr(mapName);
+    check(`reuse map ${mapName}`, () => native.mapReuseFd(map, fd) as number);
+  }
+
+  /** Loads every program whose autoload is on and creates the maps. A verifier
+   * rejection carries the verifier's log in BpfError.log. */
+  load(): void {
+    this.beforeLoad('load');
+    const ptr = this.live();
+    check(`load BPF object ${this.path}`, () => native.objectLoad(ptr) as number);
+    this.loaded = true;
+  }
+
+  get isLoaded(): boolean {
+    return this.loaded;
+  }
+
+  program(name: string): BpfProgram {
+    const ptr = this.live();
+    return new BpfProgram(checkPtr(`find program ${name} in ${this.path}`, () => native.findProgram(ptr, name) as Ptr | null));
+  }
+
+  programs(): BpfProgram[] {
+    const ptr = this.live();
+    const out: BpfProgram[] = [];
+    let prog = native.nextProgram(ptr, null) as Ptr | null;
+    while (prog) {
+      out.push(new BpfProgram(prog));
+      prog = native.nextProgram(ptr, prog) as Ptr | null;
+    }
+    return out;
+  }
+
+  /** A map of the loaded object. */
+  map(name: string): BpfMap {
+    let m = this.maps.get(name);
+    if (m) return m;
+    if (!this.loaded) throw new Error(`map ${name}: load ${this.path} first`);
+    const ptr = this.mapPtr(name);
+    const fd = native.mapFd(ptr) as number;
+    if (fd < 0) throw new BpfError(`fd of map ${name}`, -fd);
+    m = new BpfMap(
+      name,
+      fd,
+      native.mapType(ptr) as number,
+      native.mapKeySize(ptr) as number,
+      native.mapValueSize(ptr) as number,
+      native.mapMaxEntries(ptr) as number,
+    );
+    this.maps.set(name, m);
+    return m;
+  }
+
+  /** The layout of a struct shared with the BPF code, checked against BTF. */
+  layout(spec: StructSpec): Layout {
+    return bindLayout(this.btf, spec);
+  }
+
+  /** Frees the object: its maps and programs leave the kernel unless a link
+   * or pin still holds them. Safe to call twice. */
+  close(): void {
+    if (this.ptr === null) return;
+    native.objectClose(this.ptr);
+    this.ptr = null;
+    this.maps.clear();
+  }
+
+  private mapPtr(name: string): Ptr {
+    const ptr = this.live();
+    return checkPtr(`find map ${name} in ${this.path}`, () => native.findMap(ptr, name) as Ptr | null);
+  }
+
+  private beforeLoad(what: string): void {
+    if (this.loaded) throw new Error(`${this.path}: cannot ${what} after load`);
+  }
+
+  private live(): Ptr {
+    if (this.ptr === null) throw new Error(`${this.path} was closed`);
+    return this.ptr;
+  }
+}

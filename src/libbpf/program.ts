@@ -1,0 +1,65 @@
+// SPDX-License-Identifier: Apache-2.0
+// A program of a BPF object: attaching it, and the kernel's statistics about it.
+import { check, checkPtr } from './errors';
+import { BpfLink } from './link';
+import { native, type Ptr } from './native';
+import { programInfo, type ProgramInfo } from './info';
+
+export class BpfProgram {
+  readonly name: string;
+  readonly section: string;
+
+  constructor(private readonly ptr: Ptr) {
+    this.name = native.programName(ptr) as string;
+    this.section = native.programSection(ptr) as string;
+  }
+
+  get autoload(): boolean {
+    return native.programAutoload(this.ptr) as boolean;
+  }
+
+  /** Whether load() loads this program; set before load. */
+  set autoload(value: boolean) {
+    check(`set autoload of ${this.name}`, () => native.programSetAutoload(this.ptr, value) as number);
+  }
+
+  get fd(): number {
+    return check(`fd of program ${this.name}`, () => native.programFd(this.ptr) as number);
+  }
+
+  /** Attaches where the section name says (tp_btf/..., tracepoint/..., ...). */
+  attach(): BpfLink {
+    return this.link(this.section, () => native.attach(this.ptr));
+  }
+
+  attachTracepoint(category: string, name: string): BpfLink {
+    return this.link(`tracepoint/${category}/${name}`, () => native.attachTracepoint(this.ptr, category, name));
+  }
+
+  attachRawTracepoint(name: string): BpfLink {
+    return this.link(`raw_tp/${name}`, () => native.attachRawTracepoint(this.ptr, name));
+  }
+
+  /** tp_btf, fentry, fexit: the target was fixed at load. */
+  attachTrace(): BpfLink {
+    return this.link(this.section, () => native.attachTrace(this.ptr));
+  }
+
+  attachKprobe(func: string, retprobe = false): BpfLink {
+    return this.link(`${retprobe ? 'kretprobe' : 'kprobe'}/${func}`, () => native.attachKprobe(this.ptr, retprobe, func));
+  }
+
+  /** Attaches to a cgroup v2 directory given by an open descriptor. */
+  attachCgroup(cgroupFd: number, path: string): BpfLink {
+    return this.link(`${this.section} on ${path}`, () => native.attachCgroup(this.ptr, cgroupFd));
+  }
+
+  /** Run time, run count and recursion misses, from bpf_prog_info. */
+  info(): ProgramInfo {
+    return programInfo(this.fd);
+  }
+
+  private link(target: string, call: () => unknown): BpfLink {
+    return new BpfLink(checkPtr(`attach ${this.name} to ${target}`, call as () => Ptr | null), target);
+  }
+}

@@ -1,0 +1,47 @@
+// SPDX-License-Identifier: Apache-2.0
+// What every probe module provides. Several probes may share one BPF object
+// (connect, accept and close share the TCP state program), so modules are
+// started as groups: one start() for all the requested probes of a group.
+import type { Registry } from 'prom-client';
+import type { BpfObject, BpfProgram } from '../libbpf';
+import type { Logger } from '../log';
+import type { ScrapeFailures } from '../metrics/validate';
+import type { ResolvedFilters } from '../filters';
+
+export interface ProbeStatus {
+  up: boolean;
+  /** why not, when down */
+  reason?: string;
+}
+
+export interface ProbeContext {
+  log: Logger;
+  filters: ResolvedFilters;
+  registry: Registry;
+  failures: ScrapeFailures;
+  options: ProbeOptions;
+}
+
+export interface ProbeOptions {
+  /** how many distinct listening ports get their own accepts series */
+  acceptPortLimit: number;
+}
+
+export interface RunningGroup {
+  /** one entry per requested probe of this group */
+  readonly status: ReadonlyMap<string, ProbeStatus>;
+  /** loaded programs, for the kernel's run statistics */
+  programs(): BpfProgram[];
+  /** loaded objects holding filter maps */
+  objects(): BpfObject[];
+  /** detaches every link and closes every object; safe to call twice */
+  close(): void;
+}
+
+export interface ProbeGroup {
+  /** probe names this group provides, as given to --probes */
+  readonly probes: readonly string[];
+  /** loads, attaches and registers metrics for the requested probes. Never
+   * throws for a probe that cannot run: it reports it down in status. */
+  start(requested: readonly string[], ctx: ProbeContext): RunningGroup;
+}

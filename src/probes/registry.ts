@@ -1,0 +1,34 @@
+// SPDX-License-Identifier: Apache-2.0
+// The probes this exporter has, by the names --probes takes.
+import { CollectedCounter } from '../metrics/collected';
+import type { ProbeContext, ProbeGroup, RunningGroup } from './probe';
+import { registerAcceptMetrics } from './tcp-accept';
+import { registerCloseMetrics } from './tcp-close';
+import { registerConnectMetrics } from './tcp-connect';
+import { TCP_PROBES, TcpLifecycle } from './tcp-lifecycle';
+
+const tcpLifecycle: ProbeGroup = {
+  probes: TCP_PROBES,
+  start(requested: readonly string[], ctx: ProbeContext): RunningGroup {
+    const tcp = new TcpLifecycle(requested, ctx);
+    if (!tcp.loaded) return tcp;
+    if (requested.includes('connect')) registerConnectMetrics(tcp, ctx);
+    if (requested.includes('accept')) registerAcceptMetrics(tcp, ctx);
+    if (requested.includes('close')) registerCloseMetrics(tcp, ctx);
+    new CollectedCounter({
+      name: 'bpfnet_tcp_untracked_connections_total',
+      help: 'TCP connections left unmeasured because the in-kernel connection table was full.',
+      labelNames: [],
+      registry: ctx.registry,
+      failures: ctx.failures,
+      collect: () => [{ labels: {}, value: tcp.readUntracked() }],
+    });
+    return tcp;
+  },
+};
+
+export const PROBE_GROUPS: readonly ProbeGroup[] = [tcpLifecycle];
+
+export const PROBE_NAMES: readonly string[] = PROBE_GROUPS.flatMap((g) => g.probes);
+
+export const DEFAULT_PROBES = ['connect', 'accept', 'close'] as const;

@@ -1,0 +1,40 @@
+// SPDX-License-Identifier: Apache-2.0
+// connect: every active TCP open by outcome, and its latency from SYN sent to
+// established, from sock:inet_sock_set_state (tp_btf). Needs BTF, kernel 5.8+.
+//   bpfnet_tcp_connects_total{family="ipv4",result="refused"} 3
+import { CollectedCounter } from '../metrics/collected';
+import { Log2Histogram } from '../metrics/log2-histogram';
+import type { ProbeContext } from './probe';
+import { CONNECT_RESULTS, FAMILIES, perScrape, type TcpLifecycle } from './tcp-lifecycle';
+
+export function registerConnectMetrics(tcp: TcpLifecycle, ctx: ProbeContext): void {
+  const { registry, failures } = ctx;
+  const read = perScrape(() => tcp.readArray('tcp_connect_stats', 'connect', FAMILIES.length));
+
+  new CollectedCounter({
+    name: 'bpfnet_tcp_connects_total',
+    help: 'TCP active opens (connect) by outcome: established, refused (RST), timeout (no answer to SYNs), aborted (closed by the application or failed otherwise before established).',
+    labelNames: ['family', 'result'],
+    registry,
+    failures,
+    collect: () =>
+      read().flatMap((stats, f) =>
+        stats.array('results', CONNECT_RESULTS.length).map((value, r) => ({
+          labels: { family: FAMILIES[f]!, result: CONNECT_RESULTS[r]! },
+          value,
+        })),
+      ),
+  });
+
+  new Log2Histogram({
+    name: 'bpfnet_tcp_connect_duration_seconds',
+    help: 'Time from the first SYN sent to the connection established, for connects that succeeded.',
+    labelNames: ['family'],
+    minExp: 10, // 1.024 us
+    maxExp: 37, // 137 s
+    scale: 1e9,
+    registry,
+    failures,
+    collect: () => read().map((stats, f) => stats.hist('latency_ns', { family: FAMILIES[f]! })),
+  });
+}

@@ -1,0 +1,219 @@
+// SPDX-License-Identifier: Apache-2.0
+// The BPF object behind the connect, accept and close probes
+// (bpf/tcp-lifecycle.bpf.c): one tp_btf program on sock:inet_sock_set_state
+// and two tracepoints on accept exits (the accepting process). Needs BTF and
+// kernel 5.8+ (tp_btf, bpf_skc_to_tcp_sock). Each probe's metrics live in its
+// own module; this one loads, attaches, and reads the shared maps.
+import { BpfObject, type BpfLink, type BpfProgram, sumPerCpu, sumPerCpuArray, type Layout, type StructSpec } from '../libbpf';
+import { applyFilters } from '../filters';
+import { bpfObjectPath } from '../paths';
+import { HIST_SLOTS, type Log2Sample } from '../metrics/log2-histogram';
+import type { Labels } from '../metrics/collected';
+import type { ProbeContext, ProbeStatus, RunningGroup } from './probe';
+
+export const TCP_PROBES = ['connect', 'accept', 'close'] as const;
+export type TcpProbe = (typeof TCP_PROBES)[number];
+
+/** Label values in the order of the C enums in bpf/tcp-lifecycle.h. */
+export const FAMILIES = ['ipv4', 'ipv6'] as const;
+export const ROLES = ['client', 'server'] as const;
+export const CONNECT_RESULTS = ['established', 'refused', 'timeout', 'aborted'] as const;
+
+const HIST: StructSpec = { struct: 'hist', fields: { slots: { array: 'u64', length: HIST_SLOTS }, sum: 'u64' } };
+
+export const SPECS = {
+  connect: { struct: 'connect_stats', fields: { results: { array: 'u64', length: CONNECT_RESULTS.length }, latency_ns: HIST } },
+  accept: { struct: 'accept_stats', fields: { handshake_ns: HIST, queue_ns: HIST } },
+  acceptKey: { struct: 'accept_key', fields: { port: 'u16', family: 'u8' } },
+  close: {
+    struct: 'close_stats',
+    fields: { retransmits: 'u64', lifetime_ns: HIST, sent_bytes: HIST, received_bytes: HIST, srtt_ns: HIST },
+  },
+} satisfies Record<string, StructSpec>;
+
+/** A per-CPU map value, summed over CPUs, with readers by field name. */
+export class PerCpuValue {
+  constructor(
+    private readonly value: Buffer,
+    private readonly stride: number,
+    private readonly layout: Layout,
+  ) {}
+
+  u64(field: string): number {
+    return sumPerCpu(this.value, this.stride, this.layout.offset(field));
+  }
+
+  array(field: string, length: number): number[] {
+    return sumPerCpuArray(this.value, this.stride, this.layout.offset(field), length);
+  }
+
+  hist(field: string, labels: Labels): Log2Sample {
+    const base = this.layout.offset(field);
+    const h = this.layout.nested(field);
+    return {
+      labels,
+      slots: sumPerCpuArray(this.value, this.stride, base + h.offset('slots'), HIST_SLOTS),
+      sum: sumPerCpu(this.value, this.stride, base + h.offset('sum')),
+    };
+  }
+}
+
+/** Memoizes a read for the rest of the current scrape (one turn of the event
+ * loop), so metrics fed by one map read it once per scrape. */
+export function perScrape<T>(read: () => T): () => T {
+  let cached: { value: T } | undefined;
+  return () => {
+    if (!cached) {
+      cached = { value: read() };
+      setImmediate(() => (cached = undefined));
+    }
+    return cached.value;
+  };
+}
+
+export class TcpLifecycle implements RunningGroup {
+  readonly status = new Map<string, ProbeStatus>();
+  private readonly links: BpfLink[] = [];
+  private object: BpfObject | undefined;
+  private readonly layouts = new Map<string, Layout>();
+
+  constructor(
+    requested: readonly string[],
+    private readonly ctx: ProbeContext,
+  ) {
+    const enabled = new Set(requested);
+    try {
+      this.object = this.load(enabled);
+    } catch (err) {
+      this.close();
+      for (const p of requested) this.status.set(p, { up: false, reason: `load tcp-lifecycle: ${(err as Error).message}` });
+      ctx.log.error('cannot load the TCP probes', { probes: requested.join(','), err: detail(err) });
+      return;
+    }
+    this.attach(this.object, enabled);
+  }
+
+  private load(enabled: Set<string>): BpfObject {
+    const obj = BpfObject.open(bpfObjectPath('tcp-lifecycle'));
+    try {
+      obj.setConstants({
+        enable_connect: enabled.has('connect'),
+        enable_accept: enabled.has('accept'),
+        enable_close: enabled.has('close'),
+      });
+      obj.setMaxEntries('tcp_accepts', this.ctx.options.acceptPortLimit + FAMILIES.length);
+      const needAcceptExit = enabled.has('accept') || enabled.has('close');
+      obj.program('accept_exit').autoload = needAcceptExit;
+      obj.program('accept4_exit').autoload = needAcceptExit;
+      obj.load();
+      for (const [name, spec] of Object.entries(SPECS)) this.layouts.set(name, obj.layout(spec));
+      // accepts beyond the port limit are counted under port 0 ("other")
+      const key = obj.map('tcp_accepts').key();
+      const keyLayout = this.layouts.get('acceptKey')!;
+      FAMILIES.forEach((_, family) => {
+        key.fill(0);
+        key.writeUInt8(family, keyLayout.offset('family'));
+        obj.map('tcp_accepts').update(key, Buffer.alloc(obj.map('tcp_accepts').valueBufferSize));
+      });
+      applyFilters(obj, this.ctx.filters);
+      return obj;
+    } catch (err) {
+      obj.close();
+      throw err;
+    }
+  }
+
+  private attach(obj: BpfObject, enabled: Set<string>): void {
+    const log = this.ctx.log;
+    const tryAttach = (prog: string): string | undefined => {
+      try {
+        this.links.push(obj.program(prog).attach());
+        return undefined;
+      } catch (err) {
+        log.error('cannot attach program', { program: prog, err: detail(err) });
+        return (err as Error).message;
+      }
+    };
+    const stateErr = tryAttach('tcp_state');
+    let acceptErr: string | undefined;
+    if (enabled.has('accept') || enabled.has('close')) {
+      const accept4Err = tryAttach('accept4_exit');
+      acceptErr = tryAttach('accept_exit') ?? accept4Err;
+    }
+    for (const p of enabled) {
+      const reason = stateErr ?? (p === 'accept' ? acceptErr : undefined);
+      this.status.set(p, reason ? { up: false, reason } : { up: true });
+    }
+    if (enabled.has('close') && !stateErr && acceptErr) {
+      log.warn('close probe runs without accept attribution: closes of accepted connections are not filtered by --pid', { err: acceptErr });
+    }
+  }
+
+  programs(): BpfProgram[] {
+    return this.object ? this.object.programs().filter((p) => p.autoload) : [];
+  }
+
+  objects(): BpfObject[] {
+    return this.object ? [this.object] : [];
+  }
+
+  /** Reads every key of a per-CPU array map of the given struct. */
+  readArray(mapName: string, spec: keyof typeof SPECS, keys: number): PerCpuValue[] {
+    const obj = this.live();
+    const map = obj.map(mapName);
+    const layout = this.layouts.get(spec)!;
+    const key = Buffer.alloc(4);
+    const out: PerCpuValue[] = [];
+    for (let i = 0; i < keys; i++) {
+      key.writeUInt32LE(i);
+      const value = map.lookup(key);
+      if (!value) throw new Error(`${mapName}[${i}] is missing`);
+      out.push(new PerCpuValue(value, map.stride, layout));
+    }
+    return out;
+  }
+
+  /** Accepts by (family, port); port 0 stands for ports beyond the limit. */
+  readAccepts(): { family: number; port: number; count: number }[] {
+    const map = this.live().map('tcp_accepts');
+    const layout = this.layouts.get('acceptKey')!;
+    return map.entries().map(({ key, value }) => ({
+      family: key.readUInt8(layout.offset('family')),
+      port: key.readUInt16LE(layout.offset('port')),
+      count: sumPerCpu(value, map.stride, 0),
+    }));
+  }
+
+  /** Connections not measured because the connection table was full. */
+  readUntracked(): number {
+    const map = this.live().map('tcp_lifecycle_errors');
+    const value = map.lookup(Buffer.alloc(4));
+    return value ? sumPerCpu(value, map.stride, 0) : 0;
+  }
+
+  get loaded(): boolean {
+    return this.object !== undefined;
+  }
+
+  close(): void {
+    for (const link of this.links.splice(0)) {
+      try {
+        link.destroy();
+      } catch (err) {
+        this.ctx.log.warn('cannot destroy link', { target: link.target, err: (err as Error).message });
+      }
+    }
+    this.object?.close();
+    this.object = undefined;
+  }
+
+  private live(): BpfObject {
+    if (!this.object) throw new Error('the TCP lifecycle object is not loaded');
+    return this.object;
+  }
+}
+
+function detail(err: unknown): string {
+  const e = err as { detail?: () => string; message?: string };
+  return typeof e.detail === 'function' ? e.detail() : String(e.message ?? err);
+}

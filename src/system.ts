@@ -1,0 +1,38 @@
+// SPDX-License-Identifier: Apache-2.0
+// Facts about this machine that several parts need: mounts and capabilities.
+import fs from 'node:fs';
+
+/** Mount points of a file system type, from /proc/mounts. */
+export function mountsOfType(fsType: string): string[] {
+  let text = '';
+  try {
+    text = fs.readFileSync('/proc/mounts', 'utf8');
+  } catch {
+    return [];
+  }
+  return text
+    .split('\n')
+    .map((line) => line.split(' '))
+    .filter((f) => f[2] === fsType)
+    .map((f) => f[1]!.replace(/\\040/g, ' '));
+}
+
+/** The cgroup v2 mount: /sys/fs/cgroup on unified hosts, often
+ * /sys/fs/cgroup/unified on hybrid ones; undefined if there is none. */
+export function cgroup2Mount(): string | undefined {
+  const mounts = mountsOfType('cgroup2');
+  return mounts.includes('/sys/fs/cgroup') ? '/sys/fs/cgroup' : mounts[0];
+}
+
+export const CAPABILITIES = { CAP_NET_ADMIN: 12, CAP_SYS_ADMIN: 21, CAP_SYS_RESOURCE: 24, CAP_PERFMON: 38, CAP_BPF: 39 } as const;
+
+/** Effective capabilities of this process, from /proc/self/status. */
+export function effectiveCapabilities(): bigint {
+  const status = fs.readFileSync('/proc/self/status', 'utf8');
+  const m = /^CapEff:\s*([0-9a-f]+)$/m.exec(status);
+  return m ? BigInt('0x' + m[1]) : 0n;
+}
+
+export function hasCapability(cap: number, eff = effectiveCapabilities()): boolean {
+  return ((eff >> BigInt(cap)) & 1n) === 1n;
+}
