@@ -1,0 +1,68 @@
+// SPDX-License-Identifier: Apache-2.0
+// Network namespaces for tests: created with ip netns, loopback up, removed
+// with everything that runs inside them.
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { onCleanup } from './cleanup';
+
+let counter = 0;
+
+export interface TcpCounters {
+  ActiveOpens: number;
+  PassiveOpens: number;
+  AttemptFails: number;
+  EstabResets: number;
+  RetransSegs: number;
+  OutRsts: number;
+  [name: string]: number;
+}
+
+export class Netns {
+  readonly path: string;
+  private readonly children = new Set<ChildProcess>();
+  readonly destroy: () => Promise<void>;
+
+  constructor(readonly name: string) {
+    this.path = `/run/netns/${name}`;
+    execFileSync('ip', ['netns', 'add', name]);
+    this.destroy = onCleanup(`netns ${name}`, () => {
+      for (const c of this.children) c.kill('SIGKILL');
+      execFileSync('ip', ['netns', 'del', name]);
+    });
+    this.run('ip', 'link', 'set', 'lo', 'up');
+  }
+
+  /** Runs a command inside and returns its stdout; throws on failure. */
+  run(cmd: string, ...args: string[]): string {
+    return execFileSync('ip', ['netns', 'exec', this.name, cmd, ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+  }
+
+  /** Starts a long-running command inside; killed at cleanup. */
+  spawn(cmd: string, args: string[]): ChildProcess {
+    const child = spawn('ip', ['netns', 'exec', this.name, cmd, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
+    this.children.add(child);
+    child.on('exit', () => this.children.delete(child));
+    return child;
+  }
+
+  sysctl(key: string, value: string | number): void {
+    this.run('sysctl', '-q', '-w', `${key}=${value}`);
+  }
+
+  /** Loads an nftables ruleset (nft -f syntax) inside. */
+  nft(ruleset: string): void {
+    execFileSync('ip', ['netns', 'exec', this.name, 'nft', '-f', '-'], { input: ruleset });
+  }
+
+  /** The kernel's TCP counters in this namespace (/proc/net/snmp). */
+  tcpCounters(): TcpCounters {
+    const lines = this.run('cat', '/proc/net/snmp').split('\n').filter((l) => l.startsWith('Tcp:'));
+    const names = lines[0]!.split(/\s+/).slice(1);
+    const values = lines[1]!.split(/\s+/).slice(1).map(Number);
+    return Object.fromEntries(names.map((n, i) => [n, values[i]!])) as TcpCounters;
+  }
+}
+
+/** A new namespace with a name unique to this test run. */
+export function createNetns(label: string): Netns {
+  return new Netns(`bpfnet-t${process.pid}-${++counter}-${label}`.slice(0, 60));
+}
