@@ -26,17 +26,22 @@ function integers(flag: string, values: unknown): number[] {
   });
 }
 
+/** A single-valued flag given twice keeps its last value. */
+const lastString = (v: string | string[]): string => (Array.isArray(v) ? v[v.length - 1]! : v);
+const lastNumber = (v: number | number[]): number => (Array.isArray(v) ? v[v.length - 1]! : v);
+const lastBoolean = (v: boolean | boolean[]): boolean => (Array.isArray(v) ? v[v.length - 1]! : v);
+
 function runOptions(y: Argv) {
   return y
-    .option('listen', { type: 'string', default: '0.0.0.0:9435', describe: 'HTTP address for /metrics, /healthz, /readyz' })
-    .option('probes', { type: 'string', default: DEFAULT_PROBES.join(','), describe: `probes to run, comma-separated: ${PROBE_NAMES.join(', ')}` })
+    .option('listen', { type: 'string', default: '0.0.0.0:9435', coerce: lastString, describe: 'HTTP address for /metrics, /healthz, /readyz' })
+    .option('probes', { type: 'string', default: DEFAULT_PROBES.join(','), coerce: lastString, describe: `probes to run, comma-separated: ${PROBE_NAMES.join(', ')}` })
     .option('pid', { type: 'array', string: true, default: [], describe: 'measure only these processes (repeatable)' })
     .option('netns', { type: 'array', string: true, default: [], describe: 'measure only these network namespaces: /run/netns/NAME or /proc/PID/ns/net (repeatable)' })
     .option('cgroup', { type: 'array', string: true, default: [], describe: 'measure only sockets of these cgroup v2 directories and their descendants (repeatable)' })
     .option('port', { type: 'array', string: true, default: [], describe: 'measure only connections with this local or remote port (repeatable)' })
-    .option('accept-port-limit', { type: 'number', default: 1024, describe: 'listening ports with their own accepts series; more are counted as port="other"' })
-    .option('enable-bpf-stats', { type: 'boolean', default: false, describe: 'turn on the kernel\'s BPF run time statistics while running (bpfnet_bpf_program_run_seconds_total)' })
-    .option('log-level', { type: 'string', default: 'info', choices: LOG_LEVELS as unknown as string[], describe: 'log verbosity' });
+    .option('accept-port-limit', { type: 'number', default: 1024, coerce: lastNumber, describe: 'listening ports with their own accepts series; more are counted as port="other"' })
+    .option('enable-bpf-stats', { type: 'boolean', default: false, coerce: lastBoolean, describe: 'turn on the kernel\'s BPF run time statistics while running (bpfnet_bpf_program_run_seconds_total)' })
+    .option('log-level', { type: 'string', default: 'info', coerce: lastString, choices: LOG_LEVELS as unknown as string[], describe: 'log verbosity' });
 }
 
 type RunArgs = Awaited<ReturnType<typeof runOptions>['argv']>;
@@ -95,7 +100,8 @@ function parser(argv: string[]) {
     .help()
     .wrap(Math.min(110, process.stdout.columns || 110))
     .fail((msg, err) => {
-      throw err ?? new UsageError(`${msg.replace(/\n+/g, '; ')}; see --help`);
+      const text = msg.replace(/:\s*\n\s*/g, ': ').replace(/\s*\n\s*/g, '; ').replace(/\s+/g, ' ');
+      throw err ?? new UsageError(`${text}; see --help`);
     });
 }
 

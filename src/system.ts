@@ -2,7 +2,8 @@
 // Facts about this machine that several parts need: mounts and capabilities.
 import fs from 'node:fs';
 
-/** Mount points of a file system type, from /proc/mounts. */
+/** Mount points whose visible (topmost) file system is of this type, from
+ * /proc/mounts; a later mount on the same point hides an earlier one. */
 export function mountsOfType(fsType: string): string[] {
   let text = '';
   try {
@@ -10,11 +11,12 @@ export function mountsOfType(fsType: string): string[] {
   } catch {
     return [];
   }
-  return text
-    .split('\n')
-    .map((line) => line.split(' '))
-    .filter((f) => f[2] === fsType)
-    .map((f) => f[1]!.replace(/\\040/g, ' '));
+  const top = new Map<string, string>();
+  for (const line of text.split('\n')) {
+    const f = line.split(' ');
+    if (f.length > 2) top.set(f[1]!.replace(/\\040/g, ' '), f[2]!);
+  }
+  return [...top].filter(([, type]) => type === fsType).map(([point]) => point);
 }
 
 /** The cgroup v2 mount: /sys/fs/cgroup on unified hosts, often
@@ -23,6 +25,15 @@ export function cgroup2Mount(): string | undefined {
   const mounts = mountsOfType('cgroup2');
   return mounts.includes('/sys/fs/cgroup') ? '/sys/fs/cgroup' : mounts[0];
 }
+
+/** Where tracefs is, as libbpf looks for it; undefined if not mounted. Classic
+ * tracepoints (perf events) need it; tp_btf and raw tracepoints do not. */
+export function tracefsMount(): string | undefined {
+  const mounts = mountsOfType('tracefs');
+  return ['/sys/kernel/tracing', '/sys/kernel/debug/tracing'].find((p) => mounts.includes(p));
+}
+
+export const TRACEFS_FIX = 'mount -t tracefs nodev /sys/kernel/tracing';
 
 export const CAPABILITIES = { CAP_NET_ADMIN: 12, CAP_SYS_ADMIN: 21, CAP_SYS_RESOURCE: 24, CAP_PERFMON: 38, CAP_BPF: 39 } as const;
 

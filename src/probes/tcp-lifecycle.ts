@@ -6,6 +6,7 @@
 // own module; this one loads, attaches, and reads the shared maps.
 import { BpfObject, type BpfLink, type BpfProgram, sumPerCpu, sumPerCpuArray, type Layout, type StructSpec } from '../libbpf';
 import { applyFilters } from '../filters';
+import { TRACEFS_FIX, tracefsMount } from '../system';
 import { bpfObjectPath } from '../paths';
 import { HIST_SLOTS, type Log2Sample } from '../metrics/log2-histogram';
 import type { Labels } from '../metrics/collected';
@@ -126,6 +127,11 @@ export class TcpLifecycle implements RunningGroup {
   private attach(obj: BpfObject, enabled: Set<string>): void {
     const log = this.ctx.log;
     const tryAttach = (prog: string): string | undefined => {
+      if (obj.program(prog).section.startsWith('tracepoint/') && !tracefsMount()) {
+        const reason = `tracefs is not mounted, and ${prog} is a tracepoint: ${TRACEFS_FIX}`;
+        log.error('cannot attach program', { program: prog, err: reason });
+        return reason;
+      }
       try {
         this.links.push(obj.program(prog).attach());
         return undefined;

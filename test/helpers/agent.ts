@@ -2,6 +2,7 @@
 // Starts traffic-agent processes inside a namespace and reads what they report.
 import type { ChildProcess } from 'node:child_process';
 import path from 'node:path';
+import type { TestCgroup } from './cgroup';
 import type { Netns } from './netns';
 import type { ConnectSpec, ServeSpec } from './traffic-agent';
 
@@ -77,8 +78,8 @@ export class Server extends AgentProcess {
 }
 
 /** A server inside ns; resolves once it listens. */
-export async function startServer(ns: Netns, spec: Omit<ServeSpec, 'role'>): Promise<Server> {
-  const s = new Server(ns.spawn(process.execPath, [AGENT, JSON.stringify({ role: 'serve', ...spec })]));
+export async function startServer(ns: Netns, spec: Omit<ServeSpec, 'role'>, cgroup?: TestCgroup): Promise<Server> {
+  const s = new Server(ns.spawn(process.execPath, [AGENT, JSON.stringify({ role: 'serve', ...spec })], cgroup));
   const m = await s.waitFor('listening');
   s.pid = m.pid as number;
   s.port = m.port as number;
@@ -86,8 +87,8 @@ export async function startServer(ns: Netns, spec: Omit<ServeSpec, 'role'>): Pro
 }
 
 /** Runs a client inside ns to the end; returns its per-connection results. */
-export async function runClient(ns: Netns, spec: Omit<ConnectSpec, 'role'>): Promise<{ pid: number; results: AgentMessage[] }> {
-  const c = new AgentProcess(ns.spawn(process.execPath, [AGENT, JSON.stringify({ role: 'connect', ...spec })]));
+export async function runClient(ns: Netns, spec: Omit<ConnectSpec, 'role'>, cgroup?: TestCgroup): Promise<{ pid: number; results: AgentMessage[] }> {
+  const c = new AgentProcess(ns.spawn(process.execPath, [AGENT, JSON.stringify({ role: 'connect', ...spec })], cgroup));
   const started = await c.waitFor('started');
   await c.waitFor('done', 120_000);
   await c.exited;

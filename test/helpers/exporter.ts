@@ -55,11 +55,14 @@ export class RunningExporter {
   readonly url: Promise<string>;
   private readonly cleanup: () => Promise<void>;
 
+  /** Starts the CLI with args; wrap is a command prefix (unshare, setpriv...). */
   constructor(
     readonly args: string[],
     env: NodeJS.ProcessEnv = {},
+    wrap: string[] = [],
   ) {
-    const child: ChildProcess = spawn(process.execPath, [CLI, '--listen', '127.0.0.1:0', ...args], {
+    const argv = [...wrap, process.execPath, CLI, '--listen', '127.0.0.1:0', ...args];
+    const child: ChildProcess = spawn(argv[0]!, argv.slice(1), {
       env: { ...process.env, ...env },
       stdio: ['ignore', 'ignore', 'pipe'],
     });

@@ -2,6 +2,7 @@
 // Network namespaces for tests: created with ip netns, loopback up, removed
 // with everything that runs inside them.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import type { TestCgroup } from './cgroup';
 import { onCleanup } from './cleanup';
 
 let counter = 0;
@@ -36,9 +37,12 @@ export class Netns {
     return execFileSync('ip', ['netns', 'exec', this.name, cmd, ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
   }
 
-  /** Starts a long-running command inside; killed at cleanup. */
-  spawn(cmd: string, args: string[]): ChildProcess {
-    const child = spawn('ip', ['netns', 'exec', this.name, cmd, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
+  /** Starts a long-running command inside (and inside cgroup, if given);
+   * killed at cleanup. */
+  spawn(cmd: string, args: string[], cgroup?: TestCgroup): ChildProcess {
+    let argv: [string, string[]] = ['ip', ['netns', 'exec', this.name, cmd, ...args]];
+    if (cgroup) argv = cgroup.wrap(...argv);
+    const child = spawn(argv[0], argv[1], { stdio: ['pipe', 'pipe', 'pipe'] });
     this.children.add(child);
     child.on('exit', () => this.children.delete(child));
     return child;

@@ -1,0 +1,148 @@
+// SPDX-License-Identifier: Apache-2.0
+// The command line as users meet it: bad input gets one line and the right
+// exit status, signals stop it without leaving a program in the kernel, a
+// probe that cannot attach leaves the others running.
+import assert from 'node:assert/strict';
+import { execFileSync, spawn } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import { httpGet, RunningExporter, runCli } from '../helpers/exporter';
+import { requireRoot } from '../helpers/privileges';
+
+/** Ids of the BPF programs a process holds (through program or link
+ * descriptors), from /proc/PID/fdinfo. */
+function programsOf(pid: number): number[] {
+  const ids = new Set<number>();
+  for (const fd of fs.readdirSync(`/proc/${pid}/fd`)) {
+    let info = '';
+    try {
+      info = fs.readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8');
+    } catch {
+      continue;
+    }
+    const m = /^prog_id:\s*(\d+)$/m.exec(info);
+    if (m) ids.add(Number(m[1]));
+  }
+  return [...ids].sort((a, b) => a - b);
+}
+
+function loadedIds(): Set<number> {
+  const progs = JSON.parse(execFileSync('bpftool', ['prog', 'show', '--json'], { encoding: 'utf8' })) as { id: number }[];
+  return new Set(progs.map((p) => p.id));
+}
+
+/** A pid that is not running: one of a process that has just exited. */
+function deadPid(): number {
+  const child = spawn('true');
+  const pid = child.pid!;
+  execFileSync('sleep', ['0.2']);
+  return pid;
+}
+
+const oneLine = (stderr: string) => {
+  const lines = stderr.trim().split('\n');
+  assert.equal(lines.length, 1, `expected one line, got:\n${stderr}`);
+  assert.match(lines[0]!, /^bpfnet-exporter: /);
+  assert.doesNotMatch(stderr, /\n\s+at /, 'no stack trace');
+  return lines[0]!;
+};
+
+describe('command line', function () {
+  before(requireRoot);
+
+  describe('bad input: one line naming the problem and the fix', function () {
+    const usage: [string, string[], RegExp][] = [
+      ['an unknown probe', ['--probes', 'connect,bogus'], /unknown probe "bogus"; known probes: connect,accept,close/],
+      ['an unknown flag', ['--bogus'], /Unknown argument: bogus/],
+      ['a malformed listen address', ['--listen', 'localhost'], /--listen localhost: not an address; give HOST:PORT/],
+      ['a listen address not on this host', ['--listen', '192.0.2.1:9435'], /not an address of this host/],
+      ['a pid that does not exist', ['--pid', String(deadPid())], /no such process/],
+      ['a pid that is not a number', ['--pid', 'abc'], /--pid abc: not a number/],
+      ['a netns path that does not exist', ['--netns', '/run/netns/bpfnet-none'], /--netns \/run\/netns\/bpfnet-none: no such file/],
+      ['a namespace file of another kind', ['--netns', '/proc/self/ns/mnt'], /not a network namespace/],
+      ['a cgroup that does not exist', ['--cgroup', '/bpfnet-no-such-cgroup'], /no such cgroup/],
+      ['a directory that is not a cgroup', ['--cgroup', '/tmp'], /--cgroup \/tmp: not a cgroup v2 directory/],
+      ['a port out of range', ['--port', '70000'], /--port 70000: not a port; give 1 to 65535/],
+    ];
+    for (const [what, args, message] of usage) {
+      it(`exits 2 for ${what}`, async function () {
+        const r = await runCli(['--listen', '127.0.0.1:0', ...args]);
+        assert.match(oneLine(r.stderr), message);
+        assert.equal(r.code, 2);
+      });
+    }
+
+    it('reads flags from BPFNET_* environment variables, bad ones included', async function () {
+      const r = await runCli([], { env: { BPFNET_PROBES: 'nope', BPFNET_LISTEN: '127.0.0.1:0' } });
+      assert.match(oneLine(r.stderr), /unknown probe "nope"/);
+      assert.equal(r.code, 2);
+    });
+
+    it('exits 1 when the listen port is in use', async function () {
+      const busy = net.createServer().listen(0, '127.0.0.1');
+      await new Promise((r) => busy.once('listening', r));
+      const port = (busy.address() as net.AddressInfo).port;
+      const r = await runCli(['--listen', `127.0.0.1:${port}`]);
+      busy.close();
+      assert.match(oneLine(r.stderr), new RegExp(`--listen 127.0.0.1:${port}: address already in use; stop what listens there or choose another --listen`));
+      assert.equal(r.code, 1);
+    });
+
+    it('exits 1 when not permitted to load BPF programs', async function () {
+      const r = await runCli(['--listen', '127.0.0.1:0'], { wrap: ['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups', '--inh-caps=-all'] });
+      assert.match(oneLine(r.stderr), /not permitted to load BPF programs: run as root, or grant CAP_BPF/);
+      assert.equal(r.code, 1);
+    });
+
+    it('exits 1 when the kernel has no BTF', async function () {
+      const hideBtf = ['unshare', '-m', 'sh', '-c', 'mount -t tmpfs none /sys/kernel/btf && exec "$@"', 'sh'];
+      const r = await runCli(['--listen', '127.0.0.1:0'], { wrap: hideBtf });
+      assert.match(oneLine(r.stderr), /kernel BTF is missing \(\/sys\/kernel\/btf\/vmlinux\): run a kernel built with CONFIG_DEBUG_INFO_BTF=y/);
+      assert.equal(r.code, 1);
+    });
+  });
+
+  describe('lifecycle', function () {
+    for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+      it(`on ${signal} detaches and unloads every program and exits 0`, async function () {
+        const exporter = await new RunningExporter([]).ready();
+        const ids = programsOf(exporter.pid);
+        assert.equal(ids.length, 3, 'tcp_state, accept_exit, accept4_exit');
+        const r = await exporter.stop(signal);
+        assert.deepEqual([r.code, r.signal], [0, null]);
+        const left = loadedIds();
+        assert.deepEqual(ids.filter((id) => left.has(id)), []);
+      });
+    }
+
+    it('leaves no program behind even when killed with SIGKILL', async function () {
+      const exporter = await new RunningExporter([]).ready();
+      const ids = programsOf(exporter.pid);
+      assert.equal(ids.length, 3);
+      await exporter.stop('SIGKILL');
+      // the kernel frees programs with their last descriptor; nothing is pinned
+      const left = loadedIds();
+      assert.deepEqual(ids.filter((id) => left.has(id)), []);
+    });
+
+    it('keeps the other probes running when one cannot attach, and is not ready', async function () {
+      // without tracefs the accept() tracepoints cannot attach; tp_btf needs none
+      const hideTracefs = ['unshare', '-m', 'sh', '-c',
+        'mount -t tmpfs none /sys/kernel/tracing && { ! [ -d /sys/kernel/debug ] || mount -t tmpfs none /sys/kernel/debug; } && exec "$@"', 'sh'];
+      const exporter = new RunningExporter([], {}, hideTracefs);
+      const url = await exporter.url;
+      let ready = await httpGet(`${url}/readyz`);
+      for (let i = 0; i < 50 && !/accept/.test(ready.body); i++) ready = await httpGet(`${url}/readyz`);
+      assert.equal(ready.status, 503);
+      assert.match(ready.body, /not ready: accept \(tracefs is not mounted, and accept_exit is a tracepoint: mount -t tracefs nodev \/sys\/kernel\/tracing\)/);
+      const m = await exporter.scrape();
+      assert.deepEqual(
+        m.find('bpfnet_probe_up').map((s) => [s.labels.probe, s.value]),
+        [['connect', 1], ['accept', 0], ['close', 1]],
+      );
+      assert.match(exporter.stderr, /level=error .*msg="probe down" probe=accept reason=".*mount -t tracefs/);
+      const r = await exporter.stop();
+      assert.equal(r.code, 0);
+    });
+  });
+});
