@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
-# Compiles bpf/*.bpf.c (and test/bpf/*.bpf.c) into build/bpf/*.bpf.o with clang.
+# Compiles bpf/*.bpf.c into build/bpf/*.bpf.o (test/bpf/ into build/test-bpf/) with clang.
 # vmlinux.h comes from this machine's BTF; CO-RE relocates the objects to the
 # kernel they are loaded on.
 set -euo pipefail
@@ -15,8 +15,10 @@ fi
 arch=$(uname -m | sed -e 's/x86_64/x86/' -e 's/aarch64/arm64/')
 CLANG=${CLANG:-clang}
 for src in bpf/*.bpf.c test/bpf/*.bpf.c; do
+  case "$src" in test/*) dest=build/test-bpf ;; *) dest=$out ;; esac
+  mkdir -p "$dest"
   [ -e "$src" ] || continue
-  obj="$out/$(basename "${src%.c}").o"
+  obj="$dest/$(basename "${src%.c}").o"
   # rebuild only when the source or a header is newer than the object
   if [ -e "$obj" ] && [ -z "$(find "$src" bpf/include "$(dirname "$src")" -maxdepth 1 -newer "$obj" -name '*.[ch]' | head -1)" ]; then
     continue

@@ -29,6 +29,25 @@ koffi.opaque('ring_buffer');
 const printFn = koffi.proto('int libbpf_print_fn(int level, const char *fmt, void *ap)');
 export const sampleFn = koffi.proto('int ring_buffer_sample_fn(void *ctx, void *data, size_t size)');
 
+/** libbpf's struct bpf_test_run_opts (bpf.h), sized by its sz field. */
+export const TestRunOpts = koffi.struct('bpf_test_run_opts', {
+  sz: 'size_t',
+  data_in: 'void *',
+  data_out: 'void *',
+  data_size_in: 'uint32_t',
+  data_size_out: 'uint32_t',
+  ctx_in: 'void *',
+  ctx_out: 'void *',
+  ctx_size_in: 'uint32_t',
+  ctx_size_out: 'uint32_t',
+  retval: 'uint32_t',
+  repeat: 'int',
+  duration: 'uint32_t',
+  flags: 'uint32_t',
+  cpu: 'uint32_t',
+  batch_size: 'uint32_t',
+});
+
 const f = (proto: string) => libbpf.func(proto);
 
 export const native = {
@@ -57,7 +76,7 @@ export const native = {
   attachTrace: f('bpf_link *bpf_program__attach_trace(bpf_program *prog)'),
   attachCgroup: f('bpf_link *bpf_program__attach_cgroup(bpf_program *prog, int cgroup_fd)'),
   attachKprobe: f('bpf_link *bpf_program__attach_kprobe(bpf_program *prog, bool retprobe, const char *func)'),
-  testRun: f('int bpf_prog_test_run_opts(int prog_fd, void *opts)'),
+  testRun: f('int bpf_prog_test_run_opts(int prog_fd, _Inout_ bpf_test_run_opts *opts)'),
 
   // links
   linkDestroy: f('int bpf_link__destroy(bpf_link *link)'),
@@ -113,6 +132,7 @@ export const native = {
   // libc
   vsnprintf: libc.func('int vsnprintf(_Out_ uint8_t *buf, size_t size, const char *fmt, void *ap)'),
   close: libc.func('int close(int fd)'),
+  epollWait: libc.func('int epoll_wait(int epfd, _Out_ uint8_t *events, int maxevents, int timeout)'),
 };
 
 export const printFnPointer = koffi.pointer(printFn);
@@ -135,12 +155,10 @@ export function unregisterCallback(handle: Ptr): void {
   koffi.unregister(handle);
 }
 
-/** Calls back on the main thread whenever fd is readable; see PollHandle. */
-export function pollReadable(fd: number, onReadable: () => void): { close(): void; unref(): void } {
-  const handle = koffi.node.poll(fd, { readable: true }, (ev) => {
-    if (ev.readable) onReadable();
-  });
-  return handle;
+/** Waits up to timeoutMs on a worker thread for epfd to have an event;
+ * done(err, n) then runs on the main thread with the number of ready events. */
+export function epollWaitAsync(epfd: number, timeoutMs: number, done: (err: unknown, n: number) => void): void {
+  native.epollWait.async(epfd, Buffer.alloc(16), 1, timeoutMs, done);
 }
 
 /** The bytes at ptr, copied out of C memory. */

@@ -2,7 +2,7 @@
 // A program of a BPF object: attaching it, and the kernel's statistics about it.
 import { check, checkPtr } from './errors';
 import { BpfLink } from './link';
-import { native, type Ptr } from './native';
+import { native, TestRunOpts, type Ptr } from './native';
 import { programInfo, type ProgramInfo } from './info';
 
 export class BpfProgram {
@@ -52,6 +52,20 @@ export class BpfProgram {
   /** Attaches to a cgroup v2 directory given by an open descriptor. */
   attachCgroup(cgroupFd: number, path: string): BpfLink {
     return this.link(`${this.section} on ${path}`, () => native.attachCgroup(this.ptr, cgroupFd));
+  }
+
+  /** Runs the program once in the kernel (BPF_PROG_TEST_RUN) on ctx, which
+   * program types such as syscall read and write back in place; returns the
+   * program's return value. */
+  testRun(ctx: Buffer): number {
+    const opts = {
+      sz: TestRunOpts.size,
+      data_in: null, data_out: null, data_size_in: 0, data_size_out: 0,
+      ctx_in: ctx, ctx_out: null, ctx_size_in: ctx.length, ctx_size_out: 0,
+      retval: 0, repeat: 0, duration: 0, flags: 0, cpu: 0, batch_size: 0,
+    };
+    check(`test run of ${this.name}`, () => native.testRun(this.fd, opts) as number);
+    return opts.retval;
   }
 
   /** Run time, run count and recursion misses, from bpf_prog_info. */

@@ -1,12 +1,14 @@
 // SPDX-License-Identifier: Apache-2.0
-// Consumer of a BPF ring buffer map. The event loop watches the ring's epoll
-// descriptor and drains it when readable, so consuming never blocks; each
-// sample is copied out and handed to onSample on the main thread.
+// Consumer of a BPF ring buffer map. A worker thread waits (epoll_wait) for
+// the ring to have data; the main thread then drains everything there in one
+// ring_buffer__consume, so the event loop never blocks and the cost of the
+// thread hop is paid per batch, not per event. Samples are copied out and
+// handed to onSample on the main thread.
 import { check, checkPtr } from './errors';
 import type { BpfMap } from './map';
 import {
+  epollWaitAsync,
   native,
-  pollReadable,
   readBytes,
   registerCallback,
   sampleFnPointer,
@@ -14,10 +16,16 @@ import {
   type Ptr,
 } from './native';
 
+/** How long a wait lasts before it re-checks whether the ring was closed. */
+const WAIT_MS = 100;
+
 export class RingBuffer {
   private ptr: Ptr | null;
   private readonly callback: Ptr;
-  private poller: { close(): void; unref(): void } | null = null;
+  private waiting = false;
+  private running = false;
+  private closing = false;
+  private onClosed: (() => void) | null = null;
   /** samples handed to onSample since creation */
   samples = 0;
 
@@ -44,37 +52,57 @@ export class RingBuffer {
     return check(`consume ring buffer ${this.map.name}`, () => native.ringbufConsume(ptr) as number);
   }
 
-  /** Drains the ring whenever it becomes readable, from the event loop. The
-   * watch does not keep the process alive by itself. */
+  /** Drains the ring whenever it has data, from the event loop, until close().
+   * A pending wait keeps the process alive, as an open socket would. */
   start(onError: (err: Error) => void = () => {}): void {
-    if (this.poller) return;
-    const fd = check(`epoll fd of ring buffer ${this.map.name}`, () => native.ringbufEpollFd(this.live()) as number);
-    this.poller = pollReadable(fd, () => {
-      try {
-        this.consume();
-      } catch (err) {
-        onError(err as Error);
-      }
-    });
-    this.poller.unref();
+    if (this.running) return;
+    this.running = true;
+    const epfd = check(`epoll fd of ring buffer ${this.map.name}`, () => native.ringbufEpollFd(this.live()) as number);
+    const wait = (): void => {
+      this.waiting = true;
+      epollWaitAsync(epfd, WAIT_MS, (err, n) => {
+        this.waiting = false;
+        if (this.closing) return this.free();
+        if (err) onError(err as Error);
+        else if (n > 0) {
+          try {
+            this.consume();
+          } catch (e) {
+            onError(e as Error);
+          }
+        }
+        wait();
+      });
+    };
+    wait();
   }
 
-  /** Stops watching, drains what is left and frees the ring. Safe to call twice. */
-  close(): void {
+  /** Stops waiting, drains what is left and frees the ring. Resolves once the
+   * worker's wait has returned. Safe to call twice. */
+  close(): Promise<void> {
+    if (this.ptr === null) return Promise.resolve();
+    if (this.closing) return new Promise((r) => (this.onClosed = r));
+    this.closing = true;
+    return new Promise((resolve) => {
+      this.onClosed = resolve;
+      if (!this.waiting) this.free();
+    });
+  }
+
+  private free(): void {
     if (this.ptr === null) return;
-    this.poller?.close();
-    this.poller = null;
     try {
       native.ringbufConsume(this.ptr);
     } finally {
       native.ringbufFree(this.ptr);
       this.ptr = null;
       unregisterCallback(this.callback);
+      this.onClosed?.();
     }
   }
 
   private live(): Ptr {
-    if (this.ptr === null) throw new Error(`ring buffer ${this.map.name} was closed`);
+    if (this.ptr === null || this.closing) throw new Error(`ring buffer ${this.map.name} was closed`);
     return this.ptr;
   }
 }

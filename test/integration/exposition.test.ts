@@ -1,0 +1,80 @@
+// SPDX-License-Identifier: Apache-2.0
+// /metrics as scrapers read it: promtool finds nothing to say about it, the
+// OpenMetrics form is served when asked for and leaves the classic form
+// intact, and the other endpoints answer as documented.
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import http from 'node:http';
+import { runClient, startServer } from '../helpers/agent';
+import { httpGet, RunningExporter } from '../helpers/exporter';
+import { createNetns, type Netns } from '../helpers/netns';
+import { requireRoot } from '../helpers/privileges';
+
+const OPENMETRICS = 'application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1';
+
+describe('exposition', function () {
+  let ns: Netns;
+  let exporter: RunningExporter;
+  let url: string;
+
+  before(async function () {
+    requireRoot();
+    ns = createNetns('expo');
+    exporter = await new RunningExporter(['--netns', ns.path]).ready();
+    url = await exporter.url;
+    const server = await startServer(ns, { host: '::1', port: 0, down: 4096 });
+    await runClient(ns, { host: '::1', port: server.port, connections: Array(3).fill({ up: 1000 }) });
+    await runClient(ns, { host: '127.0.0.1', port: 1, connections: [{ up: 1 }] });
+    await server.stop();
+    await exporter.settle((m) => m.sum('bpfnet_tcp_closes_total') === 6);
+  });
+
+  after(async function () {
+    await exporter?.stop();
+    await ns?.destroy();
+  });
+
+  it('passes promtool check metrics with no findings', async function () {
+    const { body, contentType } = await exporter.metricsText();
+    assert.equal(contentType, 'text/plain; version=0.0.4; charset=utf-8');
+    const out = execFileSync('promtool', ['check', 'metrics'], { input: body, encoding: 'utf8', stdio: ['pipe', 'pipe', 'pipe'] });
+    assert.equal(out, '');
+    for (const name of ['bpfnet_tcp_connects_total', 'bpfnet_tcp_connect_duration_seconds_bucket', 'bpfnet_tcp_accepts_total',
+      'bpfnet_tcp_accept_handshake_duration_seconds_bucket', 'bpfnet_tcp_accept_queue_duration_seconds_bucket', 'bpfnet_tcp_closes_total',
+      'bpfnet_tcp_connection_duration_seconds_bucket', 'bpfnet_tcp_sent_bytes_total', 'bpfnet_tcp_received_bytes_total',
+      'bpfnet_tcp_connection_sent_bytes_bucket', 'bpfnet_tcp_connection_received_bytes_bucket', 'bpfnet_tcp_retransmits_total',
+      'bpfnet_tcp_srtt_seconds_bucket', 'bpfnet_probe_up', 'bpfnet_bpf_program_run_seconds_total', 'bpfnet_bpf_program_runs_total',
+      'bpfnet_build_info']) {
+      assert.match(body, new RegExp(`^${name}[{ ]`, 'm'), name);
+    }
+  });
+
+  it('serves OpenMetrics to a scraper that prefers it, and the classic form unchanged afterwards', async function () {
+    const om = await exporter.metricsText({ Accept: OPENMETRICS });
+    assert.equal(om.contentType, 'application/openmetrics-text; version=1.0.0; charset=utf-8');
+    assert.ok(om.body.endsWith('# EOF\n'));
+    assert.match(om.body, /^# TYPE bpfnet_tcp_connects counter$/m);
+    assert.match(om.body, /^bpfnet_tcp_connects_total\{family="ipv6",result="established"\} 3$/m);
+    assert.match(om.body, /^bpfnet_tcp_connects_total\{family="ipv4",result="refused"\} 1$/m);
+    const classic = await exporter.metricsText();
+    assert.match(classic.body, /^# TYPE bpfnet_tcp_connects_total counter$/m);
+    assert.match(classic.body, /^bpfnet_tcp_connects_total\{family="ipv6",result="established"\} 3$/m);
+    assert.equal(execFileSync('promtool', ['check', 'metrics'], { input: classic.body, encoding: 'utf8' }), '');
+  });
+
+  it('answers /healthz, /readyz, / and nothing else', async function () {
+    assert.deepEqual([(await httpGet(`${url}/healthz`)).status, (await httpGet(`${url}/healthz`)).body], [200, 'ok\n']);
+    assert.deepEqual([(await httpGet(`${url}/readyz`)).status, (await httpGet(`${url}/readyz`)).body], [200, 'ready\n']);
+    assert.match((await httpGet(`${url}/`)).body, /href="\/metrics"/);
+    assert.equal((await httpGet(`${url}/nope`)).status, 404);
+    const post = await new Promise<number>((resolve, reject) => {
+      const req = http.request(`${url}/metrics`, { method: 'POST' }, (res) => {
+        res.resume();
+        resolve(res.statusCode!);
+      });
+      req.on('error', reject);
+      req.end();
+    });
+    assert.equal(post, 405);
+  });
+});

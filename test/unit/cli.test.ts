@@ -1,0 +1,27 @@
+// SPDX-License-Identifier: Apache-2.0
+// Parsing what users type: listen addresses and list flags.
+import assert from 'node:assert/strict';
+import { exporterOptions } from '../../src/cli';
+import { UsageError } from '../../src/errors';
+import { parseListen } from '../../src/server';
+
+describe('command line parsing', function () {
+  it('reads HOST:PORT, [IPV6]:PORT and :PORT', function () {
+    assert.deepEqual(parseListen('0.0.0.0:9435'), { host: '0.0.0.0', port: 9435 });
+    assert.deepEqual(parseListen('[::1]:80'), { host: '::1', port: 80 });
+    assert.deepEqual(parseListen(':9435'), { host: '0.0.0.0', port: 9435 });
+    assert.deepEqual(parseListen('localhost:0'), { host: 'localhost', port: 0 });
+    for (const bad of ['9435', 'host:', 'a:b', '::1:80', 'host:65536', '[::1]']) {
+      assert.throws(() => parseListen(bad), (e: Error) => e instanceof UsageError && /not an address/.test(e.message), bad);
+    }
+  });
+
+  it('takes lists repeated, comma-separated, or both', function () {
+    const o = exporterOptions({
+      listen: ':1', probes: 'connect, close', pid: ['1,2', '3'], netns: ['/a'], cgroup: [], port: ['80,443'],
+      'accept-port-limit': 10, 'enable-bpf-stats': false, 'log-level': 'info', _: [], $0: '',
+    } as never);
+    assert.deepEqual(o.probes, ['connect', 'close']);
+    assert.deepEqual(o.filters, { pids: [1, 2, 3], netns: ['/a'], cgroups: [], ports: [80, 443] });
+  });
+});
