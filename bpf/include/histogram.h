@@ -8,7 +8,7 @@
 #ifndef BPFNET_HISTOGRAM_H
 #define BPFNET_HISTOGRAM_H
 
-#define HIST_SLOTS 64
+#define HIST_SLOTS 64 /* a power of two: indexes are masked with HIST_SLOTS - 1 */
 
 struct hist {
 	__u64 slots[HIST_SLOTS];
@@ -43,8 +43,10 @@ static __always_inline void hist_add(struct hist *h, __u64 v)
 {
 	__u32 slot = hist_slot(v);
 
-	if (slot >= HIST_SLOTS) /* for the verifier */
-		return;
+	/* Bound the index in a way older verifiers (5.x, 6.1) follow: the
+	 * compiler may not drop a mask it cannot see through. */
+	barrier_var(slot);
+	slot &= HIST_SLOTS - 1;
 	__sync_fetch_and_add(&h->slots[slot], 1);
 	__sync_fetch_and_add(&h->sum, v);
 }

@@ -9,9 +9,12 @@ const LIBBPF_DEBUG = 2;
 
 let logger: Logger = rootLogger.child('libbpf');
 let capturing: string[] | null = null;
-const buffer = Buffer.alloc(8192);
+// a verifier log arrives in one call and can run to megabytes
+const BUFFER_SIZE = 16 << 20;
+let buffer: Buffer | undefined;
 
 function onPrint(level: number, fmt: string, ap: Ptr): number {
+  buffer ??= Buffer.alloc(BUFFER_SIZE);
   const n = native.vsnprintf(buffer, buffer.length, fmt, ap) as number;
   const text = buffer.toString('utf8', 0, Math.max(0, Math.min(n, buffer.length - 1)));
   const lines = text.split('\n').filter((line) => line.trim() !== '');

@@ -57,6 +57,21 @@ export class Netns {
     execFileSync('ip', ['netns', 'exec', this.name, 'nft', '-f', '-'], { input: ruleset });
   }
 
+  /** Packets counted so far by the counters of an nftables table inside. */
+  nftPackets(table: string): number {
+    const out = this.run('nft', 'list', 'table', ...table.split(' '));
+    return [...out.matchAll(/counter packets (\d+)/g)].reduce((a, m) => a + Number(m[1]), 0);
+  }
+
+  /** Waits until the counters of an nftables table have seen n packets. */
+  async waitForPackets(table: string, n: number, timeoutMs = 60_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (this.nftPackets(table) < n) {
+      if (Date.now() > deadline) throw new Error(`nft table ${table} saw fewer than ${n} packets`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+
   /** The kernel's TCP counters in this namespace (/proc/net/snmp). */
   tcpCounters(): TcpCounters {
     const lines = this.run('cat', '/proc/net/snmp').split('\n').filter((l) => l.startsWith('Tcp:'));

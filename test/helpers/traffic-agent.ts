@@ -8,6 +8,7 @@
 //            in a way a test wants (reset, abort); prints one result per
 //            connection and {"event":"done"}.
 // Messages are JSON lines on stdout; stdin closing stops a server.
+import fs from 'node:fs';
 import net from 'node:net';
 
 export interface ServeSpec {
@@ -16,9 +17,9 @@ export interface ServeSpec {
   port: number;
   /** bytes the server writes back after the client's FIN */
   down: number;
-  /** after listening, block this long without calling accept(): connections
-   * made meanwhile wait in the accept queue */
-  holdMs?: number;
+  /** after listening, block without calling accept() until this file
+   * exists: connections made meanwhile wait in the accept queue */
+  holdUntilFile?: string;
   /** the listen backlog */
   backlog?: number;
 }
@@ -33,8 +34,8 @@ export interface ConnectSpec {
   host: string;
   port: number;
   /** each connection: bytes to send, how it ends, and how long to wait once
-   * connected before sending anything */
-  connections: { up: number; ending?: Ending; localPort?: number; holdMs?: number }[];
+   * connected before sending anything (or, with waitForGo, for a line on stdin) */
+  connections: { up: number; ending?: Ending; localPort?: number; holdMs?: number; waitForGo?: boolean }[];
   /** ms to wait before aborting (ending "abort") */
   abortAfterMs?: number;
   /** wait for a line on stdin before connecting (so a test can first
@@ -72,7 +73,9 @@ function serve(spec: ServeSpec): void {
   const start = () =>
     server.listen({ host: spec.host, port: spec.port, backlog: spec.backlog ?? 511 }, () => {
       emit({ event: 'listening', pid: process.pid, port: (server.address() as net.AddressInfo).port });
-      if (spec.holdMs) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, spec.holdMs);
+      while (spec.holdUntilFile && !fs.existsSync(spec.holdUntilFile)) {
+        Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 5);
+      }
     });
   start();
   process.stdin.on('end', () => server.close(() => process.exit(0)));
@@ -99,7 +102,11 @@ function connectOne(spec: ConnectSpec, c: ConnectSpec['connections'][number]): P
       }, spec.abortAfterMs ?? 200);
       return;
     }
-    sock.on('connect', () => setTimeout(() => afterConnect(), c.holdMs ?? 0));
+    sock.on('connect', () => {
+      emit({ event: 'connected', localPort: sock.localPort });
+      if (c.waitForGo) process.stdin.once('data', () => afterConnect());
+      else setTimeout(() => afterConnect(), c.holdMs ?? 0);
+    });
     const afterConnect = () => {
       if (ending === 'reset') {
         sock.write(payload(c.up), () => {
@@ -123,11 +130,9 @@ function connectOne(spec: ConnectSpec, c: ConnectSpec['connections'][number]): P
 
 async function connect(spec: ConnectSpec): Promise<void> {
   emit({ event: 'started', pid: process.pid });
-  if (spec.waitForGo) {
-    await new Promise((resolve) => process.stdin.once('data', resolve));
-    process.stdin.destroy(); // nothing more to read; let the process end
-  }
+  if (spec.waitForGo) await new Promise((resolve) => process.stdin.once('data', resolve));
   for (const c of spec.connections) emit(await connectOne(spec, c));
+  process.stdin.destroy(); // nothing more to read; let the process end
   emit({ event: 'done' });
 }
 

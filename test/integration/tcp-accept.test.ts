@@ -3,7 +3,11 @@
 // attributed to the process whose accept() returned them, with the handshake
 // and the accept-queue wait in the buckets the test's own delays put them in.
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { runClient, startClient, startServer } from '../helpers/agent';
+import { onCleanup } from '../helpers/cleanup';
 import { RunningExporter, sleep } from '../helpers/exporter';
 import { createNetns, type Netns } from '../helpers/netns';
 import { requireRoot } from '../helpers/privileges';
@@ -69,14 +73,19 @@ describe('accept probe', function () {
     await server.stop();
   });
 
-  it('puts the accept-queue wait of connections left unaccepted for 2.1 s in the (1.07 s, 2.15 s] bucket', async function () {
+  it('puts the accept-queue wait of connections left unaccepted for 1.5 s in the (1.07 s, 2.15 s] bucket', async function () {
     this.timeout(30_000);
     const exporter = await new RunningExporter(['--probes', 'accept', '--netns', ns.path]).ready();
-    // the server blocks 2.1 s right after listening; two clients, started on
-    // that news, are connected (in the kernel) well within a second
-    const server = await startServer(ns, { host: '127.0.0.1', port: 0, down: 5, holdMs: 2100 });
-    const connect = () => runClient(ns, { host: '127.0.0.1', port: server.port, connections: [{ up: 10 }] });
-    await Promise.all([connect(), connect()]);
+    // the server calls no accept() until the file exists; two clients connect
+    // meanwhile (in the kernel), and the test waits 1.5 s before creating it
+    const go = path.join(os.tmpdir(), `bpfnet-accept-${process.pid}`);
+    onCleanup(go, () => fs.rmSync(go, { force: true }));
+    const server = await startServer(ns, { host: '127.0.0.1', port: 0, down: 5, holdUntilFile: go });
+    const clients = [0, 1].map(() => startClient(ns, { host: '127.0.0.1', port: server.port, connections: [{ up: 10 }] }));
+    await Promise.all(clients.map((c) => c.waitFor('connected')));
+    await sleep(1500);
+    fs.writeFileSync(go, '');
+    await Promise.all(clients.map((c) => c.waitFor('done')));
     const b = (await exporter.scrape()).buckets('bpfnet_tcp_accept_queue_duration_seconds', { family: 'ipv4' });
     await exporter.stop();
     assert.equal(b.get('1.073741824'), 0);
@@ -89,15 +98,17 @@ describe('accept probe', function () {
     this.timeout(30_000);
     const exporter = await new RunningExporter(['--probes', 'accept', '--netns', ns.path]).ready();
     const server = await startServer(ns, { host: '127.0.0.1', port: 0, down: 5 });
-    // pure ACKs to the server vanish for 300 ms: the handshake's last ACK is
-    // lost, the server retransmits its SYN-ACK after 1 s, and that one is answered
+    // the handshake's last ACK is lost; the server retransmits its SYN-ACK
+    // after 1 s, and that one is answered. The client sends nothing before
+    // the server is established (its data would complete the handshake)
     ns.nft(`table ip lose {
-      chain input { type filter hook input priority 0; tcp dport ${server.port} tcp flags & (syn | ack | fin | rst | psh) == ack drop; }
+      chain input { type filter hook input priority 0; tcp dport ${server.port} tcp flags & (syn | ack | fin | rst | psh) == ack counter drop; }
     }`);
-    const client = startClient(ns, { host: '127.0.0.1', port: server.port, connections: [{ up: 10, holdMs: 1500 }] });
-    await client.waitFor('started');
-    await sleep(300);
+    const client = startClient(ns, { host: '127.0.0.1', port: server.port, connections: [{ up: 10, waitForGo: true }] });
+    await ns.waitForPackets('ip lose', 1);
     ns.nft('delete table ip lose');
+    await exporter.settle((m) => m.sum('bpfnet_tcp_accepts_total') === 1, 20_000);
+    client.go();
     await client.waitFor('done');
     const m = await exporter.scrape();
     await exporter.stop();

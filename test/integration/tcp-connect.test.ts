@@ -3,7 +3,7 @@
 // of the test's own, counted by outcome and compared with the kernel's counters.
 import assert from 'node:assert/strict';
 import { runClient, startClient, startServer } from '../helpers/agent';
-import { RunningExporter, sleep } from '../helpers/exporter';
+import { RunningExporter } from '../helpers/exporter';
 import { createNetns, type Netns } from '../helpers/netns';
 import { requireRoot } from '../helpers/privileges';
 
@@ -69,12 +69,11 @@ describe('connect probe', function () {
     this.timeout(30_000);
     const srv = await startServer(ns, { host: '127.0.0.1', port: 0, down: 1 });
     ns.nft(`table ip lose {
-      chain input { type filter hook input priority 0; tcp dport ${srv.port} tcp flags syn drop; }
+      chain input { type filter hook input priority 0; tcp dport ${srv.port} tcp flags syn counter drop; }
     }`);
     const before = (await exporter.scrape()).buckets('bpfnet_tcp_connect_duration_seconds', { family: 'ipv4' });
     const client = startClient(ns, { host: '127.0.0.1', port: srv.port, connections: [{ up: 1 }] });
-    await client.waitFor('started');
-    await sleep(300);
+    await ns.waitForPackets('ip lose', 1);
     ns.nft('delete table ip lose'); // the retransmitted SYN, 1 s after the first, passes
     await client.waitFor('done');
     const after = (await exporter.scrape()).buckets('bpfnet_tcp_connect_duration_seconds', { family: 'ipv4' });

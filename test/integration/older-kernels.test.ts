@@ -1,0 +1,39 @@
+// SPDX-License-Identifier: Apache-2.0
+// The counting tests again, on Debian 12's LTS kernel (6.1), booted by
+// kvm-run under emulation: CO-RE must relocate the programs to an older
+// kernel's structs, and an older verifier must accept them.
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { requireRoot } from '../helpers/privileges';
+
+const ROOT = path.resolve(__dirname, '..', '..', '..', '..');
+// the workplace's VM runner, beside the checkout
+const KVM_RUN = [process.env.KVM_RUN, path.join(ROOT, '..', 'shared', 'tools', 'kvm-run'), '/work/shared/tools/kvm-run']
+  .find((p): p is string => !!p && fs.existsSync(p));
+const FILES = ['tcp-connect', 'tcp-accept', 'tcp-close', 'histogram'].map((f) => `build/js/test/integration/${f}.test.js`);
+
+function kvmRun(kernel: string, command: string): Promise<{ code: number | null; out: string }> {
+  if (!KVM_RUN) throw new Error('kvm-run not found (../shared/tools/kvm-run); set KVM_RUN to its path');
+  return new Promise((resolve) => {
+    const child = spawn(KVM_RUN, ['--kernel-version', kernel, '--timeout', '900', '--', 'bash', '-c', command], { cwd: ROOT });
+    let out = '';
+    child.stdout.on('data', (d) => (out += d));
+    child.stderr.on('data', (d) => (out += d));
+    child.on('exit', (code) => resolve({ code, out }));
+  });
+}
+
+describe('older kernels', function () {
+  it('counts connects, accepts and closes exactly on Linux 6.1', async function () {
+    requireRoot();
+    this.timeout(1_000_000);
+    const r = await kvmRun('6.1.0-56-amd64', `cd ${ROOT} && uname -r && npx --no-install mocha ${FILES.join(' ')}`);
+    const summary = /^(\d+) passed, (\d+) failed$/m.exec(r.out);
+    assert.ok(summary, `no test summary from the VM:\n${r.out.slice(-3000)}`);
+    assert.match(r.out, /^6\.1\./m);
+    assert.equal(summary[2], '0', r.out.slice(-6000));
+    assert.equal(r.code, 0);
+  });
+});
