@@ -40,6 +40,14 @@ export class BpfError extends Error {
   detail(): string {
     return this.log.length ? `${this.message}\n${this.log.join('\n')}` : this.message;
   }
+
+  /** The message and the few log lines that say why: for a refused program,
+   * the verifier's last words before it gave up. */
+  summary(): string {
+    const end = this.log.findIndex((l) => l.includes('-- END PROG LOAD LOG --'));
+    const why = end > 0 ? this.log.slice(0, end).filter((l) => !/^processed \d+ insns/.test(l)).slice(-2) : this.log.slice(-2);
+    return why.length ? `${this.message}: ${why.map((l) => l.trim()).join(' / ')}` : this.message;
+  }
 }
 
 /** The kernel lacks something a probe needs. */

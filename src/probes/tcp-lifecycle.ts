@@ -4,7 +4,7 @@
 // and two tracepoints on accept exits (the accepting process). Needs BTF and
 // kernel 5.8+ (tp_btf, bpf_skc_to_tcp_sock). Each probe's metrics live in its
 // own module; this one loads, attaches, and reads the shared maps.
-import { BpfObject, type BpfLink, type BpfProgram, sumPerCpu, sumPerCpuArray, type Layout, type StructSpec } from '../libbpf';
+import { BpfError, BpfObject, type BpfLink, type BpfProgram, sumPerCpu, sumPerCpuArray, type Layout, type StructSpec } from '../libbpf';
 import { applyFilters } from '../filters';
 import { TRACEFS_FIX, tracefsMount } from '../system';
 import { bpfObjectPath } from '../paths';
@@ -87,8 +87,9 @@ export class TcpLifecycle implements RunningGroup {
       this.object = this.load(enabled);
     } catch (err) {
       this.close();
-      for (const p of requested) this.status.set(p, { up: false, reason: `load tcp-lifecycle: ${(err as Error).message}` });
-      ctx.log.error('cannot load the TCP probes', { probes: requested.join(','), err: detail(err) });
+      for (const p of requested) this.status.set(p, { up: false, reason: `load tcp-lifecycle: ${summary(err)}` });
+      ctx.log.error('cannot load the TCP probes', { probes: requested.join(','), err: summary(err) });
+      ctx.log.debug('why the TCP probes cannot load', { err: detail(err) });
       return;
     }
     this.attach(this.object, enabled);
@@ -136,8 +137,8 @@ export class TcpLifecycle implements RunningGroup {
         this.links.push(obj.program(prog).attach());
         return undefined;
       } catch (err) {
-        log.error('cannot attach program', { program: prog, err: detail(err) });
-        return (err as Error).message;
+        log.error('cannot attach program', { program: prog, err: summary(err) });
+        return summary(err);
       }
     };
     const stateErr = tryAttach('tcp_state');
@@ -220,6 +221,9 @@ export class TcpLifecycle implements RunningGroup {
 }
 
 function detail(err: unknown): string {
-  const e = err as { detail?: () => string; message?: string };
-  return typeof e.detail === 'function' ? e.detail() : String(e.message ?? err);
+  return err instanceof BpfError ? err.detail() : String((err as Error).message ?? err);
+}
+
+function summary(err: unknown): string {
+  return err instanceof BpfError ? err.summary() : String((err as Error).message ?? err);
 }
