@@ -26,27 +26,22 @@ export function registerAcceptMetrics(tcp: TcpLifecycle, ctx: ProbeContext): voi
         .map((a) => ({ labels: { family: FAMILIES[a.family] ?? 'unknown', port: a.port === 0 ? 'other' : String(a.port) }, value: a.count })),
   });
 
-  new Log2Histogram({
-    name: 'bpfnet_tcp_accept_handshake_duration_seconds',
-    help: 'Time from the SYN-ACK sent to the handshake-completing ACK received (the kernel\'s own SYN-ACK RTT sample; from the first SYN-ACK when it was retransmitted).',
-    labelNames: ['family'],
-    minExp: 10,
-    maxExp: 37,
-    scale: 1e9,
-    registry,
-    failures,
-    collect: () => read().map((stats, f) => stats.hist('handshake_ns', { family: FAMILIES[f]! })),
-  });
-
-  new Log2Histogram({
-    name: 'bpfnet_tcp_accept_queue_duration_seconds',
-    help: 'Time an established connection waited in the accept queue until accept() returned it.',
-    labelNames: ['family'],
-    minExp: 10,
-    maxExp: 37,
-    scale: 1e9,
-    registry,
-    failures,
-    collect: () => read().map((stats, f) => stats.hist('queue_ns', { family: FAMILIES[f]! })),
-  });
+  const byFamily = (name: string, help: string, field: string) =>
+    new Log2Histogram({
+      name,
+      help,
+      labelNames: ['family'],
+      minExp: 10, // 1.024 us
+      maxExp: 37, // 137 s
+      scale: 1e9,
+      registry,
+      failures,
+      collect: () => read().map((stats, f) => stats.hist(field, { family: FAMILIES[f]! })),
+    });
+  byFamily(
+    'bpfnet_tcp_accept_handshake_duration_seconds',
+    "Time from the SYN-ACK sent to the handshake-completing ACK received (the kernel's own SYN-ACK RTT sample; from the first SYN-ACK when it was retransmitted).",
+    'handshake_ns',
+  );
+  byFamily('bpfnet_tcp_accept_queue_duration_seconds', 'Time an established connection waited in the accept queue until accept() returned it.', 'queue_ns');
 }
