@@ -88,6 +88,8 @@ static __always_inline __u8 family_of(const struct sock *sk)
 
 	if (sk->__sk_common.skc_family == AF_INET)
 		return FAMILY_IPV4;
+	if (!bpf_core_field_exists(sk->__sk_common.skc_v6_daddr)) /* no CONFIG_IPV6 */
+		return FAMILY_IPV6;
 	mapped[0] = sk->__sk_common.skc_v6_daddr.in6_u.u6_addr32[0];
 	mapped[1] = sk->__sk_common.skc_v6_daddr.in6_u.u6_addr32[1];
 	mapped[2] = sk->__sk_common.skc_v6_daddr.in6_u.u6_addr32[2];

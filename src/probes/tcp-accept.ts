@@ -2,7 +2,7 @@
 // accept: every passive TCP open that reached established, by listening port;
 // handshake time and accept-queue wait; attributed to the process whose
 // accept() returned it (syscalls:sys_exit_accept{,4}), which is what --pid
-// compares. Needs BTF, kernel 5.8+, tracefs.
+// compares. Needs BTF, kernel 5.9+, tracefs.
 //   bpfnet_tcp_accepts_total{family="ipv6",port="443"} 1200
 import { CollectedCounter } from '../metrics/collected';
 import { Log2Histogram } from '../metrics/log2-histogram';

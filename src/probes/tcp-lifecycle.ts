@@ -2,7 +2,7 @@
 // The BPF object behind the connect, accept and close probes
 // (bpf/tcp-lifecycle.bpf.c): one tp_btf program on sock:inet_sock_set_state
 // and two tracepoints on accept exits (the accepting process). Needs BTF and
-// kernel 5.8+ (tp_btf, bpf_skc_to_tcp_sock). Each probe's metrics live in its
+// kernel 5.9+ (tp_btf, bpf_skc_to_tcp_sock). Each probe's metrics live in its
 // own module; this one loads, attaches, and reads the shared maps.
 import { BpfError, BpfObject, type BpfLink, type BpfProgram, sumPerCpu, sumPerCpuArray, type Layout, type StructSpec } from '../libbpf';
 import { applyFilters } from '../filters';
