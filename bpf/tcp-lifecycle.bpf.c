@@ -200,6 +200,8 @@ static __always_inline void on_passive_established(const struct sock *sk, __u64 
 	track(key, &c);
 }
 
+/* accepted: called from the accepting process, whose command is taken;
+ * otherwise the connection closed before any process accepted it. */
 static __always_inline void record_accept(const struct conn *c, __u64 queue_ns,
 					  bool accepted)
 {
@@ -208,13 +210,17 @@ static __always_inline void record_accept(const struct conn *c, __u64 queue_ns,
 	__u32 family = c->family;
 	__u64 zero = 0, *n;
 
+	if (accepted)
+		bpf_get_current_comm(akey.comm, sizeof(akey.comm));
 	n = bpf_map_lookup_elem(&tcp_accepts, &akey);
 	if (!n) {
 		bpf_map_update_elem(&tcp_accepts, &akey, &zero, BPF_NOEXIST);
 		n = bpf_map_lookup_elem(&tcp_accepts, &akey);
 	}
 	if (!n) {
-		akey.port = 0; /* table full: created by userspace, never missing */
+		/* table full: port 0, no command; created by userspace, never missing */
+		__builtin_memset(&akey, 0, sizeof(akey));
+		akey.family = c->family;
 		n = bpf_map_lookup_elem(&tcp_accepts, &akey);
 	}
 	if (n)

@@ -28,11 +28,14 @@ struct accept_stats {
 	struct hist queue_ns;		/* established to returned by accept() */
 };
 
-/* tcp_accepts[{port, family}]; port 0 holds ports beyond the map's size */
+/* tcp_accepts[{port, family, comm}]: by listening port and the command of
+ * the accepting process (empty if none accepted it before it closed); port 0
+ * holds what does not fit in the map */
 struct accept_key {
 	__u16 port;
 	__u8 family;
 	__u8 pad;
+	char comm[16];
 };
 
 /* tcp_close_stats[family * ROLE_COUNT + role] */

@@ -39,7 +39,7 @@ function runOptions(y: Argv) {
     .option('netns', { type: 'array', string: true, default: [], describe: 'measure only these network namespaces: /run/netns/NAME or /proc/PID/ns/net (repeatable)' })
     .option('cgroup', { type: 'array', string: true, default: [], describe: 'measure only sockets of these cgroup v2 directories and their descendants (repeatable)' })
     .option('port', { type: 'array', string: true, default: [], describe: 'measure only connections with this local or remote port (repeatable)' })
-    .option('accept-port-limit', { type: 'number', default: 1024, coerce: lastNumber, describe: 'listening ports with their own accepts series; more are counted as port="other"' })
+    .option('accept-port-limit', { type: 'number', default: 1024, coerce: lastNumber, describe: 'label sets (port, command) of bpfnet_tcp_accepts_total; accepts beyond them count as port="other"' })
     .option('enable-bpf-stats', { type: 'boolean', default: false, coerce: lastBoolean, describe: 'turn on the kernel\'s BPF run time statistics while running (bpfnet_bpf_program_run_seconds_total)' })
     .option('log-level', { type: 'string', default: 'info', coerce: lastString, choices: LOG_LEVELS as unknown as string[], describe: 'log verbosity' });
 }

@@ -1,9 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
-// accept: every passive TCP open that reached established, by listening port;
-// handshake time and accept-queue wait; attributed to the process whose
-// accept() returned it (syscalls:sys_exit_accept{,4}), which is what --pid
-// compares. Needs BTF, kernel 5.9+, tracefs.
-//   bpfnet_tcp_accepts_total{family="ipv6",port="443"} 1200
+// accept: every passive TCP open that reached established, by listening port
+// and the command of the process whose accept() returned it
+// (syscalls:sys_exit_accept{,4}; that process is also what --pid compares);
+// handshake time and accept-queue wait. Needs BTF, kernel 5.9+, tracefs.
+//   bpfnet_tcp_accepts_total{comm="nginx",family="ipv6",port="443"} 1200
 import { CollectedCounter } from '../metrics/collected';
 import { Log2Histogram } from '../metrics/log2-histogram';
 import type { ProbeContext } from './probe';
@@ -15,15 +15,18 @@ export function registerAcceptMetrics(tcp: TcpLifecycle, ctx: ProbeContext): voi
 
   new CollectedCounter({
     name: 'bpfnet_tcp_accepts_total',
-    help: `TCP passive opens that reached established, by local (listening) port; counted when accept() returns them, or at close if never accepted. port="other" holds ports beyond the first ${ctx.options.acceptPortLimit}.`,
-    labelNames: ['family', 'port'],
+    help: `TCP passive opens that reached established, by local (listening) port and the command of the process that accepted them; counted when accept() returns them, or at close with comm="" if never accepted. port="other" holds what goes beyond ${ctx.options.acceptPortLimit} label sets.`,
+    labelNames: ['family', 'port', 'comm'],
     registry,
     failures,
     collect: () =>
       tcp
         .readAccepts()
         .filter((a) => a.port !== 0 || a.count > 0)
-        .map((a) => ({ labels: { family: FAMILIES[a.family] ?? 'unknown', port: a.port === 0 ? 'other' : String(a.port) }, value: a.count })),
+        .map((a) => ({
+          labels: { family: FAMILIES[a.family] ?? 'unknown', port: a.port === 0 ? 'other' : String(a.port), comm: a.comm },
+          value: a.count,
+        })),
   });
 
   const byFamily = (name: string, help: string, field: string) =>

@@ -25,7 +25,7 @@ const HIST: StructSpec = { struct: 'hist', fields: { slots: { array: 'u64', leng
 export const SPECS = {
   connect: { struct: 'connect_stats', fields: { results: { array: 'u64', length: CONNECT_RESULTS.length }, latency_ns: HIST } },
   accept: { struct: 'accept_stats', fields: { handshake_ns: HIST, queue_ns: HIST } },
-  acceptKey: { struct: 'accept_key', fields: { port: 'u16', family: 'u8' } },
+  acceptKey: { struct: 'accept_key', fields: { port: 'u16', family: 'u8', comm: { array: 'u8', length: 16 } } },
   close: {
     struct: 'close_stats',
     fields: { retransmits: 'u64', lifetime_ns: HIST, sent_bytes: HIST, received_bytes: HIST, srtt_ns: HIST },
@@ -180,15 +180,20 @@ export class TcpLifecycle implements RunningGroup {
     return out;
   }
 
-  /** Accepts by (family, port); port 0 stands for ports beyond the limit. */
-  readAccepts(): { family: number; port: number; count: number }[] {
+  /** Accepts by (family, port, command); port 0 stands for what did not fit. */
+  readAccepts(): { family: number; port: number; comm: string; count: number }[] {
     const map = this.live().map('tcp_accepts');
     const layout = this.layouts.get('acceptKey')!;
-    return map.entries().map(({ key, value }) => ({
-      family: key.readUInt8(layout.offset('family')),
-      port: key.readUInt16LE(layout.offset('port')),
-      count: sumPerCpu(value, map.stride, 0),
-    }));
+    const commAt = layout.offset('comm');
+    return map.entries().map(({ key, value }) => {
+      const end = key.indexOf(0, commAt);
+      return {
+        family: key.readUInt8(layout.offset('family')),
+        port: key.readUInt16LE(layout.offset('port')),
+        comm: key.toString('utf8', commAt, end < 0 || end > commAt + 16 ? commAt + 16 : end),
+        count: sumPerCpu(value, map.stride, 0),
+      };
+    });
   }
 
   /** Connections not measured because the connection table was full. */

@@ -137,6 +137,8 @@ async function connect(spec: ConnectSpec): Promise<void> {
 }
 
 const spec = JSON.parse(process.argv[2] ?? '{}') as ServeSpec | ConnectSpec;
+// the command the kernel reports for this process (/proc/PID/comm)
+process.title = spec.role === 'serve' ? 'test-server' : 'test-client';
 if (spec.role === 'serve') serve(spec);
 else if (spec.role === 'connect') void connect(spec);
 else {

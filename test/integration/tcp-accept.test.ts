@@ -35,8 +35,8 @@ describe('accept probe', function () {
     const m = await exporter.scrape();
     await exporter.stop();
     assert.deepEqual(
-      m.find('bpfnet_tcp_accepts_total').map((s) => [s.labels.family, s.labels.port, s.value]).sort(),
-      [['ipv4', String(dual.port), 2], ['ipv4', String(v4.port), 4], ['ipv6', String(dual.port), 3]].sort(),
+      m.find('bpfnet_tcp_accepts_total').map((s) => [s.labels.family, s.labels.port, s.labels.comm, s.value]).sort(),
+      [['ipv4', String(dual.port), 'test-server', 2], ['ipv4', String(v4.port), 'test-server', 4], ['ipv6', String(dual.port), 'test-server', 3]].sort(),
     );
     assert.equal(ns.tcpCounters().PassiveOpens - before, 9);
     assert.equal(m.value('bpfnet_tcp_accept_queue_duration_seconds_count', { family: 'ipv4' }), 6);
@@ -53,7 +53,10 @@ describe('accept probe', function () {
     const client = await runClient(ns, { host: '127.0.0.1', port: server.port, connections: Array(3).fill({ up: 10 }) });
     assert.notEqual(client.pid, server.pid);
     const m = await exporter.scrape();
-    assert.equal(m.value('bpfnet_tcp_accepts_total', { family: 'ipv4', port: String(server.port) }), 3);
+    assert.deepEqual(
+      m.find('bpfnet_tcp_accepts_total').map((s) => [s.labels.port, s.labels.comm, s.value]),
+      [[String(server.port), 'test-server', 3]],
+    );
     assert.equal(m.sum('bpfnet_tcp_connects_total'), 0, 'the client is not the filtered process');
     await exporter.stop();
     await server.stop();
@@ -91,6 +94,23 @@ describe('accept probe', function () {
     assert.equal(b.get('1.073741824'), 0);
     assert.equal(b.get('2.147483648'), 2);
     assert.equal(b.get('+Inf'), 2);
+    await server.stop();
+  });
+
+  it('counts once, with no command, a connection reset while it waited in the accept queue', async function () {
+    const exporter = await new RunningExporter(['--probes', 'accept', '--netns', ns.path]).ready();
+    const go = path.join(os.tmpdir(), `bpfnet-reset-${process.pid}`);
+    onCleanup(go, () => fs.rmSync(go, { force: true }));
+    const server = await startServer(ns, { host: '127.0.0.1', port: 0, down: 5, holdUntilFile: go });
+    const before = ns.tcpCounters().PassiveOpens;
+    await runClient(ns, { host: '127.0.0.1', port: server.port, connections: [{ up: 10, ending: 'reset' }] });
+    fs.writeFileSync(go, '');
+    const m = await exporter.settle((x) => x.sum('bpfnet_tcp_accepts_total') > 0);
+    await exporter.stop();
+    assert.deepEqual(m.find('bpfnet_tcp_accepts_total').map((s) => [s.labels.port, s.labels.comm, s.value]), [[String(server.port), '', 1]]);
+    assert.equal(m.value('bpfnet_tcp_accept_queue_duration_seconds_count', { family: 'ipv4' }), 0);
+    assert.equal(m.value('bpfnet_tcp_accept_handshake_duration_seconds_count', { family: 'ipv4' }), 1);
+    assert.equal(ns.tcpCounters().PassiveOpens - before, 1);
     await server.stop();
   });
 
