@@ -1,6 +1,264 @@
 // SPDX-License-Identifier: Apache-2.0
-// placeholder, replaced by the feature table
+// `bpfnet-exporter check`: a table of what this kernel supports, found by
+// loading (and, where harmless, attaching then detaching) tiny programs from
+// bpf/features.bpf.c and the real probes, never by reading version numbers:
+// distributions backport features and compile others out. Every check that
+// fails becomes a "no" row with the errno, libbpf's reason and the fix.
+import fs from 'node:fs';
+import os from 'node:os';
+import { Registry } from 'prom-client';
+import { checkBtf, checkPrivileges, VMLINUX_BTF } from './exporter';
+import { NO_FILTERS } from './filters';
+import { BpfError, BpfObject } from './libbpf';
+import { Logger } from './log';
+import { ScrapeFailures } from './metrics/validate';
+import { bpfObjectPath } from './paths';
+import type { ProbeStatus } from './probes/probe';
+import { DEFAULT_OPTIONS, PROBE_GROUPS } from './probes/registry';
+import { CAPABILITIES, cgroup2Mount, effectiveCapabilities, hasCapability, mountsOfType, TRACEFS_FIX, tracefsMount } from './system';
+
+interface Row {
+  item: string;
+  ok: boolean;
+  detail: string;
+}
+
+/** One program of bpf/features.bpf.c per attach type. sockops and sk_msg are
+ * only loaded: attached to a cgroup they would sit in this machine's own
+ * connections, and loading already proves the kernel has the program type. */
+const ATTACH_TYPES: readonly { item: string; program: string; attach: boolean }[] = [
+  { item: 'tp_btf', program: 'feat_tp_btf', attach: true },
+  { item: 'tracepoint', program: 'feat_tracepoint', attach: true },
+  { item: 'raw_tp', program: 'feat_raw_tp', attach: true },
+  { item: 'kprobe', program: 'feat_kprobe', attach: true },
+  { item: 'kretprobe', program: 'feat_kretprobe', attach: true },
+  { item: 'fentry', program: 'feat_fentry', attach: true },
+  { item: 'fexit', program: 'feat_fexit', attach: true },
+  { item: 'sockops', program: 'feat_sockops', attach: false },
+  { item: 'sk_msg', program: 'feat_sk_msg', attach: false },
+];
+
+/** Maps of bpf/features.bpf.c, in the order libbpf creates them. */
+const MAPS: readonly { item: string; map: string }[] = [
+  { item: 'sockhash map', map: 'feat_sockhash' },
+  { item: 'ring buffer map', map: 'feat_ringbuf' },
+];
+
+const MIN_KERNEL = [5, 9] as const;
+const PRIVILEGE_FIX = 'run as root, or grant CAP_BPF and CAP_PERFMON';
+const LATER_CAPS = 'CAP_NET_ADMIN and CAP_SYS_ADMIN (later redirect and cgroup features)';
+
+/** Prints the table; exit status 0 when at least one probe can run. */
 export async function runCheck(out: NodeJS.WritableStream): Promise<number> {
-  out.write('check: not yet\n');
-  return 1;
+  const env: [string, () => Row][] = [
+    ['privileges', privileges], ['kernel', kernel], ['BTF', btf], ['tracefs', tracefs], ['bpffs', bpffs], ['cgroup v2', cgroup2],
+  ];
+  const rows = [...env.map(([item, check]) => guard(item, check)), ...attachTypes(), ...maps()];
+  const probes = probeRows();
+  out.write(table([...rows, ...probes]));
+  return probes.some((r) => r.ok) ? 0 : 1;
+}
+
+/** A check that throws is a "no" row, never a stack trace. */
+function guard(item: string, check: () => Row): Row {
+  try {
+    return check();
+  } catch (err) {
+    return { item, ok: false, detail: `cannot tell: ${why(err)}` };
+  }
+}
+
+function privileges(): Row {
+  const eff = effectiveCapabilities();
+  const has = (['CAP_BPF', 'CAP_PERFMON', 'CAP_NET_ADMIN', 'CAP_SYS_ADMIN'] as const).filter((c) => hasCapability(CAPABILITIES[c], eff));
+  let ok = true;
+  try {
+    checkPrivileges(); // the exporter's own rule, so check and run agree
+  } catch {
+    ok = false;
+  }
+  const lacking = (['CAP_NET_ADMIN', 'CAP_SYS_ADMIN'] as const).filter((c) => !has.includes(c));
+  const who = `${process.getuid?.() === 0 ? 'root' : `uid ${process.getuid?.()}`} with ${has.length ? has.join(', ') : 'no BPF capabilities'}`;
+  if (!ok) return { item: 'privileges', ok, detail: `${who}: ${PRIVILEGE_FIX}, plus ${LATER_CAPS}` };
+  return { item: 'privileges', ok, detail: lacking.length ? `${who}; lacks ${lacking.join(', ')}, which later redirect and cgroup features need` : who };
+}
+
+function kernel(): Row {
+  const release = os.release();
+  const [major = 0, minor = 0] = release.split(/[.-]/).map(Number);
+  const ok = major > MIN_KERNEL[0] || (major === MIN_KERNEL[0] && minor >= MIN_KERNEL[1]);
+  const need = `the probes need ${MIN_KERNEL.join('.')}+ (tp_btf, bpf_skc_to_tcp_sock)`;
+  return { item: 'kernel', ok, detail: ok ? `${release}` : `${release}: ${need}; the rows below say what loads` };
+}
+
+function btf(): Row {
+  try {
+    checkBtf();
+  } catch (err) {
+    return { item: 'BTF', ok: false, detail: (err as Error).message };
+  }
+  return { item: 'BTF', ok: true, detail: VMLINUX_BTF };
+}
+
+function tracefs(): Row {
+  const at = tracefsMount();
+  if (at) return { item: 'tracefs', ok: true, detail: at };
+  return { item: 'tracefs', ok: false, detail: `not mounted at /sys/kernel/tracing or /sys/kernel/debug/tracing (classic tracepoints need it): ${TRACEFS_FIX}` };
+}
+
+function bpffs(): Row {
+  if (mountsOfType('bpf').includes('/sys/fs/bpf')) return { item: 'bpffs', ok: true, detail: '/sys/fs/bpf' };
+  return { item: 'bpffs', ok: false, detail: 'not mounted at /sys/fs/bpf (pinning needs it): mount -t bpf bpf /sys/fs/bpf' };
+}
+
+function cgroup2(): Row {
+  const at = cgroup2Mount();
+  if (at) return { item: 'cgroup v2', ok: true, detail: at };
+  return { item: 'cgroup v2', ok: false, detail: 'no cgroup2 mount in /proc/mounts (--cgroup, sockops and sk_msg need one): mount -t cgroup2 none /sys/fs/cgroup' };
+}
+
+/** Opens bpf/features.bpf.o with only `program` to load (none: maps only),
+ * loads it, runs use on it and closes it, whatever happens. */
+function withFeatures<T>(program: string | undefined, use: (obj: BpfObject) => T): T {
+  const obj = BpfObject.open(bpfObjectPath('features'));
+  try {
+    for (const p of obj.programs()) p.autoload = p.name === program;
+    obj.load();
+    return use(obj);
+  } finally {
+    obj.close();
+  }
+}
+
+function attachTypes(): Row[] {
+  return ATTACH_TYPES.map(({ item, program, attach }) => {
+    let loaded = false;
+    try {
+      return withFeatures(program, (obj) => {
+        loaded = true;
+        const prog = obj.program(program);
+        if (!attach) return { item, ok: true, detail: 'loads (not attached: it would see this machine\'s own connections)' };
+        if (prog.section.startsWith('tracepoint/') && !tracefsMount()) {
+          return { item, ok: false, detail: `loads, but cannot attach: tracefs is not mounted: ${TRACEFS_FIX}` };
+        }
+        const target = prog.section.slice(prog.section.indexOf('/') + 1);
+        prog.attach().destroy();
+        return { item, ok: true, detail: `loads, attaches to ${target}` };
+      });
+    } catch (err) {
+      const phase = loaded ? 'loads, but cannot attach' : 'cannot load';
+      return { item, ok: false, detail: withHint(`${phase}: ${why(err)}`, item) };
+    }
+  });
+}
+
+/** Loading the object with no program creates its maps, in declaration
+ * order; the first refusal stops libbpf, so later maps are not tried. */
+function maps(): Row[] {
+  try {
+    withFeatures(undefined, () => undefined);
+    return MAPS.map(({ item }) => ({ item, ok: true, detail: 'created' }));
+  } catch (err) {
+    const failed = MAPS.findIndex(({ map }) => err instanceof BpfError && err.log.some((l) => l.includes(`'${map}'`)));
+    return MAPS.map(({ item }, i) => {
+      if (failed >= 0 && i < failed) return { item, ok: true, detail: 'created' };
+      if (failed >= 0 && i > failed) return { item, ok: false, detail: `not tried: the ${MAPS[failed]!.item} failed first` };
+      return { item, ok: false, detail: withHint(`cannot create: ${why(err)}`, item) };
+    });
+  }
+}
+
+/** Starts each probe group as the exporter does (load, attach) on a
+ * throwaway registry, reads what it says about each probe, and closes it. */
+function probeRows(): Row[] {
+  const log = new Logger('error', 'check', () => {});
+  const registry = new Registry();
+  const ctx = { log, filters: NO_FILTERS, registry, failures: new ScrapeFailures(registry, log), options: DEFAULT_OPTIONS };
+  return PROBE_GROUPS.flatMap((group) => {
+    let status: ReadonlyMap<string, ProbeStatus>;
+    try {
+      const running = group.start(group.probes, ctx);
+      status = new Map(running.status);
+      running.close();
+    } catch (err) {
+      status = new Map(group.probes.map((p) => [p, { up: false, reason: why(err) }]));
+    }
+    return group.probes.map((probe) => {
+      const s = status.get(probe) ?? { up: false, reason: 'not started' };
+      const item = `probe ${probe}`;
+      if (!s.up) return { item, ok: false, detail: withHint(tidyReason(s.reason ?? 'down'), item) };
+      const degraded = probe === 'close' && status.get('accept')?.up === false;
+      return { item, ok: true, detail: degraded ? 'loads and attaches, but without accept attribution: --pid cannot filter closes of accepted connections' : 'loads and attaches' };
+    });
+  });
+}
+
+/** "EPERM (Operation not permitted): BPF program load failed": the errno and
+ * the first line of libbpf's log that says why (for a verifier refusal, its
+ * last words), without the object's path. */
+function why(err: unknown): string {
+  if (!(err instanceof BpfError)) return String((err as Error)?.message ?? err);
+  // the message is "OP: ERRNO (text)"; OP names the object's full path
+  const errText = err.message.slice(err.op.length + 2);
+  const line = usefulLine(err.log);
+  return line ? `${errText}: ${tidyLine(line)}` : errText;
+}
+
+function tidyLine(line: string): string {
+  return line.replace(/^libbpf: /, '').replace(/^prog '[^']*': /, '').replace(/: [A-Z][a-z ]+$/, '');
+}
+
+const NOISE = [
+  /-- (BEGIN|END) PROG LOAD LOG --/,
+  /failed to load object/,
+  /failed to load: -?\d+/,
+  /try raising 'ulimit -l'/,
+  /Failed to bump RLIMIT_MEMLOCK/,
+  /Couldn't load trivial BPF program/,
+  /^processed \d+ insns|^verification time|^stack depth/,
+];
+
+const noise = (line: string) => NOISE.some((re) => re.test(line.trim()));
+
+function usefulLine(log: readonly string[]): string | undefined {
+  const begin = log.findIndex((l) => l.includes('-- BEGIN PROG LOAD LOG --'));
+  const end = log.findIndex((l) => l.includes('-- END PROG LOAD LOG --'));
+  if (begin >= 0 && end > begin) {
+    const verifier = log.slice(begin + 1, end).filter((l) => !noise(l));
+    if (verifier.length) return verifier[verifier.length - 1]!.trim();
+  }
+  return log.find((l) => !noise(l))?.trim();
+}
+
+/** The fix, where a missing privilege, BTF or kprobe support explains a failure. */
+function withHint(detail: string, item: string): string {
+  const hints: string[] = [];
+  if (/\bEPERM\b|EACCES/.test(detail) && !privileges().ok) hints.push(PRIVILEGE_FIX);
+  if (!fs.existsSync(VMLINUX_BTF) && /^(probe |tp_btf|fentry|fexit)/.test(item)) {
+    hints.push(`needs kernel BTF, and ${VMLINUX_BTF} is missing: run a kernel built with CONFIG_DEBUG_INFO_BTF=y`);
+  }
+  if (/^k(ret)?probe$/.test(item) && detail.startsWith('loads, but') && !fs.existsSync('/sys/bus/event_source/devices/kprobe')) {
+    const at = tracefsMount();
+    if (!at) hints.push(`no kprobe PMU, and libbpf's fallback needs tracefs: ${TRACEFS_FIX}`);
+    else if (!fs.existsSync(`${at}/kprobe_events`)) hints.push('the kernel was built without kprobes (CONFIG_KPROBES, CONFIG_KPROBE_EVENTS)');
+  }
+  return hints.length ? `${detail}; ${hints.join('; ')}` : detail;
+}
+
+/** A probe's reason for being down, as the exporter words it for /readyz
+ * ("OP: ERRNO (text): libbpf line / libbpf line"), told as the other rows
+ * are: the errno, then libbpf's line that says why. */
+function tidyReason(reason: string): string {
+  const m = /^(.*?: [A-Z][A-Z0-9_]+ \([^)]*\))(?:: (.*))?$/.exec(reason);
+  if (!m) return reason;
+  const head = m[1]!.replace(/^load [\w-]+: load BPF object \S*?([^/\s]+\.bpf\.o):/, 'cannot load $1:');
+  const line = usefulLine((m[2] ?? '').split(' / '));
+  return line ? `${head}: ${tidyLine(line)}` : head;
+}
+
+function table(rows: readonly Row[]): string {
+  const head = { item: 'ITEM', ok: 'STATUS', detail: 'DETAIL' };
+  const width = Math.max(head.item.length, ...rows.map((r) => r.item.length));
+  const line = (item: string, status: string, detail: string) => `${item.padEnd(width)}  ${status.padEnd(6)}  ${detail}`.trimEnd() + '\n';
+  return line(head.item, head.ok, head.detail) + rows.map((r) => line(r.item, r.ok ? 'yes' : 'no', r.detail)).join('');
 }

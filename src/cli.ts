@@ -8,8 +8,8 @@ import { runCheck } from './check';
 import { EnvironmentError, UsageError } from './errors';
 import { Exporter, formatAddress, type ExporterOptions } from './exporter';
 import { LOG_LEVELS, rootLogger, type LogLevel } from './log';
-import { packageVersion } from './paths';
-import { DEFAULT_PROBES, PROBE_NAMES } from './probes/registry';
+import { DEFAULT_BPF_DIR, packageVersion, setBpfDir } from './paths';
+import { DEFAULT_OPTIONS, DEFAULT_PROBES, PROBE_NAMES } from './probes/registry';
 import { parseListen } from './server';
 
 /** "a,b" "c" -> ["a","b","c"]: lists come repeated, comma-separated, or both
@@ -39,7 +39,7 @@ function runOptions(y: Argv) {
     .option('netns', { type: 'array', string: true, default: [], describe: 'measure only these network namespaces: /run/netns/NAME or /proc/PID/ns/net (repeatable)' })
     .option('cgroup', { type: 'array', string: true, default: [], describe: 'measure only sockets of these cgroup v2 directories and their descendants (repeatable)' })
     .option('port', { type: 'array', string: true, default: [], describe: 'measure only connections with this local or remote port (repeatable)' })
-    .option('accept-port-limit', { type: 'number', default: 1024, coerce: lastNumber, describe: 'label sets (port, command) of bpfnet_tcp_accepts_total; accepts beyond them count as port="other"' })
+    .option('accept-port-limit', { type: 'number', default: DEFAULT_OPTIONS.acceptPortLimit, coerce: lastNumber, describe: 'label sets (port, command) of bpfnet_tcp_accepts_total; accepts beyond them count as port="other"' })
     .option('enable-bpf-stats', { type: 'boolean', default: false, coerce: lastBoolean, describe: 'turn on the kernel\'s BPF run time statistics while running (bpfnet_bpf_program_run_seconds_total)' })
     .option('log-level', { type: 'string', default: 'info', coerce: lastString, choices: LOG_LEVELS as unknown as string[], describe: 'log verbosity' });
 }
@@ -95,6 +95,7 @@ function parser(argv: string[]) {
     .env('BPFNET')
     .command(['run', '$0'], 'measure TCP in the kernel and serve Prometheus metrics (default)', runOptions)
     .command('check', 'print what this kernel supports for each probe and attach type')
+    .option('bpf-dir', { type: 'string', default: DEFAULT_BPF_DIR, coerce: lastString, describe: 'directory of the compiled BPF objects (*.bpf.o)', global: true })
     .strict()
     .version(packageVersion())
     .help()
@@ -107,6 +108,7 @@ function parser(argv: string[]) {
 
 async function main(argv: string[]): Promise<number> {
   const args = await parser(argv).parseAsync();
+  setBpfDir(args['bpf-dir']);
   if (args._[0] === 'check') return runCheck(process.stdout);
   if (args.help || args.version) return 0;
   return run(args as unknown as RunArgs);

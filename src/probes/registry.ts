@@ -32,3 +32,5 @@ export const PROBE_GROUPS: readonly ProbeGroup[] = [tcpLifecycle];
 export const PROBE_NAMES: readonly string[] = PROBE_GROUPS.flatMap((g) => g.probes);
 
 export const DEFAULT_PROBES = ['connect', 'accept', 'close'] as const;
+
+export const DEFAULT_OPTIONS = { acceptPortLimit: 1024 } as const;

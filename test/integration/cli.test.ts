@@ -31,6 +31,17 @@ function loadedIds(): Set<number> {
   return new Set(progs.map((p) => p.id));
 }
 
+/** Which of ids are still loaded once the kernel has had up to 10 s to free
+ * them (it releases a program after its last descriptor, not at once). */
+async function stillLoaded(ids: number[]): Promise<number[]> {
+  for (let i = 0; ; i++) {
+    const loaded = loadedIds();
+    const left = ids.filter((id) => loaded.has(id));
+    if (!left.length || i === 100) return left;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
 /** A pid that is not running: one of a process that has just exited. */
 function deadPid(): number {
   const child = spawn('true');
@@ -63,6 +74,7 @@ describe('command line', function () {
       ['a cgroup that does not exist', ['--cgroup', '/bpfnet-no-such-cgroup'], /no such cgroup/],
       ['a directory that is not a cgroup', ['--cgroup', '/tmp'], /--cgroup \/tmp: not a cgroup v2 directory/],
       ['a port out of range', ['--port', '70000'], /--port 70000: not a port; give 1 to 65535/],
+      ['a directory without BPF objects', ['--bpf-dir', '/tmp'], /--bpf-dir \/tmp: no BPF objects there; give the directory holding tcp-lifecycle.bpf.o/],
     ];
     for (const [what, args, message] of usage) {
       it(`exits 2 for ${what}`, async function () {
@@ -76,6 +88,9 @@ describe('command line', function () {
       const r = await runCli([], { env: { BPFNET_PROBES: 'nope', BPFNET_LISTEN: '127.0.0.1:0' } });
       assert.match(oneLine(r.stderr), /unknown probe "nope"/);
       assert.equal(r.code, 2);
+      const dir = await runCli(['check'], { env: { BPFNET_BPF_DIR: '/tmp' } });
+      assert.match(oneLine(dir.stderr), /--bpf-dir \/tmp: no BPF objects there/);
+      assert.equal(dir.code, 2);
     });
 
     it('exits 1 when the listen port is in use', async function () {
@@ -110,8 +125,7 @@ describe('command line', function () {
         assert.equal(ids.length, 3, 'tcp_state, accept_exit, accept4_exit');
         const r = await exporter.stop(signal);
         assert.deepEqual([r.code, r.signal], [0, null]);
-        const left = loadedIds();
-        assert.deepEqual(ids.filter((id) => left.has(id)), []);
+        assert.deepEqual(await stillLoaded(ids), []);
       });
     }
 
@@ -121,8 +135,7 @@ describe('command line', function () {
       assert.equal(ids.length, 3);
       await exporter.stop('SIGKILL');
       // the kernel frees programs with their last descriptor; nothing is pinned
-      const left = loadedIds();
-      assert.deepEqual(ids.filter((id) => left.has(id)), []);
+      assert.deepEqual(await stillLoaded(ids), []);
     });
 
     it('keeps the other probes running when one cannot attach, and is not ready', async function () {
