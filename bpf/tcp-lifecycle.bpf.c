@@ -2,9 +2,10 @@
 /* TCP connection lifecycle: connects, accepts and closes, aggregated in maps.
  *
  * One program on sock:inet_sock_set_state (tp_btf) follows every TCP socket's
- * states; tracepoints on accept() and accept4() exits tell which process
- * accepted a connection (on loopback the handshake runs in the connecting
- * process's context, so the state change cannot). The three probes share the
+ * states; fexit on inet_csk_accept(), or tracepoints on accept() and
+ * accept4() exits where fexit is not available, tell which process accepted
+ * a connection (on loopback the handshake runs in the connecting process's
+ * context, so the state change cannot). The three probes share the
  * per-connection table and are switched on by the enable_* settings, so a
  * disabled probe costs nothing: the verifier drops its code. */
 #include "bpfnet.h"
@@ -342,16 +343,13 @@ static __always_inline __u64 sock_of_fd(int fd)
 	return sock ? (__u64)BPF_CORE_READ(sock, sk) : 0;
 }
 
-/* accept() returned: the connection leaves the accept queue for this process. */
-static __always_inline int on_accepted(long ret)
+/* The connection (key: its struct sock *) leaves the accept queue for the
+ * current process. */
+static __always_inline int on_accepted(__u64 key)
 {
 	struct conn *c;
 	__u32 tgid;
-	__u64 key;
 
-	if (ret < 0)
-		return 0;
-	key = sock_of_fd(ret);
 	if (!key)
 		return 0;
 	c = bpf_map_lookup_elem(&tcp_conns, &key);
@@ -371,16 +369,32 @@ static __always_inline int on_accepted(long ret)
 	return 0;
 }
 
+/* Where the kernel has fentry/fexit: the accepted socket as inet_csk_accept()
+ * returns it, for accept(), accept4() and io_uring alike, at the cost of one
+ * trampoline per accept. Whatever its arguments (they changed in 6.10), the
+ * return value is the socket. */
+SEC("fexit/inet_csk_accept")
+int BPF_PROG(accept_fexit)
+{
+	__u64 sk = 0;
+
+	bpf_get_func_ret(ctx, &sk);
+	return on_accepted(sk);
+}
+
+/* Elsewhere: the exits of the accept syscalls, the new descriptor's socket.
+ * Enabling syscall tracepoints puts every system call of every task on the
+ * tracing slow path, which is why fexit is preferred. */
 SEC("tracepoint/syscalls/sys_exit_accept4")
 int accept4_exit(struct trace_event_raw_sys_exit *ctx)
 {
-	return on_accepted(ctx->ret);
+	return ctx->ret < 0 ? 0 : on_accepted(sock_of_fd(ctx->ret));
 }
 
 SEC("tracepoint/syscalls/sys_exit_accept")
 int accept_exit(struct trace_event_raw_sys_exit *ctx)
 {
-	return on_accepted(ctx->ret);
+	return ctx->ret < 0 ? 0 : on_accepted(sock_of_fd(ctx->ret));
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

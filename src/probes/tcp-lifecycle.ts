@@ -72,6 +72,17 @@ export function perScrape<T>(read: () => T): () => T {
   };
 }
 
+/** Ways to learn which process accepted a connection, best first. */
+interface AcceptHook {
+  name: string;
+  programs: readonly string[];
+}
+const ACCEPT_HOOKS: readonly AcceptHook[] = [
+  { name: 'fexit/inet_csk_accept', programs: ['accept_fexit'] },
+  { name: 'tracepoint/syscalls/sys_exit_accept{,4}', programs: ['accept4_exit', 'accept_exit'] },
+];
+const NO_ACCEPT_HOOK: AcceptHook = { name: 'none', programs: [] };
+
 export class TcpLifecycle implements RunningGroup {
   readonly status = new Map<string, ProbeStatus>();
   private readonly links: BpfLink[] = [];
@@ -83,19 +94,36 @@ export class TcpLifecycle implements RunningGroup {
     private readonly ctx: ProbeContext,
   ) {
     const enabled = new Set(requested);
-    try {
-      this.object = this.load(enabled);
-    } catch (err) {
-      this.close();
-      for (const p of requested) this.status.set(p, { up: false, reason: `load tcp-lifecycle: ${summary(err)}` });
-      ctx.log.error('cannot load the TCP probes', { probes: requested.join(','), err: summary(err) });
-      ctx.log.debug('why the TCP probes cannot load', { err: detail(err) });
+    const needAccept = enabled.has('accept') || enabled.has('close');
+    // the best way to learn who accepted first; fall back when the kernel refuses it
+    const hooks = needAccept ? ACCEPT_HOOKS : [NO_ACCEPT_HOOK];
+    for (const [i, hook] of hooks.entries()) {
+      const last = i === hooks.length - 1;
+      try {
+        this.object = this.load(enabled, hook);
+      } catch (err) {
+        if (!last) {
+          ctx.log.debug('accept hook unavailable, trying the next', { hook: hook.name, err: summary(err) });
+          continue;
+        }
+        for (const p of requested) this.status.set(p, { up: false, reason: `load tcp-lifecycle: ${summary(err)}` });
+        ctx.log.error('cannot load the TCP probes', { probes: requested.join(','), err: summary(err) });
+        ctx.log.debug('why the TCP probes cannot load', { err: detail(err) });
+        return;
+      }
+      const acceptErr = this.attach(this.object, enabled, hook);
+      if (acceptErr && !last) {
+        ctx.log.debug('accept hook unavailable, trying the next', { hook: hook.name, err: acceptErr });
+        this.close();
+        this.status.clear();
+        continue;
+      }
+      if (needAccept && !acceptErr) ctx.log.info('accepting processes found by', { hook: hook.name });
       return;
     }
-    this.attach(this.object, enabled);
   }
 
-  private load(enabled: Set<string>): BpfObject {
+  private load(enabled: Set<string>, hook: AcceptHook): BpfObject {
     const obj = BpfObject.open(bpfObjectPath('tcp-lifecycle'));
     try {
       obj.setConstants({
@@ -104,9 +132,7 @@ export class TcpLifecycle implements RunningGroup {
         enable_close: enabled.has('close'),
       });
       obj.setMaxEntries('tcp_accepts', this.ctx.options.acceptPortLimit + FAMILIES.length);
-      const needAcceptExit = enabled.has('accept') || enabled.has('close');
-      obj.program('accept_exit').autoload = needAcceptExit;
-      obj.program('accept4_exit').autoload = needAcceptExit;
+      for (const h of ACCEPT_HOOKS) for (const p of h.programs) obj.program(p).autoload = h === hook;
       obj.load();
       for (const [name, spec] of Object.entries(SPECS)) this.layouts.set(name, obj.layout(spec));
       // accepts beyond the port limit are counted under port 0 ("other")
@@ -125,35 +151,35 @@ export class TcpLifecycle implements RunningGroup {
     }
   }
 
-  private attach(obj: BpfObject, enabled: Set<string>): void {
+  /** Attaches the state program and the accept hook's programs, and sets each
+   * probe's status; returns why the accept hook failed, if it did. */
+  private attach(obj: BpfObject, enabled: Set<string>, hook: AcceptHook): string | undefined {
     const log = this.ctx.log;
     const tryAttach = (prog: string): string | undefined => {
       if (obj.program(prog).section.startsWith('tracepoint/') && !tracefsMount()) {
-        const reason = `tracefs is not mounted, and ${prog} is a tracepoint: ${TRACEFS_FIX}`;
-        log.error('cannot attach program', { program: prog, err: reason });
-        return reason;
+        return `${hook.name} needs tracefs, which is not mounted: ${TRACEFS_FIX}`;
       }
       try {
         this.links.push(obj.program(prog).attach());
         return undefined;
       } catch (err) {
-        log.error('cannot attach program', { program: prog, err: summary(err) });
         return summary(err);
       }
     };
     const stateErr = tryAttach('tcp_state');
-    let acceptErr: string | undefined;
-    if (enabled.has('accept') || enabled.has('close')) {
-      const accept4Err = tryAttach('accept4_exit');
-      acceptErr = tryAttach('accept_exit') ?? accept4Err;
-    }
+    if (stateErr) log.error('cannot attach program', { program: 'tcp_state', err: stateErr });
+    const acceptErr = hook.programs.map(tryAttach).find((e) => e !== undefined);
     for (const p of enabled) {
       const reason = stateErr ?? (p === 'accept' ? acceptErr : undefined);
       this.status.set(p, reason ? { up: false, reason } : { up: true });
     }
-    if (enabled.has('close') && !stateErr && acceptErr) {
-      log.warn('close probe runs without accept attribution: closes of accepted connections are not filtered by --pid', { err: acceptErr });
+    if (acceptErr && hook === ACCEPT_HOOKS[ACCEPT_HOOKS.length - 1]) {
+      log.error('cannot attach the accept hook', { hook: hook.name, err: acceptErr });
+      if (enabled.has('close') && !stateErr) {
+        log.warn('close probe runs without accept attribution: closes of accepted connections are not filtered by --pid');
+      }
     }
+    return acceptErr;
   }
 
   programs(): BpfProgram[] {

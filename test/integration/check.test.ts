@@ -164,7 +164,7 @@ describe('check', function () {
       tracepoint: ['no', /^loads, but cannot attach: tracefs is not mounted: /],
       tp_btf: ['yes', /^loads, attaches/],
       'probe connect': ['yes', /^loads and attaches$/],
-      'probe accept': ['no', /^tracefs is not mounted, and accept_exit is a tracepoint: mount -t tracefs/],
+      'probe accept': ['no', /^tracepoint\/syscalls\/sys_exit_accept\{,4\} needs tracefs, which is not mounted: mount -t tracefs/],
       'probe close': ['yes', /^loads and attaches, but without accept attribution/],
     });
     assert.equal(r.code, 0, 'connect and close can run');

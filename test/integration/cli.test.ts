@@ -147,7 +147,7 @@ describe('command line', function () {
       let ready = await httpGet(`${url}/readyz`);
       for (let i = 0; i < 50 && !/accept/.test(ready.body); i++) ready = await httpGet(`${url}/readyz`);
       assert.equal(ready.status, 503);
-      assert.match(ready.body, /not ready: accept \(tracefs is not mounted, and accept_exit is a tracepoint: mount -t tracefs nodev \/sys\/kernel\/tracing\)/);
+      assert.match(ready.body, /not ready: accept \(tracepoint\/syscalls\/sys_exit_accept\{,4\} needs tracefs, which is not mounted: mount -t tracefs nodev \/sys\/kernel\/tracing\)/);
       const m = await exporter.scrape();
       assert.deepEqual(
         m.find('bpfnet_probe_up').map((s) => [s.labels.probe, s.value]),

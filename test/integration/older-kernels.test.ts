@@ -26,13 +26,20 @@ function kvmRun(kernel: string, command: string): Promise<{ code: number | null;
 }
 
 describe('older kernels', function () {
-  it('counts connects, accepts and closes exactly on Linux 6.1', async function () {
+  it('counts connects, accepts and closes exactly on Linux 6.1, accepts found by fexit there', async function () {
     requireRoot();
     this.timeout(1_000_000);
-    const r = await kvmRun('6.1.0-56-amd64', `cd ${ROOT} && uname -r && npx --no-install mocha ${FILES.join(' ')}`);
+    // and which accept hook the exporter chose there (fexit, where this VM has none)
+    const hook = 'timeout -s TERM 60 node build/js/src/cli.js --listen 127.0.0.1:0 2>&1 | grep -m1 -o "hook=[^ ]*"';
+    // Under emulation user space runs ten times slower: tests of which bucket
+    // a test-made delay lands in depend on user-space reaction times and stay
+    // on the host; every count, byte and attribution test runs here.
+    const mocha = `npx --no-install mocha --timeout 600000 --grep 'bucket' --invert ${FILES.join(' ')}`;
+    const r = await kvmRun('6.1.0-56-amd64', `cd ${ROOT} && uname -r && ${hook}; ${mocha}`);
     const summary = /^(\d+) passed, (\d+) failed$/m.exec(r.out);
     assert.ok(summary, `no test summary from the VM:\n${r.out.slice(-3000)}`);
     assert.match(r.out, /^6\.1\./m);
+    assert.match(r.out, /^hook=fexit\/inet_csk_accept$/m);
     assert.equal(summary[2], '0', r.out.slice(-6000));
     assert.equal(r.code, 0);
   });
