@@ -193,41 +193,14 @@ function probeRows(): Row[] {
   });
 }
 
-/** "EPERM (Operation not permitted): BPF program load failed": the errno and
- * the first line of libbpf's log that says why (for a verifier refusal, its
- * last words), without the object's path. */
+/** The errno and libbpf's line that says why, without the object's path. */
 function why(err: unknown): string {
-  if (!(err instanceof BpfError)) return String((err as Error)?.message ?? err);
-  // the message is "OP: ERRNO (text)"; OP names the object's full path
-  const errText = err.message.slice(err.op.length + 2);
-  const line = usefulLine(err.log);
-  return line ? `${errText}: ${tidyLine(line)}` : errText;
+  return err instanceof BpfError ? tidyLine(err.reason()) : String((err as Error)?.message ?? err);
 }
 
+/** Drops the strerror-like tail libbpf adds to some lines. */
 function tidyLine(line: string): string {
-  return line.replace(/^libbpf: /, '').replace(/^prog '[^']*': /, '').replace(/: [A-Z][a-z ]+$/, '');
-}
-
-const NOISE = [
-  /-- (BEGIN|END) PROG LOAD LOG --/,
-  /failed to load object/,
-  /failed to load: -?\d+/,
-  /try raising 'ulimit -l'/,
-  /Failed to bump RLIMIT_MEMLOCK/,
-  /Couldn't load trivial BPF program/,
-  /^processed \d+ insns|^verification time|^stack depth/,
-];
-
-const noise = (line: string) => NOISE.some((re) => re.test(line.trim()));
-
-function usefulLine(log: readonly string[]): string | undefined {
-  const begin = log.findIndex((l) => l.includes('-- BEGIN PROG LOAD LOG --'));
-  const end = log.findIndex((l) => l.includes('-- END PROG LOAD LOG --'));
-  if (begin >= 0 && end > begin) {
-    const verifier = log.slice(begin + 1, end).filter((l) => !noise(l));
-    if (verifier.length) return verifier[verifier.length - 1]!.trim();
-  }
-  return log.find((l) => !noise(l))?.trim();
+  return line.replace(/: [A-Z][a-z ]+$/, '');
 }
 
 /** The fix, where a missing privilege, BTF or kprobe support explains a failure. */
@@ -246,14 +219,12 @@ function withHint(detail: string, item: string): string {
 }
 
 /** A probe's reason for being down, as the exporter words it for /readyz
- * ("OP: ERRNO (text): libbpf line / libbpf line"), told as the other rows
- * are: the errno, then libbpf's line that says why. */
+ * ("OP: ERRNO (text): libbpf's line"), told as the other rows are. */
 function tidyReason(reason: string): string {
   const m = /^(.*?: [A-Z][A-Z0-9_]+ \([^)]*\))(?:: (.*))?$/.exec(reason);
   if (!m) return reason;
   const head = m[1]!.replace(/^load [\w-]+: load BPF object \S*?([^/\s]+\.bpf\.o):/, 'cannot load $1:');
-  const line = usefulLine((m[2] ?? '').split(' / '));
-  return line ? `${head}: ${tidyLine(line)}` : head;
+  return m[2] ? `${head}: ${tidyLine(m[2])}` : head;
 }
 
 function table(rows: readonly Row[]): string {

@@ -41,13 +41,43 @@ export class BpfError extends Error {
     return this.log.length ? `${this.message}\n${this.log.join('\n')}` : this.message;
   }
 
-  /** The message and the few log lines that say why: for a refused program,
-   * the verifier's last words before it gave up. */
-  summary(): string {
-    const end = this.log.findIndex((l) => l.includes('-- END PROG LOAD LOG --'));
-    const why = end > 0 ? this.log.slice(0, end).filter((l) => !/^processed \d+ insns/.test(l)).slice(-2) : this.log.slice(-2);
-    return why.length ? `${this.message}: ${why.map((l) => l.trim()).join(' / ')}` : this.message;
+  /** The errno and the one line of libbpf's log that says why ("EPERM
+   * (Operation not permitted): BPF program load failed"): for a program the
+   * verifier refused, its last words. */
+  reason(): string {
+    const errno = `${this.code} (${this.message.slice(this.message.lastIndexOf(' (') + 2, -1)})`;
+    const line = usefulLine(this.log);
+    return line ? `${errno}: ${line}` : errno;
   }
+
+  /** The operation and the reason, in one line. */
+  summary(): string {
+    return `${this.op}: ${this.reason()}`;
+  }
+}
+
+/** Lines libbpf logs around a failure that explain nothing by themselves. */
+const NOISE = [
+  /-- (BEGIN|END) PROG LOAD LOG --/,
+  /failed to load object/,
+  /failed to load: -?\d+/,
+  /try raising 'ulimit -l'/,
+  /Failed to bump RLIMIT_MEMLOCK/,
+  /Couldn't load trivial BPF program/,
+  /^processed \d+ insns|^verification time|^stack depth/,
+];
+
+/** The line of a libbpf log that says why: inside a verifier log its last
+ * meaningful line, else the first line that is not noise; without libbpf's
+ * "libbpf: prog 'x': " prefixes. */
+export function usefulLine(log: readonly string[]): string | undefined {
+  const noise = (l: string) => NOISE.some((re) => re.test(l.trim()));
+  const begin = log.findIndex((l) => l.includes('-- BEGIN PROG LOAD LOG --'));
+  const end = log.findIndex((l) => l.includes('-- END PROG LOAD LOG --'));
+  let line: string | undefined;
+  if (begin >= 0 && end > begin) line = log.slice(begin + 1, end).filter((l) => !noise(l)).pop();
+  line ??= log.find((l) => !noise(l));
+  return line?.trim().replace(/^libbpf: /, '').replace(/^prog '[^']*': /, '');
 }
 
 /** The kernel lacks something a probe needs. */

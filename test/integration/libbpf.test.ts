@@ -119,7 +119,7 @@ describe('libbpf binding', function () {
         assert.match(e.message, /^load BPF object .*binding\.bpf\.o: EACCES \(Permission denied\)$/);
         assert.ok(e.log.some((l) => /invalid mem access 'scalar'/.test(l)), e.log.join('\n'));
         assert.match(e.detail(), /prog 'refused': failed to load/);
-        assert.match(e.summary(), /: EACCES \(Permission denied\): .* \/ R\d invalid mem access 'scalar'$/);
+        assert.match(e.summary(), /^load BPF object .*binding\.bpf\.o: EACCES \(Permission denied\): R\d invalid mem access 'scalar'$/);
         return true;
       });
     } finally {
