@@ -6,9 +6,8 @@
 // wait. Needs BTF, kernel 5.9+, and fentry or tracefs.
 //   bpfnet_tcp_accepts_total{comm="nginx",family="ipv6",port="443"} 1200
 import { CollectedCounter } from '../metrics/collected';
-import { Log2Histogram } from '../metrics/log2-histogram';
 import type { ProbeContext } from './probe';
-import { FAMILIES, perScrape, type TcpLifecycle } from './tcp-lifecycle';
+import { FAMILIES, latencyByFamily, perScrape, type TcpLifecycle } from './tcp-lifecycle';
 
 export function registerAcceptMetrics(tcp: TcpLifecycle, ctx: ProbeContext): void {
   const { registry, failures } = ctx;
@@ -30,22 +29,12 @@ export function registerAcceptMetrics(tcp: TcpLifecycle, ctx: ProbeContext): voi
         })),
   });
 
-  const byFamily = (name: string, help: string, field: string) =>
-    new Log2Histogram({
-      name,
-      help,
-      labelNames: ['family'],
-      minExp: 10, // 1.024 us
-      maxExp: 37, // 137 s
-      scale: 1e9,
-      registry,
-      failures,
-      collect: () => read().map((stats, f) => stats.hist(field, { family: FAMILIES[f]! })),
-    });
-  byFamily(
+  latencyByFamily(
+    ctx,
     'bpfnet_tcp_accept_handshake_duration_seconds',
     "Time from the SYN-ACK sent to the handshake-completing ACK received (the kernel's own SYN-ACK RTT sample; from the first SYN-ACK when it was retransmitted).",
+    read,
     'handshake_ns',
   );
-  byFamily('bpfnet_tcp_accept_queue_duration_seconds', 'Time an established connection waited in the accept queue until accept() returned it.', 'queue_ns');
+  latencyByFamily(ctx, 'bpfnet_tcp_accept_queue_duration_seconds', 'Time an established connection waited in the accept queue until accept() returned it.', read, 'queue_ns');
 }

@@ -3,9 +3,8 @@
 // established, from sock:inet_sock_set_state (tp_btf). Needs BTF, kernel 5.9+.
 //   bpfnet_tcp_connects_total{family="ipv4",result="refused"} 3
 import { CollectedCounter } from '../metrics/collected';
-import { Log2Histogram } from '../metrics/log2-histogram';
 import type { ProbeContext } from './probe';
-import { CONNECT_RESULTS, FAMILIES, perScrape, type TcpLifecycle } from './tcp-lifecycle';
+import { CONNECT_RESULTS, FAMILIES, latencyByFamily, perScrape, type TcpLifecycle } from './tcp-lifecycle';
 
 export function registerConnectMetrics(tcp: TcpLifecycle, ctx: ProbeContext): void {
   const { registry, failures } = ctx;
@@ -26,15 +25,11 @@ export function registerConnectMetrics(tcp: TcpLifecycle, ctx: ProbeContext): vo
       ),
   });
 
-  new Log2Histogram({
-    name: 'bpfnet_tcp_connect_duration_seconds',
-    help: 'Time from the first SYN sent to the connection established, for connects that succeeded.',
-    labelNames: ['family'],
-    minExp: 10, // 1.024 us
-    maxExp: 37, // 137 s
-    scale: 1e9,
-    registry,
-    failures,
-    collect: () => read().map((stats, f) => stats.hist('latency_ns', { family: FAMILIES[f]! })),
-  });
+  latencyByFamily(
+    ctx,
+    'bpfnet_tcp_connect_duration_seconds',
+    'Time from the first SYN sent to the connection established, for connects that succeeded.',
+    read,
+    'latency_ns',
+  );
 }

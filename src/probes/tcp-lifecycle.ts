@@ -8,7 +8,7 @@ import { BpfError, BpfObject, type BpfLink, type BpfProgram, sumPerCpu, sumPerCp
 import { applyFilters } from '../filters';
 import { TRACEFS_FIX, tracefsMount } from '../system';
 import { bpfObjectPath } from '../paths';
-import { HIST_SLOTS, type Log2Sample } from '../metrics/log2-histogram';
+import { HIST_SLOTS, Log2Histogram, type Log2Sample } from '../metrics/log2-histogram';
 import type { Labels } from '../metrics/collected';
 import type { ProbeContext, ProbeStatus, RunningGroup } from './probe';
 
@@ -57,6 +57,22 @@ export class PerCpuValue {
       sum: sumPerCpu(this.value, this.stride, base + h.offset('sum')),
     };
   }
+}
+
+/** A latency histogram by family, 1.024 us to 137 s, read from one field
+ * of a per-family per-CPU array (read once per scrape). */
+export function latencyByFamily(ctx: ProbeContext, name: string, help: string, read: () => PerCpuValue[], field: string): Log2Histogram {
+  return new Log2Histogram({
+    name,
+    help,
+    labelNames: ['family'],
+    minExp: 10, // 1.024 us
+    maxExp: 37, // 137 s
+    scale: 1e9,
+    registry: ctx.registry,
+    failures: ctx.failures,
+    collect: () => read().map((stats, f) => stats.hist(field, { family: FAMILIES[f]! })),
+  });
 }
 
 /** Memoizes a read for the rest of the current scrape (one turn of the event
