@@ -1,0 +1,169 @@
+# SPDX-License-Identifier: Apache-2.0
+# Helpers for bench/run.sh: every process and network namespace the benchmark
+# starts is registered here and removed by cleanup(), which run.sh runs on
+# exit, Ctrl-C, SIGTERM or any failing command. Sourced, not run.
+
+BENCH_PIDS=()
+BENCH_NETNS=()
+
+log() { printf '%s\n' "$*" >&2; }
+die() { log "bench: $*"; exit 1; }
+
+track_pid() { BENCH_PIDS+=("$1"); }
+untrack_pid() {
+  local p kept=()
+  for p in "${BENCH_PIDS[@]}"; do [ "$p" = "$1" ] || kept+=("$p"); done
+  BENCH_PIDS=("${kept[@]}")
+}
+
+# Asks a process to stop, waits up to 30 s, then kills it; STOP_RC is its
+# exit status, STOP_TENTHS how long it took. (Not for $(...): a subshell
+# cannot wait for our children.)
+stop_pid() { # pid [signal]
+  local pid=$1 sig=${2:-TERM} i t
+  STOP_RC=0
+  kill "-$sig" "$pid" 2>/dev/null || true
+  for ((i = 0; i < 300; i++)); do
+    kill -0 "$pid" 2>/dev/null || break
+    # slow to stop: keep where its threads wait in the kernel, for the report
+    if [ "$i" = 20 ] && [ -n "${OUT:-}" ]; then
+      for t in /proc/"$pid"/task/*; do
+        echo "== $(cat "$t/comm" 2>/dev/null) (pid $pid, thread ${t##*/}), 2 s after SIG$sig"
+        cat "$t/stack" 2>/dev/null
+      done >>"$OUT/slow-stop-stacks.txt"
+    fi
+    sleep 0.1
+  done
+  STOP_TENTHS=$i
+  kill -KILL "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || STOP_RC=$?
+  untrack_pid "$pid"
+}
+
+cleanup() {
+  local p ns
+  trap - EXIT INT TERM
+  for p in "${BENCH_PIDS[@]}"; do stop_pid "$p"; done
+  for ns in "${BENCH_NETNS[@]}"; do
+    # a namespace outlives its file while a process is inside: end those first
+    for p in $(ip netns pids "$ns" 2>/dev/null); do kill -KILL "$p" 2>/dev/null || true; done
+    ip netns del "$ns" 2>/dev/null || true
+  done
+  [ -n "${BENCH_TMP:-}" ] && rm -rf "$BENCH_TMP"
+  return 0
+}
+
+# Creates a network namespace with loopback up, named in NETNS. (Not for
+# $(...): the subshell would register it for cleanup, not us.)
+make_netns() { # suffix
+  NETNS="bpfnet-bench-$$-$1"
+  ip netns add "$NETNS" || die "cannot create network namespace $NETNS"
+  BENCH_NETNS+=("$NETNS")
+  ip -n "$NETNS" link set lo up
+}
+
+# Sets CMD to a command pinned to a CPU list, or unpinned when the list is
+# empty. Run as "${CMD[@]}" & so that $! is the process itself.
+pinned() { # cpus cmd...
+  local cpus=$1
+  shift
+  CMD=("$@")
+  [ -z "$cpus" ] || CMD=(taskset -c "$cpus" "$@")
+}
+
+# Starts the exporter with the given flags; sets EXP_PID and EXP_ADDR and
+# returns once /readyz answers 200. EXPORTER_ROOT may name another built
+# checkout to run instead of this one.
+start_exporter() { # cpus flags...
+  local cpus=$1 logf="$BENCH_TMP/exporter.log" i
+  shift
+  pinned "$cpus" node "${EXPORTER_ROOT:-.}/build/js/src/cli.js" run --listen 127.0.0.1:0 "$@"
+  : >"$logf" # before the child opens it: it is read below at once
+  "${CMD[@]}" >/dev/null 2>"$logf" &
+  EXP_PID=$!
+  track_pid "$EXP_PID"
+  EXP_ADDR=
+  for ((i = 0; i < 300; i++)); do
+    kill -0 "$EXP_PID" 2>/dev/null || die "the exporter exited at start: $(tail -3 "$logf")"
+    EXP_ADDR=$(sed -n 's/.*msg=listening address=\([^ ]*\).*/\1/p' "$logf" | head -1)
+    if [ -n "$EXP_ADDR" ] && curl -sf -o /dev/null "http://$EXP_ADDR/readyz"; then return 0; fi
+    sleep 0.1
+  done
+  die "the exporter did not become ready in 30 s: $(tail -3 "$logf")"
+}
+
+# Stops the exporter; it must exit 0 on SIGTERM, and soon: a slow stop is
+# noted in $OUT/warnings.txt for the report.
+stop_exporter() {
+  stop_pid "$EXP_PID" TERM
+  [ "$STOP_RC" = 0 ] || die "the exporter exited with status $STOP_RC on SIGTERM (after $((STOP_TENTHS / 10)) s): $(tail -3 "$BENCH_TMP/exporter.log")"
+  if [ "$STOP_TENTHS" -ge 20 ] && [ -n "${OUT:-}" ]; then
+    echo "the exporter took $((STOP_TENTHS / 10)).$((STOP_TENTHS % 10)) s to exit on SIGTERM at $(date -u +%H:%M:%S) (kernel stacks in slow-stop-stacks.txt)" >>"$OUT/warnings.txt"
+  fi
+  EXP_PID=
+}
+
+scrape() { # file
+  curl -sf -o "$1" "http://$EXP_ADDR/metrics" || die "cannot scrape http://$EXP_ADDR/metrics"
+}
+
+# The value of one sample in a scraped file, 0 if absent.
+sample() { # file 'name{labels}'
+  awk -v s="$2" '$1 == s { v = $2 } END { printf "%.15g\n", v + 0 }' "$1"
+}
+
+# Starts tcplife writing to /dev/null; sets TCPLIFE_PID and returns once its
+# program is attached (it holds a BPF link).
+start_tcplife() { # cpus
+  local i f
+  pinned "$1" tcplife
+  : >"$BENCH_TMP/tcplife.log"
+  "${CMD[@]}" >/dev/null 2>"$BENCH_TMP/tcplife.log" &
+  TCPLIFE_PID=$!
+  track_pid "$TCPLIFE_PID"
+  for ((i = 0; i < 300; i++)); do
+    kill -0 "$TCPLIFE_PID" 2>/dev/null || die "tcplife exited at start: $(tail -3 "$BENCH_TMP/tcplife.log")"
+    for f in /proc/"$TCPLIFE_PID"/fd/*; do
+      [ "$(readlink "$f" 2>/dev/null)" = "anon_inode:bpf_link" ] && return 0
+    done
+    sleep 0.1
+  done
+  die "tcplife did not attach in 30 s"
+}
+
+stop_tcplife() {
+  stop_pid "$TCPLIFE_PID" INT
+  TCPLIFE_PID=
+}
+
+# "prog_id run_cnt run_time_ns" for each BPF program a process holds, from
+# /proc fdinfo, which needs no bpftool.
+prog_stats() { # pid
+  local f
+  for f in /proc/"$1"/fd/*; do
+    [ "$(readlink "$f" 2>/dev/null)" = "anon_inode:bpf-prog" ] || continue
+    awk '/^prog_id:/ { id = $2 } /^run_cnt:/ { n = $2 } /^run_time_ns:/ { t = $2 }
+         END { print id, n, t }' /proc/"$1"/fdinfo/"${f##*/}"
+  done
+}
+
+# User + system CPU time of a process so far, in clock ticks.
+cpu_ticks() { # pid
+  # fields after the parenthesised command name, which may hold spaces
+  sed 's/^.*) //' /proc/"$1"/stat | awk '{ print $12 + $13 }'
+}
+
+# Median of numbers on stdin.
+median() {
+  sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "nan"; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+
+# Nearest-rank percentile of numbers on stdin.
+percentile() { # p (0-100)
+  sort -g | awk -v p="$1" '{ v[NR] = $1 } END { r = int(p / 100 * NR); if (r < p / 100 * NR) r++; if (r < 1) r = 1; print v[r] }'
+}
+
+# A key=value field of a line.
+field() { # key line
+  sed -n "s/.*\\b$1=\\([^ ]*\\).*/\\1/p" <<<"$2"
+}
