@@ -12,7 +12,6 @@
 #include "filter.h"
 #include "tcp-lifecycle.h"
 
-#define CONN_TABLE_SIZE 262144
 #define ACCEPT_PORTS_MAX 1024
 
 const volatile bool enable_connect = false;
@@ -31,13 +30,8 @@ struct conn {
 	__u8 accepted;
 };
 
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, CONN_TABLE_SIZE);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, __u64);	/* struct sock * */
-	__type(value, struct conn);
-} tcp_conns SEC(".maps");
+#define SOCK_TABLE_VALUE struct conn
+#include "sock-table.h"
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -99,10 +93,22 @@ static __always_inline __u8 family_of(const struct sock *sk)
 	return FAMILY_IPV6;
 }
 
-static __always_inline void track(__u64 key, struct conn *c)
+static __always_inline void track(__u64 key, const struct conn *c)
 {
-	if (bpf_map_update_elem(&tcp_conns, &key, c, BPF_ANY))
+	struct conn *slot = sock_table_put(key);
+
+	if (slot)
+		*slot = *c;
+	else
 		count_error(ERR_CONN_TABLE_FULL);
+}
+
+/* The kernel's clock of the connection, refreshed as each packet is processed
+ * (tcp_rcv_state_process): as good as bpf_ktime_get_ns() in the transitions a
+ * packet causes, and a field read instead of a clock read. */
+static __always_inline __u64 packet_time_ns(const struct tcp_sock *tp)
+{
+	return tp->tcp_mstamp * 1000;
 }
 
 /* connect(): CLOSE -> SYN_SENT, in the connecting process. The local port may
@@ -124,18 +130,18 @@ static __always_inline void on_connect_outcome(const struct sock *sk, __u64 key,
 					       bool established)
 {
 	struct connect_stats *stats;
+	struct tcp_sock *tp;
 	struct conn *c;
 	__u32 family, result;
 	__u64 now;
 
-	c = bpf_map_lookup_elem(&tcp_conns, &key);
+	c = sock_table_get(key);
 	if (!c)
 		return;
 	if (!sock_allowed(sk, true)) {
-		bpf_map_delete_elem(&tcp_conns, &key);
+		sock_table_del(key);
 		return;
 	}
-	now = bpf_ktime_get_ns();
 	family = family_of(sk);
 	if (!established) {
 		if (sk->sk_err == ECONNREFUSED)
@@ -147,16 +153,20 @@ static __always_inline void on_connect_outcome(const struct sock *sk, __u64 key,
 	} else {
 		result = CONNECT_ESTABLISHED;
 	}
+	/* SYN-ACK processing refreshed the connection's clock */
+	tp = established ? bpf_skc_to_tcp_sock((void *)sk) : NULL;
+	now = tp ? packet_time_ns(tp) : 0;
 	if (enable_connect) {
+		/* only this program writes these: no atomics needed */
 		stats = bpf_map_lookup_elem(&tcp_connect_stats, &family);
 		if (stats) {
-			counter_add(&stats->results[result], 1);
-			if (established)
-				hist_add(&stats->latency_ns, now - c->start_ns);
+			stats->results[result]++;
+			if (now)
+				hist_add_local(&stats->latency_ns, now - c->start_ns);
 		}
 	}
-	if (!established || !enable_close) {
-		bpf_map_delete_elem(&tcp_conns, &key);
+	if (!now || !enable_close) {
+		sock_table_del(key);
 		return;
 	}
 	c->established_ns = now;
@@ -167,14 +177,11 @@ static __always_inline void on_connect_outcome(const struct sock *sk, __u64 key,
 /* The kernel times the handshake's SYN-ACK to the ACK that completes it and
  * keeps it as the connection's first RTT sample; if the SYN-ACK had to be
  * retransmitted, retrans_stamp holds when the first one left. */
-static __always_inline __u32 handshake_us(const struct sock *sk)
+static __always_inline __u32 handshake_us(const struct tcp_sock *tp)
 {
-	struct tcp_sock *tp = bpf_skc_to_tcp_sock((void *)sk);
-	__u64 now_us = bpf_ktime_get_ns() / 1000;
+	__u64 now_us = tp->tcp_mstamp;
 	__u32 stamp, usec_ts = 0;
 
-	if (!tp)
-		return 0;
 	stamp = tp->retrans_stamp;
 	if (tp->total_retrans && stamp) {
 		if (bpf_core_field_exists(tp->tcp_usec_ts))
@@ -189,12 +196,13 @@ static __always_inline __u32 handshake_us(const struct sock *sk)
 /* SYN_RECV -> ESTABLISHED: a passive open completed, in softirq context. */
 static __always_inline void on_passive_established(const struct sock *sk, __u64 key)
 {
+	struct tcp_sock *tp = bpf_skc_to_tcp_sock((void *)sk);
 	struct conn c = {};
 
-	if (!sock_allowed(sk, true))
+	if (!tp || !sock_allowed(sk, true))
 		return;
-	c.established_ns = bpf_ktime_get_ns();
-	c.handshake_us = handshake_us(sk);
+	c.established_ns = packet_time_ns(tp); /* the ACK was just processed */
+	c.handshake_us = handshake_us(tp);
 	c.family = family_of(sk);
 	c.role = ROLE_SERVER;
 	c.lport = sk->__sk_common.skc_num;
@@ -266,12 +274,14 @@ static __always_inline void record_close(const struct sock *sk, const struct con
 	    received)
 		received--;
 
-	counter_add(&stats->retransmits, tp->total_retrans);
-	hist_add(&stats->lifetime_ns, bpf_ktime_get_ns() - c->established_ns);
-	hist_add(&stats->sent_bytes, sent);
-	hist_add(&stats->received_bytes, received);
+	/* only this program writes these: no atomics needed. A close may follow
+	 * no packet (an application's reset): read the clock */
+	stats->retransmits += tp->total_retrans;
+	hist_add_local(&stats->lifetime_ns, bpf_ktime_get_ns() - c->established_ns);
+	hist_add_local(&stats->sent_bytes, sent);
+	hist_add_local(&stats->received_bytes, received);
 	if (tp->srtt_us)
-		hist_add(&stats->srtt_ns, (__u64)(tp->srtt_us >> 3) * 1000);
+		hist_add_local(&stats->srtt_ns, (__u64)(tp->srtt_us >> 3) * 1000);
 }
 
 /* Any state -> CLOSE after the connection was established (or accepted). */
@@ -279,11 +289,11 @@ static __always_inline void on_close(const struct sock *sk, __u64 key, int oldst
 {
 	struct conn *cp, c;
 
-	cp = bpf_map_lookup_elem(&tcp_conns, &key);
+	cp = sock_table_get(key);
 	if (!cp)
 		return;
 	c = *cp;
-	bpf_map_delete_elem(&tcp_conns, &key);
+	sock_table_del(key);
 
 	if (c.role == ROLE_SERVER && !c.accepted) {
 		/* closed in the accept queue: no process to judge by a pid filter */
@@ -299,10 +309,15 @@ static __always_inline void on_close(const struct sock *sk, __u64 key, int oldst
 SEC("tp_btf/inet_sock_set_state")
 int BPF_PROG(tcp_state, struct sock *sk, int oldstate, int newstate)
 {
-	__u64 key = (__u64)sk;
+	__u64 key;
 
 	if (sk->sk_protocol != IPPROTO_TCP)
 		return 0;
+	if (newstate != TCP_SYN_SENT && newstate != TCP_ESTABLISHED && newstate != TCP_CLOSE)
+		return 0;
+	/* the socket's address as a number, to hash: read as such from the
+	 * context, since the verifier keeps sk a pointer */
+	bpf_probe_read_kernel(&key, sizeof(key), &ctx[0]);
 
 	switch (newstate) {
 	case TCP_SYN_SENT:
@@ -325,22 +340,24 @@ int BPF_PROG(tcp_state, struct sock *sk, int oldstate, int newstate)
 	return 0;
 }
 
-/* The socket behind a descriptor of the current process. */
+/* The socket behind a descriptor of the current process. The task's BTF
+ * pointer is walked directly as far as the descriptor array (whose address
+ * the verifier gives as a number); an element and what it points to need
+ * reads. */
 static __always_inline __u64 sock_of_fd(int fd)
 {
-	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
-	struct file **fds, *file;
-	struct fdtable *fdt;
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct fdtable *fdt = task->files->fdt;
+	struct file **fds = fdt->fd, *file;
 	struct socket *sock;
+	__u64 sk;
 
-	fdt = BPF_CORE_READ(task, files, fdt);
-	if (!fdt || fd >= BPF_CORE_READ(fdt, max_fds))
+	if (fd >= fdt->max_fds ||
+	    bpf_probe_read_kernel(&file, sizeof(file), &fds[fd]) || !file ||
+	    bpf_probe_read_kernel(&sock, sizeof(sock), &file->private_data) || !sock ||
+	    bpf_probe_read_kernel(&sk, sizeof(sk), &sock->sk))
 		return 0;
-	fds = BPF_CORE_READ(fdt, fd);
-	if (bpf_probe_read_kernel(&file, sizeof(file), &fds[fd]) || !file)
-		return 0;
-	sock = BPF_CORE_READ(file, private_data);
-	return sock ? (__u64)BPF_CORE_READ(sock, sk) : 0;
+	return sk;
 }
 
 /* The connection (key: its struct sock *) leaves the accept queue for the
@@ -352,12 +369,12 @@ static __always_inline int on_accepted(__u64 key)
 
 	if (!key)
 		return 0;
-	c = bpf_map_lookup_elem(&tcp_conns, &key);
+	c = sock_table_get(key);
 	if (!c || c->role != ROLE_SERVER || c->accepted)
 		return 0;
 	tgid = bpf_get_current_pid_tgid() >> 32;
 	if (!task_allowed(tgid)) {
-		bpf_map_delete_elem(&tcp_conns, &key);
+		sock_table_del(key);
 		return 0;
 	}
 	c->accepted = 1;
@@ -365,7 +382,7 @@ static __always_inline int on_accepted(__u64 key)
 	if (enable_accept)
 		record_accept(c, bpf_ktime_get_ns() - c->established_ns, true);
 	if (!enable_close)
-		bpf_map_delete_elem(&tcp_conns, &key);
+		sock_table_del(key);
 	return 0;
 }
 

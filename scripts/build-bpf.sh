@@ -23,7 +23,8 @@ for src in bpf/*.bpf.c test/bpf/*.bpf.c; do
   if [ -e "$obj" ] && [ -z "$(find "$src" bpf/include "$(dirname "$src")" -maxdepth 1 -newer "$obj" -name '*.[ch]' | head -1)" ]; then
     continue
   fi
-  "$CLANG" -g -O2 -target bpf -D__TARGET_ARCH_"$arch" -Wall -Werror \
+  # -mcpu=v3: 32-bit subregisters and atomics (compare-and-exchange, kernel 5.12+)
+  "$CLANG" -g -O2 -target bpf -mcpu=v3 -D__TARGET_ARCH_"$arch" -Wall -Werror \
     -I "$out" -I bpf/include -I bpf -c "$src" -o "$obj.tmp"
   mv "$obj.tmp" "$obj"
   echo "built $obj"

@@ -44,7 +44,7 @@ const MAPS: readonly { item: string; map: string }[] = [
   { item: 'ring buffer map', map: 'feat_ringbuf' },
 ];
 
-const MIN_KERNEL = [5, 9] as const;
+const MIN_KERNEL = [5, 12] as const;
 const PRIVILEGE_FIX = 'run as root, or grant CAP_BPF and CAP_PERFMON';
 const LATER_CAPS = 'CAP_NET_ADMIN and CAP_SYS_ADMIN (later redirect and cgroup features)';
 
@@ -87,7 +87,7 @@ function kernel(): Row {
   const release = os.release();
   const [major = 0, minor = 0] = release.split(/[.-]/).map(Number);
   const ok = major > MIN_KERNEL[0] || (major === MIN_KERNEL[0] && minor >= MIN_KERNEL[1]);
-  const need = `the probes need ${MIN_KERNEL.join('.')}+ (tp_btf, bpf_skc_to_tcp_sock)`;
+  const need = `the probes need ${MIN_KERNEL.join('.')}+ (tp_btf, bpf_skc_to_tcp_sock, BPF compare-and-exchange)`;
   return { item: 'kernel', ok, detail: ok ? `${release}` : `${release}: ${need}; the rows below say what loads` };
 }
 

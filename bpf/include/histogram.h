@@ -39,16 +39,30 @@ static __always_inline __u32 hist_slot(__u64 v)
 	return slot < HIST_SLOTS ? slot : HIST_SLOTS - 1;
 }
 
-static __always_inline void hist_add(struct hist *h, __u64 v)
+/* The slot of v, bounded in a way older verifiers (6.1) follow: the
+ * compiler may not drop a mask it cannot see through. */
+static __always_inline __u32 hist_index(__u64 v)
 {
 	__u32 slot = hist_slot(v);
 
-	/* Bound the index in a way older verifiers (5.x, 6.1) follow: the
-	 * compiler may not drop a mask it cannot see through. */
 	barrier_var(slot);
-	slot &= HIST_SLOTS - 1;
-	__sync_fetch_and_add(&h->slots[slot], 1);
+	return slot & (HIST_SLOTS - 1);
+}
+
+/* For a histogram that several programs update. */
+static __always_inline void hist_add(struct hist *h, __u64 v)
+{
+	__sync_fetch_and_add(&h->slots[hist_index(v)], 1);
 	__sync_fetch_and_add(&h->sum, v);
+}
+
+/* For a per-CPU histogram only one tp_btf program updates: the kernel runs
+ * a program at most once at a time per CPU (a nested run is skipped and
+ * counted in its recursion misses), so no update can interleave. */
+static __always_inline void hist_add_local(struct hist *h, __u64 v)
+{
+	h->slots[hist_index(v)]++;
+	h->sum += v;
 }
 
 #endif /* BPFNET_HISTOGRAM_H */

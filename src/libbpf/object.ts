@@ -118,6 +118,16 @@ export class BpfObject {
     return m;
   }
 
+  /** A global variable of the loaded object (in .bss or .data), read now, as
+   * an unsigned little-endian integer of its size. */
+  readGlobal(section: '.bss' | '.data', name: string): bigint {
+    const v = this.btf.variable(section, name);
+    if (!v) throw new Error(`${this.path} has no variable ${name} in ${section}`);
+    const value = this.map(section).lookup(Buffer.alloc(4));
+    if (!value) throw new Error(`${this.path}: ${section} is empty`);
+    return v.size === 8 ? value.readBigUInt64LE(v.offset) : BigInt(value.readUIntLE(v.offset, v.size));
+  }
+
   /** The layout of a struct shared with the BPF code, checked against BTF. */
   layout(spec: StructSpec): Layout {
     return bindLayout(this.btf, spec);

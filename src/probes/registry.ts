@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 // The probes this exporter has, by the names --probes takes.
-import { CollectedCounter } from '../metrics/collected';
+import { CollectedCounter, CollectedGauge } from '../metrics/collected';
 import type { ProbeContext, ProbeGroup, RunningGroup } from './probe';
 import { registerAcceptMetrics } from './tcp-accept';
 import { registerCloseMetrics } from './tcp-close';
@@ -17,11 +17,19 @@ const tcpLifecycle: ProbeGroup = {
     if (requested.includes('close')) registerCloseMetrics(tcp, ctx);
     new CollectedCounter({
       name: 'bpfnet_tcp_untracked_connections_total',
-      help: 'TCP connections left unmeasured because the in-kernel connection table was full.',
+      help: 'TCP connections left unmeasured because the in-kernel connection table and its overflow map were full.',
       labelNames: [],
       registry: ctx.registry,
       failures: ctx.failures,
       collect: () => [{ labels: {}, value: tcp.readUntracked() }],
+    });
+    new CollectedGauge({
+      name: 'bpfnet_tcp_connection_table_overflow',
+      help: 'Open connections kept in the overflow hash map because their set of the in-kernel connection table was full (a little is normal; much means more cost per connection).',
+      labelNames: [],
+      registry: ctx.registry,
+      failures: ctx.failures,
+      collect: () => [{ labels: {}, value: tcp.readOverflowed() }],
     });
     return tcp;
   },

@@ -3,7 +3,7 @@
 // and the command of the process whose accept() returned it (fexit on
 // inet_csk_accept where the kernel allows it, else syscalls:sys_exit_accept{,4};
 // that process is also what --pid compares); handshake time and accept-queue
-// wait. Needs BTF, kernel 5.9+, and fentry or tracefs.
+// wait. Needs BTF, kernel 5.12+, and fentry or tracefs.
 //   bpfnet_tcp_accepts_total{comm="nginx",family="ipv6",port="443"} 1200
 import { CollectedCounter } from '../metrics/collected';
 import type { ProbeContext } from './probe';

@@ -2,7 +2,7 @@
 // close: each closed TCP connection's payload bytes each way (without the SYN
 // and FIN that the kernel's byte counters include), lifetime, retransmitted
 // segments and smoothed RTT, from sock:inet_sock_set_state (tp_btf). Counts
-// connections that opened while the exporter ran. Needs BTF, kernel 5.9+.
+// connections that opened while the exporter ran. Needs BTF, kernel 5.12+.
 //   bpfnet_tcp_sent_bytes_total{family="ipv4",role="client"} 1048576
 import { CollectedCounter, type Sample } from '../metrics/collected';
 import { Log2Histogram, type Log2Sample } from '../metrics/log2-histogram';

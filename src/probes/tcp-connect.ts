@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 // connect: every active TCP open by outcome, and its latency from SYN sent to
-// established, from sock:inet_sock_set_state (tp_btf). Needs BTF, kernel 5.9+.
+// established, from sock:inet_sock_set_state (tp_btf). Needs BTF, kernel 5.12+.
 //   bpfnet_tcp_connects_total{family="ipv4",result="refused"} 3
 import { CollectedCounter } from '../metrics/collected';
 import type { ProbeContext } from './probe';

@@ -2,7 +2,7 @@
 // The BPF object behind the connect, accept and close probes
 // (bpf/tcp-lifecycle.bpf.c): one tp_btf program on sock:inet_sock_set_state
 // and two tracepoints on accept exits (the accepting process). Needs BTF and
-// kernel 5.9+ (tp_btf, bpf_skc_to_tcp_sock). Each probe's metrics live in its
+// kernel 5.12+ (tp_btf, bpf_skc_to_tcp_sock, atomic compare-and-exchange). Each probe's metrics live in its
 // own module; this one loads, attaches, and reads the shared maps.
 import { BpfError, BpfObject, type BpfLink, type BpfProgram, sumPerCpu, sumPerCpuArray, type Layout, type StructSpec } from '../libbpf';
 import { applyFilters } from '../filters';
@@ -236,6 +236,12 @@ export class TcpLifecycle implements RunningGroup {
         count: sumPerCpu(value, map.stride, 0),
       };
     });
+  }
+
+  /** Connections whose set of the in-kernel table was full, kept in its
+   * overflow hash map now. */
+  readOverflowed(): number {
+    return Number(this.live().readGlobal('.bss', 'sock_table_overflowed'));
   }
 
   /** Connections not measured because the connection table was full. */
