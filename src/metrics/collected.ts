@@ -3,6 +3,7 @@
 // instead of being incremented by the process. Validation happens at
 // construction; a failing read is logged and counted, never thrown at the scraper.
 import type { Registry } from 'prom-client';
+import { LabelSets, NO_LABELS, type RenderedSample } from './label-sets';
 import { validateNames, type ScrapeFailures } from './validate';
 
 export type Labels = Record<string, string>;
@@ -25,6 +26,7 @@ class Collected {
   readonly help: string;
   private readonly collectFn: () => Sample[];
   private readonly failures: ScrapeFailures;
+  private readonly labelSets = new LabelSets();
 
   constructor(
     readonly type: 'counter' | 'gauge',
@@ -41,13 +43,14 @@ class Collected {
     opts.registry.registerMetric(this as never);
   }
 
-  async get(): Promise<{ name: string; help: string; type: string; values: Sample[]; aggregator: string }> {
-    let values: Sample[] = [];
+  async get(): Promise<{ name: string; help: string; type: string; values: RenderedSample[]; aggregator: string }> {
+    let samples: Sample[] = [];
     try {
-      values = this.collectFn();
+      samples = this.collectFn();
     } catch (err) {
       this.failures.record(this.name, err as Error);
     }
+    const values = samples.map((s) => ({ labels: NO_LABELS, sharedLabels: this.labelSets.intern(s.labels), value: s.value }));
     return { name: this.name, help: this.help, type: this.type, values, aggregator: 'sum' };
   }
 

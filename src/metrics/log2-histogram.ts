@@ -4,6 +4,7 @@
 // are a chosen range of those powers of two, so every cumulative count is exact.
 import type { Registry } from 'prom-client';
 import type { Labels } from './collected';
+import { LabelSets, NO_LABELS, type RenderedSample } from './label-sets';
 import { validateNames, type ScrapeFailures } from './validate';
 
 export const HIST_SLOTS = 64;
@@ -29,11 +30,6 @@ export interface Log2HistogramOptions {
   failures: ScrapeFailures;
 }
 
-interface Value {
-  metricName: string;
-  labels: Labels;
-  value: number;
-}
 
 /** The Prometheus bucket bound (le) of slot exp, in base units. */
 export function bucketBound(exp: number, scale: number): number {
@@ -57,6 +53,7 @@ export class Log2Histogram {
   readonly name: string;
   readonly help: string;
   private readonly bounds: string[];
+  private readonly labelSets = new LabelSets();
 
   constructor(private readonly opts: Log2HistogramOptions) {
     validateNames(opts.name, opts.labelNames, opts.help);
@@ -68,23 +65,28 @@ export class Log2Histogram {
     this.help = opts.help;
     this.bounds = [];
     for (let e = opts.minExp; e <= opts.maxExp; e++) this.bounds.push(String(bucketBound(e, opts.scale)));
+    this.bounds.push('+Inf');
     opts.registry.registerMetric(this as never);
   }
 
-  async get(): Promise<{ name: string; help: string; type: string; values: Value[]; aggregator: string }> {
-    const values: Value[] = [];
+  async get(): Promise<{ name: string; help: string; type: string; values: RenderedSample[]; aggregator: string }> {
+    const values: RenderedSample[] = [];
     let samples: Log2Sample[] = [];
     try {
       samples = this.opts.collect();
     } catch (err) {
       this.opts.failures.record(this.name, err as Error);
     }
+    const bucket = `${this.name}_bucket`;
     for (const s of samples) {
       const { buckets, count } = cumulativeBuckets(s.slots, this.opts.minExp, this.opts.maxExp);
-      buckets.forEach((n, i) => values.push({ metricName: `${this.name}_bucket`, labels: { ...s.labels, le: this.bounds[i]! }, value: n }));
-      values.push({ metricName: `${this.name}_bucket`, labels: { ...s.labels, le: '+Inf' }, value: count });
-      values.push({ metricName: `${this.name}_sum`, labels: s.labels, value: s.sum / this.opts.scale });
-      values.push({ metricName: `${this.name}_count`, labels: s.labels, value: count });
+      const shared = this.labelSets.intern(s.labels);
+      // le last, as scrapers print it; each (labels, le) object is kept too
+      [...buckets, count].forEach((n, i) =>
+        values.push({ metricName: bucket, labels: NO_LABELS, sharedLabels: this.labelSets.intern({ ...s.labels, le: this.bounds[i]! }), value: n }),
+      );
+      values.push({ metricName: `${this.name}_sum`, labels: NO_LABELS, sharedLabels: shared, value: s.sum / this.opts.scale });
+      values.push({ metricName: `${this.name}_count`, labels: NO_LABELS, sharedLabels: shared, value: count });
     }
     return { name: this.name, help: this.help, type: this.type, values, aggregator: 'sum' };
   }
