@@ -5,6 +5,7 @@ import fs from 'node:fs';
 import { Btf } from './btf';
 import { check } from './errors';
 import { bindLayout, type Layout } from './layout';
+import { cString } from './map';
 import { native } from './native';
 
 export interface ProgramInfo {
@@ -46,11 +47,9 @@ export function programInfo(fd: number): ProgramInfo {
   const l = layout();
   const buf = Buffer.alloc(l.size);
   check('bpf_obj_get_info_by_fd', () => native.objInfo(fd, buf, [buf.length]) as number);
-  const nameAt = l.offset('name');
-  const nameEnd = buf.indexOf(0, nameAt);
   return {
     id: buf.readUInt32LE(l.offset('id')),
-    name: buf.toString('utf8', nameAt, nameEnd < 0 || nameEnd > nameAt + 16 ? nameAt + 16 : nameEnd),
+    name: cString(buf, l.offset('name'), 16),
     runTimeNs: Number(buf.readBigUInt64LE(l.offset('run_time_ns'))),
     runCount: Number(buf.readBigUInt64LE(l.offset('run_cnt'))),
     recursionMisses: Number(buf.readBigUInt64LE(l.offset('recursion_misses'))),

@@ -1,10 +1,11 @@
 // SPDX-License-Identifier: Apache-2.0
 // The BPF object behind the connect, accept and close probes
-// (bpf/tcp-lifecycle.bpf.c): one tp_btf program on sock:inet_sock_set_state
-// and two tracepoints on accept exits (the accepting process). Needs BTF and
-// kernel 5.12+ (tp_btf, bpf_skc_to_tcp_sock, atomic compare-and-exchange). Each probe's metrics live in its
-// own module; this one loads, attaches, and reads the shared maps.
-import { BpfError, BpfObject, type BpfLink, type BpfProgram, sumPerCpu, sumPerCpuArray, type Layout, type StructSpec } from '../libbpf';
+// (bpf/tcp-lifecycle.bpf.c): one tp_btf program on sock:inet_sock_set_state,
+// and fexit on inet_csk_accept or tracepoints on accept exits (the accepting
+// process). Needs BTF and kernel 5.12+ (tp_btf, bpf_skc_to_tcp_sock, BPF
+// compare-and-exchange). Each probe's metrics live in its own module; this
+// one loads, attaches, and reads the shared maps.
+import { BpfError, BpfObject, type BpfLink, type BpfProgram, cString, sumPerCpu, sumPerCpuArray, type Layout, type StructSpec } from '../libbpf';
 import { applyFilters } from '../filters';
 import { TRACEFS_FIX, tracefsMount } from '../system';
 import { bpfObjectPath } from '../paths';
@@ -13,7 +14,6 @@ import type { Labels } from '../metrics/collected';
 import type { ProbeContext, ProbeStatus, RunningGroup } from './probe';
 
 export const TCP_PROBES = ['connect', 'accept', 'close'] as const;
-export type TcpProbe = (typeof TCP_PROBES)[number];
 
 /** Label values in the order of the C enums in bpf/tcp-lifecycle.h. */
 export const FAMILIES = ['ipv4', 'ipv6'] as const;
@@ -226,16 +226,12 @@ export class TcpLifecycle implements RunningGroup {
   readAccepts(): { family: number; port: number; comm: string; count: number }[] {
     const map = this.live().map('tcp_accepts');
     const layout = this.layouts.get('acceptKey')!;
-    const commAt = layout.offset('comm');
-    return map.entries().map(({ key, value }) => {
-      const end = key.indexOf(0, commAt);
-      return {
-        family: key.readUInt8(layout.offset('family')),
-        port: key.readUInt16LE(layout.offset('port')),
-        comm: key.toString('utf8', commAt, end < 0 || end > commAt + 16 ? commAt + 16 : end),
-        count: sumPerCpu(value, map.stride, 0),
-      };
-    });
+    return map.entries().map(({ key, value }) => ({
+      family: key.readUInt8(layout.offset('family')),
+      port: key.readUInt16LE(layout.offset('port')),
+      comm: cString(key, layout.offset('comm'), 16),
+      count: sumPerCpu(value, map.stride, 0),
+    }));
   }
 
   /** Connections whose set of the in-kernel table was full, kept in its
