@@ -31,20 +31,50 @@ const lastString = (v: string | string[]): string => (Array.isArray(v) ? v[v.len
 const lastNumber = (v: number | number[]): number => (Array.isArray(v) ? v[v.length - 1]! : v);
 const lastBoolean = (v: boolean | boolean[]): boolean => (Array.isArray(v) ? v[v.length - 1]! : v);
 
-function runOptions(y: Argv) {
+/** Flags of the socket redirect, for run --redirect and the redirect command. */
+function redirectFlags<T>(y: Argv<T>) {
+  return y
+    .option('redirect-cgroup', { type: 'string', coerce: lastString, describe: 'cgroup v2 directory whose sockets redirect applies to (and its descendants); default: the root of the cgroup2 mount' })
+    .option('redirect-ports', { type: 'array', string: true, default: [], describe: 'redirect only connections with one of these ports, local or remote, at either end (repeatable; at most 64)' });
+}
+
+/** Flags every long-running command has. */
+function serveFlags<T>(y: Argv<T>) {
   return y
     .option('listen', { type: 'string', default: '0.0.0.0:9435', coerce: lastString, describe: 'HTTP address for /metrics, /healthz, /readyz' })
+    .option('enable-bpf-stats', { type: 'boolean', default: false, coerce: lastBoolean, describe: 'turn on the kernel\'s BPF run time statistics while running (bpfnet_bpf_program_run_seconds_total)' })
+    .option('log-level', { type: 'string', default: 'info', coerce: lastString, choices: LOG_LEVELS as unknown as string[], describe: 'log verbosity' });
+}
+
+function redirectOptions(y: Argv) {
+  return redirectFlags(serveFlags(y));
+}
+
+function runOptions(y: Argv) {
+  return redirectFlags(serveFlags(y))
     .option('probes', { type: 'string', default: DEFAULT_PROBES.join(','), coerce: lastString, describe: `probes to run, comma-separated: ${PROBE_NAMES.join(', ')}` })
     .option('pid', { type: 'array', string: true, default: [], describe: 'measure only these processes (repeatable)' })
     .option('netns', { type: 'array', string: true, default: [], describe: 'measure only these network namespaces: /run/netns/NAME or /proc/PID/ns/net (repeatable)' })
     .option('cgroup', { type: 'array', string: true, default: [], describe: 'measure only sockets of these cgroup v2 directories and their descendants (repeatable)' })
     .option('port', { type: 'array', string: true, default: [], describe: 'measure only connections with this local or remote port (repeatable)' })
     .option('accept-port-limit', { type: 'number', default: DEFAULT_OPTIONS.acceptPortLimit, coerce: lastNumber, describe: 'label sets (port, command) of bpfnet_tcp_accepts_total; accepts beyond them count as port="other"' })
-    .option('enable-bpf-stats', { type: 'boolean', default: false, coerce: lastBoolean, describe: 'turn on the kernel\'s BPF run time statistics while running (bpfnet_bpf_program_run_seconds_total)' })
-    .option('log-level', { type: 'string', default: 'info', coerce: lastString, choices: LOG_LEVELS as unknown as string[], describe: 'log verbosity' });
+    .option('redirect', { type: 'boolean', default: false, coerce: lastBoolean, describe: 'also make same-host TCP connections skip the TCP/IP stack (see the redirect command)' });
 }
 
 type RunArgs = Awaited<ReturnType<typeof runOptions>['argv']>;
+type RedirectArgs = Awaited<ReturnType<typeof redirectOptions>['argv']>;
+
+/** Options of the redirect command: the redirect and no tracing probes. */
+export function redirectExporterOptions(a: RedirectArgs): ExporterOptions {
+  return {
+    listen: parseListen(a.listen),
+    probes: [],
+    filters: { pids: [], netns: [], cgroups: [], ports: [] },
+    enableBpfStats: a['enable-bpf-stats'],
+    acceptPortLimit: DEFAULT_OPTIONS.acceptPortLimit,
+    redirect: { cgroup: a['redirect-cgroup'], ports: integers('redirect-ports', a['redirect-ports']) },
+  };
+}
 
 export function exporterOptions(a: RunArgs): ExporterOptions {
   const limit = a['accept-port-limit'];
@@ -62,13 +92,14 @@ export function exporterOptions(a: RunArgs): ExporterOptions {
     },
     enableBpfStats: a['enable-bpf-stats'],
     acceptPortLimit: limit,
+    redirect: a.redirect ? { cgroup: a['redirect-cgroup'], ports: integers('redirect-ports', a['redirect-ports']) } : undefined,
   };
 }
 
-async function run(a: RunArgs): Promise<number> {
+async function run(a: { 'log-level': string }, opts: ExporterOptions): Promise<number> {
   const log = rootLogger;
   log.setLevel(a['log-level'] as LogLevel);
-  const exporter = await Exporter.start(exporterOptions(a), log);
+  const exporter = await Exporter.start(opts, log);
   log.info('bpfnet-exporter running', { version: packageVersion(), address: formatAddress(exporter.address!) });
   return new Promise<number>((resolve) => {
     let stopping = false;
@@ -94,6 +125,7 @@ function parser(argv: string[]) {
     .scriptName('bpfnet-exporter')
     .env('BPFNET')
     .command(['run', '$0'], 'measure TCP in the kernel and serve Prometheus metrics (default)', runOptions)
+    .command('redirect', 'make same-host TCP connections of a cgroup skip the TCP/IP stack (sockops + sk_msg), and serve its counters; no tracing probes', redirectOptions)
     .command('check', 'print what this kernel supports for each probe and attach type')
     .option('bpf-dir', { type: 'string', default: DEFAULT_BPF_DIR, coerce: lastString, describe: 'directory of the compiled BPF objects (*.bpf.o)', global: true })
     .strict()
@@ -111,7 +143,8 @@ async function main(argv: string[]): Promise<number> {
   setBpfDir(args['bpf-dir']);
   if (args._[0] === 'check') return runCheck(process.stdout);
   if (args.help || args.version) return 0;
-  return run(args as unknown as RunArgs);
+  if (args._[0] === 'redirect') return run(args as unknown as RedirectArgs, redirectExporterOptions(args as unknown as RedirectArgs));
+  return run(args as unknown as RunArgs, exporterOptions(args as unknown as RunArgs));
 }
 
 function oneLine(err: unknown): [string, number] {

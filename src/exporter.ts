@@ -4,7 +4,7 @@
 import fs from 'node:fs';
 import { Registry } from 'prom-client';
 import { EnvironmentError, UsageError } from './errors';
-import { resolveFilters, type FilterSpec } from './filters';
+import { resolveCgroupDir, resolveFilters, resolvePort, type FilterSpec } from './filters';
 import { closeFd, enableRunTimeStats, setLibbpfLogger, type BpfProgram } from './libbpf';
 import type { Logger } from './log';
 import { registerExporterMetrics } from './metrics/exporter';
@@ -12,8 +12,10 @@ import { ScrapeFailures } from './metrics/validate';
 import { packageVersion } from './paths';
 import type { ProbeStatus, RunningGroup } from './probes/probe';
 import { PROBE_GROUPS, PROBE_NAMES } from './probes/registry';
+import { registerRedirectMetrics } from './redirect/metrics';
+import { SockRedirect, type RedirectOptions } from './redirect/sock-redirect';
 import { MetricsServer, type ListenAddress } from './server';
-import { CAPABILITIES, effectiveCapabilities, hasCapability } from './system';
+import { CAPABILITIES, cgroup2Mount, effectiveCapabilities, hasCapability } from './system';
 
 export interface ExporterOptions {
   listen: ListenAddress;
@@ -21,6 +23,14 @@ export interface ExporterOptions {
   filters: FilterSpec;
   enableBpfStats: boolean;
   acceptPortLimit: number;
+  /** socket redirect, when wanted */
+  redirect?: RedirectSpec;
+}
+
+export interface RedirectSpec {
+  /** cgroup v2 directory; undefined: the root of the cgroup2 mount */
+  cgroup?: string;
+  ports: readonly number[];
 }
 
 export const VMLINUX_BTF = '/sys/kernel/btf/vmlinux';
@@ -41,8 +51,29 @@ export function checkBtf(): void {
   }
 }
 
-export function checkProbeNames(probes: readonly string[]): void {
-  if (probes.length === 0) throw new UsageError(`--probes is empty; give some of ${PROBE_NAMES.join(',')}`);
+/** The redirect's cgroup and ports, checked. */
+export function resolveRedirect(spec: RedirectSpec): RedirectOptions {
+  let cgroup = spec.cgroup;
+  if (cgroup === undefined) {
+    cgroup = cgroup2Mount();
+    if (!cgroup) throw new EnvironmentError('redirect needs cgroup v2, and none is mounted: mount -t cgroup2 none /sys/fs/cgroup');
+  }
+  return {
+    cgroup: resolveCgroupDir(cgroup, '--redirect-cgroup'),
+    ports: [...new Set(spec.ports.map((p) => resolvePort(p, '--redirect-ports')))],
+  };
+}
+
+/** Attaching sockops to a cgroup needs CAP_NET_ADMIN besides what loading needs. */
+function checkRedirectPrivileges(): void {
+  const eff = effectiveCapabilities();
+  if (!hasCapability(CAPABILITIES.CAP_SYS_ADMIN, eff) && !hasCapability(CAPABILITIES.CAP_NET_ADMIN, eff)) {
+    throw new EnvironmentError('not permitted to attach the socket redirect: run as root, or grant CAP_NET_ADMIN besides CAP_BPF and CAP_PERFMON');
+  }
+}
+
+export function checkProbeNames(probes: readonly string[], redirect: boolean): void {
+  if (probes.length === 0 && !redirect) throw new UsageError(`--probes is empty; give some of ${PROBE_NAMES.join(',')}`);
   for (const p of probes) {
     if (!PROBE_NAMES.includes(p)) throw new UsageError(`--probes: unknown probe "${p}"; known probes: ${PROBE_NAMES.join(',')}`);
   }
@@ -50,6 +81,7 @@ export function checkProbeNames(probes: readonly string[]): void {
 
 export class Exporter {
   private readonly groups: RunningGroup[] = [];
+  private redirect: SockRedirect | undefined;
   private statsFd: number | undefined;
   private server: MetricsServer | undefined;
   private stopped = false;
@@ -61,15 +93,17 @@ export class Exporter {
 
   /** Starts everything or throws UsageError / EnvironmentError, leaving nothing behind. */
   static async start(opts: ExporterOptions, log: Logger): Promise<Exporter> {
-    checkProbeNames(opts.probes);
+    checkProbeNames(opts.probes, opts.redirect !== undefined);
     const filters = resolveFilters(opts.filters);
+    const redirect = opts.redirect && resolveRedirect(opts.redirect);
     checkPrivileges();
+    if (redirect) checkRedirectPrivileges();
     checkBtf();
     setLibbpfLogger(log.child('libbpf'));
 
     const exp = new Exporter(opts, log);
     try {
-      await exp.startAll(filters);
+      await exp.startAll(filters, redirect);
     } catch (err) {
       await exp.stop();
       throw err;
@@ -77,7 +111,7 @@ export class Exporter {
     return exp;
   }
 
-  private async startAll(filters: ReturnType<typeof resolveFilters>): Promise<void> {
+  private async startAll(filters: ReturnType<typeof resolveFilters>, redirect: RedirectOptions | undefined): Promise<void> {
     const registry = new Registry();
     const failures = new ScrapeFailures(registry, this.log.child('metrics'));
     registerExporterMetrics({
@@ -112,6 +146,12 @@ export class Exporter {
       if (s.up) this.log.info('probe attached', { probe });
       else this.log.error('probe down', { probe, reason: s.reason });
     }
+
+    if (redirect) {
+      registerRedirectMetrics(() => this.redirect, registry, failures);
+      this.redirect = SockRedirect.start(redirect, this.log.child('redirect'));
+      this.log.info('socket redirect attached', { cgroup: redirect.cgroup.dir, ports: redirect.ports.join(',') || 'all' });
+    }
   }
 
   get address(): ListenAddress | undefined {
@@ -125,7 +165,7 @@ export class Exporter {
   }
 
   programs(): BpfProgram[] {
-    return this.groups.flatMap((g) => g.programs());
+    return [...this.groups.flatMap((g) => g.programs()), ...(this.redirect?.programs() ?? [])];
   }
 
   groupsRunning(): readonly RunningGroup[] {
@@ -134,16 +174,17 @@ export class Exporter {
 
   private readiness(): { ready: boolean; detail: string } {
     const status = this.status();
-    const down = this.opts.probes.filter((p) => !status.get(p)?.up);
-    return down.length
-      ? { ready: false, detail: `not ready: ${down.map((p) => `${p} (${status.get(p)?.reason ?? 'starting'})`).join('; ')}` }
-      : { ready: true, detail: 'ready' };
+    const down = this.opts.probes.filter((p) => !status.get(p)?.up).map((p) => `${p} (${status.get(p)?.reason ?? 'starting'})`);
+    if (this.opts.redirect && !this.redirect) down.push('redirect (starting)');
+    return down.length ? { ready: false, detail: `not ready: ${down.join('; ')}` } : { ready: true, detail: 'ready' };
   }
 
   /** Detaches every link, closes every object and the server. Safe to call twice. */
   async stop(): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
+    this.redirect?.stop();
+    this.redirect = undefined;
     for (const g of this.groups.splice(0)) g.close();
     if (this.statsFd !== undefined) closeFd(this.statsFd);
     this.statsFd = undefined;

@@ -54,8 +54,9 @@ function resolveNetns(p: string): number {
   return Number(st.ino);
 }
 
-/** A cgroup v2 directory: an absolute path, or one relative to the cgroup2 mount. */
-function resolveCgroup(p: string): bigint {
+/** A cgroup v2 directory: an absolute path, or one relative to the cgroup2
+ * mount; its path and id (the directory's inode). */
+export function resolveCgroupDir(p: string, flag = '--cgroup'): { dir: string; id: bigint } {
   const mount = cgroup2Mount();
   const where = mount ?? 'the cgroup2 mount (none is mounted)';
   const dir = path.isAbsolute(p) && fs.existsSync(p) ? p : mount ? path.join(mount, p) : p;
@@ -63,16 +64,16 @@ function resolveCgroup(p: string): bigint {
   try {
     st = fs.statSync(dir, { bigint: true });
   } catch {
-    throw new UsageError(`--cgroup ${p}: no such cgroup; give a directory under ${where}`);
+    throw new UsageError(`${flag} ${p}: no such cgroup; give a directory under ${where}`);
   }
   if (!st.isDirectory() || Number(fs.statfsSync(dir).type) !== CGROUP2_SUPER_MAGIC) {
-    throw new UsageError(`--cgroup ${p}: not a cgroup v2 directory; give a directory under ${where}`);
+    throw new UsageError(`${flag} ${p}: not a cgroup v2 directory; give a directory under ${where}`);
   }
-  return st.ino;
+  return { dir: path.resolve(dir), id: st.ino };
 }
 
-function resolvePort(port: number): number {
-  if (!Number.isInteger(port) || port < 1 || port > 65535) throw new UsageError(`--port ${port}: not a port; give 1 to 65535`);
+export function resolvePort(port: number, flag = '--port'): number {
+  if (!Number.isInteger(port) || port < 1 || port > 65535) throw new UsageError(`${flag} ${port}: not a port; give 1 to 65535`);
   return port;
 }
 
@@ -80,8 +81,8 @@ export function resolveFilters(spec: FilterSpec): ResolvedFilters {
   return {
     pids: [...new Set(spec.pids.map(resolvePid))],
     netnsInodes: [...new Set(spec.netns.map(resolveNetns))],
-    cgroupIds: [...new Set(spec.cgroups.map(resolveCgroup))],
-    ports: [...new Set(spec.ports.map(resolvePort))],
+    cgroupIds: [...new Set(spec.cgroups.map((c) => resolveCgroupDir(c).id))],
+    ports: [...new Set(spec.ports.map((p) => resolvePort(p)))],
   };
 }
 

@@ -7,6 +7,6 @@ export { RingBuffer } from './ringbuf';
 export { Btf, Kind } from './btf';
 export { bindLayout, Layout, LayoutError, type StructSpec, type FieldSpec } from './layout';
 export { BpfError, MissingFeatureError, errnoName } from './errors';
-export { programInfo, enableRunTimeStats, vmlinuxBtf, type ProgramInfo } from './info';
+export { programInfo, mapInfo, enableRunTimeStats, vmlinuxBtf, type ProgramInfo, type MapInfo } from './info';
 export { setLibbpfLogger } from './log';
 export { pinObject, openPinned, closeFd } from './pin';

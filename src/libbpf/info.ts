@@ -62,3 +62,33 @@ export function enableRunTimeStats(): number {
   const BPF_STATS_RUN_TIME = 0;
   return check('bpf_enable_stats', () => native.enableStats(BPF_STATS_RUN_TIME) as number);
 }
+
+export interface MapInfo {
+  id: number;
+  type: number;
+  keySize: number;
+  valueSize: number;
+  maxEntries: number;
+  name: string;
+}
+
+let mapInfoLayout: Layout | undefined;
+
+/** Type, sizes and name of the map behind fd (struct bpf_map_info). */
+export function mapInfo(fd: number): MapInfo {
+  mapInfoLayout ??= bindLayout(vmlinuxBtf(), {
+    struct: 'bpf_map_info',
+    fields: { type: 'u32', id: 'u32', key_size: 'u32', value_size: 'u32', max_entries: 'u32', name: { array: 'u8', length: 16 } },
+  });
+  const l = mapInfoLayout;
+  const buf = Buffer.alloc(l.size);
+  check('bpf_obj_get_info_by_fd', () => native.objInfo(fd, buf, [buf.length]) as number);
+  return {
+    id: buf.readUInt32LE(l.offset('id')),
+    type: buf.readUInt32LE(l.offset('type')),
+    keySize: buf.readUInt32LE(l.offset('key_size')),
+    valueSize: buf.readUInt32LE(l.offset('value_size')),
+    maxEntries: buf.readUInt32LE(l.offset('max_entries')),
+    name: cString(buf, l.offset('name'), 16),
+  };
+}

@@ -3,6 +3,7 @@
 // reads. Keys and values are Buffers; per-CPU maps hold one value per possible
 // CPU, each padded to 8 bytes, as the kernel returns them.
 import { BpfError, check } from './errors';
+import { mapInfo } from './info';
 import { native } from './native';
 
 export const MapType = {
@@ -13,6 +14,7 @@ export const MapType = {
   LruHash: 9,
   LruPerCpuHash: 10,
   PerCpuCgroupStorage: 21,
+  SockHash: 18,
   RingBuf: 27,
 } as const;
 
@@ -52,6 +54,28 @@ export class BpfMap {
     this.perCpu = ([MapType.PerCpuHash, MapType.PerCpuArray, MapType.LruPerCpuHash, MapType.PerCpuCgroupStorage] as number[]).includes(type);
     this.stride = this.perCpu ? Math.ceil(valueSize / 8) * 8 : valueSize;
     this.valueBufferSize = this.perCpu ? this.stride * numPossibleCpus() : valueSize;
+  }
+
+  /** A map pinned at path by this or an earlier process. Close it with close(). */
+  static openPinned(path: string): BpfMap {
+    const fd = check(`open pinned map ${path}`, () => native.objGet(path) as number);
+    try {
+      const info = mapInfo(fd);
+      return new BpfMap(info.name, fd, info.type, info.keySize, info.valueSize, info.maxEntries);
+    } catch (err) {
+      native.close(fd);
+      throw err;
+    }
+  }
+
+  /** Pins the map at path (in a mounted bpffs); remove the pin with fs.rmSync. */
+  pin(path: string): void {
+    check(`pin map ${this.name} at ${path}`, () => native.objPin(this.fd, path) as number);
+  }
+
+  /** Closes the descriptor: only for maps from openPinned (an object closes its own). */
+  close(): void {
+    native.close(this.fd);
   }
 
   key(): Buffer {

@@ -114,6 +114,8 @@ export const native = {
   progGetFdById: f('int bpf_prog_get_fd_by_id(uint32_t id)'),
   progGetNextId: f('int bpf_prog_get_next_id(uint32_t start, _Out_ uint32_t *next)'),
   enableStats: f('int bpf_enable_stats(int type)'),
+  progAttach: f('int bpf_prog_attach(int prog_fd, int attachable_fd, int type, unsigned int flags)'),
+  progDetach: f('int bpf_prog_detach2(int prog_fd, int attachable_fd, int type)'),
 
   // ring buffers
   ringbufNew: f('ring_buffer *ring_buffer__new(int map_fd, ring_buffer_sample_fn *cb, void *ctx, void *opts)'),

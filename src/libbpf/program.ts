@@ -54,6 +54,16 @@ export class BpfProgram {
     return this.link(`${this.section} on ${path}`, () => native.attachCgroup(this.ptr, cgroupFd));
   }
 
+  /** Attaches to a map (sk_msg and sk_skb programs on a sockmap or sockhash)
+   * with the old attach call: libbpf 1.1 has no link for it. Undo with detachFromMap. */
+  attachToMap(mapFd: number, attachType: number, what: string): void {
+    check(`attach ${this.name} to ${what}`, () => native.progAttach(this.fd, mapFd, attachType, 0) as number);
+  }
+
+  detachFromMap(mapFd: number, attachType: number, what: string): void {
+    check(`detach ${this.name} from ${what}`, () => native.progDetach(this.fd, mapFd, attachType) as number);
+  }
+
   /** Runs the program once in the kernel (BPF_PROG_TEST_RUN) on ctx, which
    * program types such as syscall read and write back in place; returns the
    * program's return value. */

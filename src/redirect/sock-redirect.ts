@@ -1,0 +1,280 @@
+// SPDX-License-Identifier: Apache-2.0
+// Socket redirect (bpf/sock-redirect.bpf.c): a sockops program on a cgroup v2
+// pairs the two ends of same-host TCP connections in a sockhash, and an
+// sk_msg program on the sockhash hands their messages straight to the peer
+// socket. Needs kernel 5.10+, CAP_NET_ADMIN and CAP_SYS_ADMIN, bpffs.
+//
+// The sockhash, the control map and the sockops link are pinned under
+// /sys/fs/bpf/bpfnet-exporter/redirect-<cgroup id>/: if the exporter dies
+// (kill -9), redirect goes on, and the next start on that cgroup finds the
+// pins, pauses and detaches the old programs, and takes over. Stopping pauses
+// redirect (messages take the stack again), detaches, and removes the pins;
+// sockets already paired keep the old sockhash alive until they close, so
+// nothing redirected to them is lost.
+import fs from 'node:fs';
+import path from 'node:path';
+import { EnvironmentError } from '../errors';
+import { BpfError, BpfMap, BpfObject, type BpfLink, type BpfProgram, type Layout } from '../libbpf';
+import type { Logger } from '../log';
+import { bpfObjectPath } from '../paths';
+import { PerCpuValue } from '../probes/tcp-lifecycle';
+import { mountsOfType } from '../system';
+
+export const REDIRECT_FAMILIES = ['ipv4', 'ipv6'] as const;
+/** Fallback reasons in the order of enum fallback_reason (bpf/sock-redirect.h). */
+export const FALLBACK_REASONS = ['peer_missing', 'redirect_failed', 'policy', 'stack_used'] as const;
+
+export const BPFFS = '/sys/fs/bpf';
+export const PIN_ROOT = path.join(BPFFS, 'bpfnet-exporter');
+const BPF_SK_MSG_VERDICT = 7; // enum bpf_attach_type
+const MAX_PORTS = 64; // PORTS_MAX in the C
+
+export interface RedirectOptions {
+  /** cgroup v2 directory and its id */
+  cgroup: { dir: string; id: bigint };
+  /** only pairs with one of these ports (either end); empty: all */
+  ports: readonly number[];
+}
+
+export interface RedirectStats {
+  connections: number;
+  messages: number;
+  bytes: number;
+  fallbacks: number[];
+  mapFull: number;
+}
+
+const SPECS = {
+  stats: {
+    struct: 'redirect_stats',
+    fields: { connections: 'u64', messages: 'u64', bytes: 'u64', fallbacks: { array: 'u64', length: FALLBACK_REASONS.length }, map_full: 'u64' },
+  },
+  control: { struct: 'redirect_control', fields: { paused: 'u32', owner_pid: 'u32', owner_start: 'u64' } },
+  key: { struct: 'sock_key', fields: { local_port: 'u16', remote_port: 'u16', family: 'u32' } },
+} as const;
+
+/** The pins of the redirect on one cgroup. */
+export function pinDir(cgroupId: bigint): string {
+  return path.join(PIN_ROOT, `redirect-${cgroupId}`);
+}
+
+const PINS = { socks: 'socks', control: 'control', sockops: 'sockops' } as const;
+
+export class SockRedirect {
+  private object: BpfObject | undefined;
+  private link: BpfLink | undefined;
+  private msgAttached = false;
+  private readonly layouts = new Map<keyof typeof SPECS, Layout>();
+  private readonly dir: string;
+  private stopped = false;
+
+  private constructor(
+    private readonly opts: RedirectOptions,
+    private readonly log: Logger,
+  ) {
+    this.dir = pinDir(opts.cgroup.id);
+  }
+
+  /** Loads, takes over what an earlier instance left, attaches; throws with
+   * one clear line, leaving nothing behind. */
+  static start(opts: RedirectOptions, log: Logger): SockRedirect {
+    if (opts.ports.length > MAX_PORTS) {
+      throw new EnvironmentError(`--redirect-ports: ${opts.ports.length} ports; give at most ${MAX_PORTS}`);
+    }
+    if (!mountsOfType('bpf').includes(BPFFS)) {
+      throw new EnvironmentError(`redirect pins its maps in bpffs, which is not mounted at ${BPFFS}: mount -t bpf bpf ${BPFFS}`);
+    }
+    const r = new SockRedirect(opts, log);
+    try {
+      r.open();
+      r.takeOver();
+      r.load();
+      r.attach();
+    } catch (err) {
+      r.stop();
+      throw err;
+    }
+    return r;
+  }
+
+  /** Pins of an instance that did not stop (killed, crashed): pause its
+   * programs and remove them, unless that instance still runs. */
+  private takeOver(): void {
+    if (!fs.existsSync(this.dir)) return;
+    const controlPin = path.join(this.dir, PINS.control);
+    if (fs.existsSync(controlPin)) {
+      const control = BpfMap.openPinned(controlPin);
+      try {
+        const value = control.lookup(Buffer.alloc(4));
+        const layout = this.layouts.get('control')!;
+        if (value) {
+          const pid = value.readUInt32LE(layout.offset('owner_pid'));
+          if (pid !== process.pid && processStart(pid) === value.readBigUInt64LE(layout.offset('owner_start'))) {
+            throw new EnvironmentError(
+              `another bpfnet-exporter (pid ${pid}) redirects sockets of ${this.opts.cgroup.dir}: stop it first, or give another --redirect-cgroup`,
+            );
+          }
+          value.writeUInt32LE(1, layout.offset('paused')); // its sockets' messages take the stack
+          control.update(Buffer.alloc(4), value);
+          this.log.warn('taking over the socket redirect of an exporter that did not stop', { pid, pins: this.dir });
+        }
+      } finally {
+        control.close();
+      }
+    }
+    // unpinning the link detaches the old sockops program
+    for (const name of Object.values(PINS)) fs.rmSync(path.join(this.dir, name), { force: true });
+    fs.rmdirSync(this.dir);
+  }
+
+  /** Opens the object and binds the shared structs (BTF is there before load). */
+  private open(): void {
+    const obj = BpfObject.open(bpfObjectPath('sock-redirect'));
+    this.object = obj;
+    for (const [name, spec] of Object.entries(SPECS)) this.layouts.set(name as keyof typeof SPECS, obj.layout(spec));
+  }
+
+  private load(): void {
+    const obj = this.live();
+    obj.setConstants({ ports_filtered: this.opts.ports.length > 0 });
+    obj.load();
+    const one = Buffer.from([1]);
+    for (const port of this.opts.ports) {
+      const key = Buffer.alloc(2);
+      key.writeUInt16LE(port);
+      obj.map('redirect_ports').update(key, one);
+    }
+    this.writeControl(false);
+  }
+
+  private attach(): void {
+    const obj = this.object!;
+    fs.mkdirSync(this.dir, { recursive: true });
+    obj.map('redirect_socks').pin(path.join(this.dir, PINS.socks));
+    obj.map('redirect_control').pin(path.join(this.dir, PINS.control));
+    obj.program('redirect_msg').attachToMap(obj.map('redirect_socks').fd, BPF_SK_MSG_VERDICT, 'the redirect sockhash');
+    this.msgAttached = true;
+    const cgroupFd = fs.openSync(this.opts.cgroup.dir, 'r');
+    try {
+      this.link = obj.program('redirect_sockops').attachCgroup(cgroupFd, this.opts.cgroup.dir);
+    } catch (err) {
+      throw new EnvironmentError(`cannot attach the redirect to cgroup ${this.opts.cgroup.dir}: ${err instanceof BpfError ? err.summary() : (err as Error).message}`);
+    } finally {
+      fs.closeSync(cgroupFd);
+    }
+    this.link.pin(path.join(this.dir, PINS.sockops));
+  }
+
+  private writeControl(paused: boolean): void {
+    const layout = this.layouts.get('control')!;
+    const value = Buffer.alloc(layout.size);
+    value.writeUInt32LE(paused ? 1 : 0, layout.offset('paused'));
+    value.writeUInt32LE(process.pid, layout.offset('owner_pid'));
+    value.writeBigUInt64LE(processStart(process.pid) ?? 0n, layout.offset('owner_start'));
+    this.live().map('redirect_control').update(Buffer.alloc(4), value);
+  }
+
+  /** Whether messages of paired sockets are being redirected now. */
+  get enabled(): boolean {
+    if (!this.object || !this.link) return false;
+    const value = this.object.map('redirect_control').lookup(Buffer.alloc(4));
+    return value !== undefined && value.readUInt32LE(this.layouts.get('control')!.offset('paused')) === 0;
+  }
+
+  /** Counters by family (index into REDIRECT_FAMILIES). */
+  readStats(): RedirectStats[] {
+    const map = this.live().map('redirect_stats');
+    const layout = this.layouts.get('stats')!;
+    return REDIRECT_FAMILIES.map((_, family) => {
+      const key = Buffer.alloc(4);
+      key.writeUInt32LE(family);
+      const value = map.lookup(key);
+      if (!value) throw new Error(`redirect_stats[${family}] is missing`);
+      const v = new PerCpuValue(value, map.stride, layout);
+      return {
+        connections: v.u64('connections'),
+        messages: v.u64('messages'),
+        bytes: v.u64('bytes'),
+        fallbacks: v.array('fallbacks', FALLBACK_REASONS.length),
+        mapFull: v.u64('map_full'),
+      };
+    });
+  }
+
+  /** Sockets in the sockhash now, by family: one key read per socket. */
+  countSockets(): number[] {
+    const counts = REDIRECT_FAMILIES.map(() => 0);
+    const offset = this.layouts.get('key')!.offset('family');
+    for (const key of this.live().map('redirect_socks').keys()) {
+      const f = key.readUInt32LE(offset);
+      if (f < counts.length) counts[f]!++;
+    }
+    return counts;
+  }
+
+  programs(): BpfProgram[] {
+    return this.object?.isLoaded ? this.object.programs() : [];
+  }
+
+  /** Pauses redirect, detaches both programs, removes the pins. Safe to call twice. */
+  stop(): void {
+    if (this.stopped) return;
+    this.stopped = true;
+    const obj = this.object;
+    const attempt = (what: string, fn: () => void) => {
+      try {
+        fn();
+      } catch (err) {
+        this.log.warn(`cannot ${what}`, { err: err instanceof BpfError ? err.summary() : (err as Error).message });
+      }
+    };
+    if (obj?.isLoaded) attempt('pause redirect', () => this.writeControl(true));
+    if (this.link) {
+      const link = this.link;
+      attempt('unpin the sockops link', () => link.unpin());
+      attempt('detach the sockops program', () => link.destroy());
+      this.link = undefined;
+    }
+    if (this.msgAttached && obj) {
+      attempt('detach the sk_msg program', () => obj.program('redirect_msg').detachFromMap(obj.map('redirect_socks').fd, BPF_SK_MSG_VERDICT, 'the redirect sockhash'));
+      this.msgAttached = false;
+    }
+    attempt('remove the redirect pins', () => {
+      for (const name of Object.values(PINS)) fs.rmSync(path.join(this.dir, name), { force: true });
+      if (fs.existsSync(this.dir)) fs.rmdirSync(this.dir);
+      removeIfEmpty(PIN_ROOT);
+    });
+    obj?.close();
+    this.object = undefined;
+  }
+
+  private live(): BpfObject {
+    if (!this.object) throw new Error('the redirect object is not loaded');
+    return this.object;
+  }
+}
+
+/** A process's start time in clock ticks since boot (/proc/PID/stat field
+ * 22), which tells a live process from a later one with the same pid;
+ * undefined if there is no such process. */
+export function processStart(pid: number): bigint | undefined {
+  let stat: string;
+  try {
+    stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+  } catch {
+    return undefined;
+  }
+  // the command (field 2) may hold spaces and parentheses: count from the last ')'
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return BigInt(fields[19]!);
+}
+
+/** Removes a directory unless something else (another instance's pins) is in it. */
+function removeIfEmpty(dir: string): void {
+  try {
+    fs.rmdirSync(dir);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code !== 'ENOTEMPTY' && code !== 'ENOENT') throw err;
+  }
+}
