@@ -13,7 +13,7 @@ import { packageVersion } from './paths';
 import type { ProbeStatus, RunningGroup } from './probes/probe';
 import { PROBE_GROUPS, PROBE_NAMES } from './probes/registry';
 import { registerRedirectMetrics } from './redirect/metrics';
-import { SockRedirect, type RedirectOptions } from './redirect/sock-redirect';
+import { MAX_REDIRECT_PORTS, SockRedirect, type RedirectOptions } from './redirect/sock-redirect';
 import { MetricsServer, type ListenAddress } from './server';
 import { CAPABILITIES, cgroup2Mount, effectiveCapabilities, hasCapability } from './system';
 
@@ -58,10 +58,11 @@ export function resolveRedirect(spec: RedirectSpec): RedirectOptions {
     cgroup = cgroup2Mount();
     if (!cgroup) throw new EnvironmentError('redirect needs cgroup v2, and none is mounted: mount -t cgroup2 none /sys/fs/cgroup');
   }
-  return {
-    cgroup: resolveCgroupDir(cgroup, '--redirect-cgroup'),
-    ports: [...new Set(spec.ports.map((p) => resolvePort(p, '--redirect-ports')))],
-  };
+  const ports = [...new Set(spec.ports.map((p) => resolvePort(p, '--redirect-ports')))];
+  if (ports.length > MAX_REDIRECT_PORTS) {
+    throw new UsageError(`--redirect-ports: ${ports.length} ports; give at most ${MAX_REDIRECT_PORTS}`);
+  }
+  return { cgroup: resolveCgroupDir(cgroup, '--redirect-cgroup'), ports };
 }
 
 /** Attaching sockops to a cgroup needs CAP_NET_ADMIN besides what loading needs. */

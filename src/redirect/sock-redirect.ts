@@ -27,7 +27,7 @@ export const FALLBACK_REASONS = ['peer_missing', 'redirect_failed', 'policy', 's
 export const BPFFS = '/sys/fs/bpf';
 export const PIN_ROOT = path.join(BPFFS, 'bpfnet-exporter');
 const BPF_SK_MSG_VERDICT = 7; // enum bpf_attach_type
-const MAX_PORTS = 64; // PORTS_MAX in the C
+export const MAX_REDIRECT_PORTS = 64; // PORTS_MAX in the C
 
 export interface RedirectOptions {
   /** cgroup v2 directory and its id */
@@ -78,9 +78,6 @@ export class SockRedirect {
   /** Loads, takes over what an earlier instance left, attaches; throws with
    * one clear line, leaving nothing behind. */
   static start(opts: RedirectOptions, log: Logger): SockRedirect {
-    if (opts.ports.length > MAX_PORTS) {
-      throw new EnvironmentError(`--redirect-ports: ${opts.ports.length} ports; give at most ${MAX_PORTS}`);
-    }
     if (!mountsOfType('bpf').includes(BPFFS)) {
       throw new EnvironmentError(`redirect pins its maps in bpffs, which is not mounted at ${BPFFS}: mount -t bpf bpf ${BPFFS}`);
     }
@@ -101,26 +98,16 @@ export class SockRedirect {
    * programs and remove them, unless that instance still runs. */
   private takeOver(): void {
     if (!fs.existsSync(this.dir)) return;
-    const controlPin = path.join(this.dir, PINS.control);
-    if (fs.existsSync(controlPin)) {
-      const control = BpfMap.openPinned(controlPin);
-      try {
-        const value = control.lookup(Buffer.alloc(4));
-        const layout = this.layouts.get('control')!;
-        if (value) {
-          const pid = value.readUInt32LE(layout.offset('owner_pid'));
-          if (pid !== process.pid && processStart(pid) === value.readBigUInt64LE(layout.offset('owner_start'))) {
-            throw new EnvironmentError(
-              `another bpfnet-exporter (pid ${pid}) redirects sockets of ${this.opts.cgroup.dir}: stop it first, or give another --redirect-cgroup`,
-            );
-          }
-          value.writeUInt32LE(1, layout.offset('paused')); // its sockets' messages take the stack
-          control.update(Buffer.alloc(4), value);
-          this.log.warn('taking over the socket redirect of an exporter that did not stop', { pid, pins: this.dir });
-        }
-      } finally {
-        control.close();
+    if (fs.existsSync(path.join(this.dir, PINS.control))) {
+      const layout = this.layouts.get('control')!;
+      const owner = readControl(this.dir, layout);
+      if (owner.pid !== process.pid && processStart(owner.pid) === owner.start) {
+        throw new EnvironmentError(
+          `another bpfnet-exporter (pid ${owner.pid}) redirects sockets of ${this.opts.cgroup.dir}: stop it first, or give another --redirect-cgroup`,
+        );
       }
+      setPaused(this.dir, layout, true); // its sockets' messages take the stack
+      this.log.warn('taking over the socket redirect of an exporter that did not stop', { pid: owner.pid, pins: this.dir });
     }
     // unpinning the link detaches the old sockops program
     for (const name of Object.values(PINS)) fs.rmSync(path.join(this.dir, name), { force: true });
@@ -251,6 +238,47 @@ export class SockRedirect {
   private live(): BpfObject {
     if (!this.object) throw new Error('the redirect object is not loaded');
     return this.object;
+  }
+}
+
+/** The pinned control of the redirect whose pins are in dir: who owns it, and whether it is paused. */
+export function readControl(dir: string, layout: Layout): { pid: number; start: bigint; paused: boolean } {
+  const control = BpfMap.openPinned(path.join(dir, PINS.control));
+  try {
+    const value = control.lookup(Buffer.alloc(4));
+    if (!value) throw new Error(`${dir}: the control map is empty`);
+    return {
+      pid: value.readUInt32LE(layout.offset('owner_pid')),
+      start: value.readBigUInt64LE(layout.offset('owner_start')),
+      paused: value.readUInt32LE(layout.offset('paused')) !== 0,
+    };
+  } finally {
+    control.close();
+  }
+}
+
+/** Pauses (every message of its sockets takes the stack) or resumes the
+ * redirect whose pins are in dir, running in this process or not. */
+export function setPaused(dir: string, layout: Layout, paused: boolean): void {
+  const control = BpfMap.openPinned(path.join(dir, PINS.control));
+  try {
+    const key = Buffer.alloc(4);
+    const value = control.lookup(key);
+    if (!value) throw new Error(`${dir}: the control map is empty`);
+    value.writeUInt32LE(paused ? 1 : 0, layout.offset('paused'));
+    control.update(key, value);
+  } finally {
+    control.close();
+  }
+}
+
+/** The layout of struct redirect_control, from the object's BTF. */
+export function controlLayout(): Layout {
+  const obj = BpfObject.open(bpfObjectPath('sock-redirect'));
+  try {
+    return obj.layout(SPECS.control);
+  } finally {
+    obj.close();
   }
 }
 

@@ -13,7 +13,7 @@ export interface AgentMessage {
   [key: string]: unknown;
 }
 
-class AgentProcess {
+export class AgentProcess {
   readonly messages: AgentMessage[] = [];
   private stderr = '';
   private waiters: (() => void)[] = [];
@@ -98,4 +98,36 @@ export async function runClient(ns: Netns, spec: Omit<ConnectSpec, 'role'>, cgro
 /** Starts a client inside ns without waiting for it. */
 export function startClient(ns: Netns, spec: Omit<ConnectSpec, 'role'>): AgentProcess {
   return new AgentProcess(ns.spawn(process.execPath, [AGENT, JSON.stringify({ role: 'connect', ...spec })]));
+}
+
+const ECHO_AGENT = path.join(__dirname, 'echo-agent.js');
+
+/** An echo-agent process (echo, stream or proxy) inside ns and cgroup. */
+export function spawnEchoAgent(ns: Netns, spec: object, cgroup?: TestCgroup): AgentProcess {
+  return new AgentProcess(ns.spawn(process.execPath, [ECHO_AGENT, JSON.stringify(spec)], cgroup));
+}
+
+/** An echo server or proxy; resolves once it listens. */
+export async function startEchoServer(ns: Netns, spec: object, cgroup?: TestCgroup): Promise<Server> {
+  const s = new Server(ns.spawn(process.execPath, [ECHO_AGENT, JSON.stringify(spec)], cgroup));
+  const m = await s.waitFor('listening');
+  s.pid = m.pid as number;
+  s.port = m.port as number;
+  return s;
+}
+
+export interface StreamResult {
+  sent: number;
+  received: number;
+  writes: number;
+  sentSha256?: string;
+  receivedSha256?: string;
+  error?: string;
+}
+
+/** Waits for a stream agent to finish; its per-connection results. */
+export async function streamResults(agent: AgentProcess, timeoutMs = 300_000): Promise<StreamResult[]> {
+  await agent.waitFor('done', timeoutMs);
+  await agent.exited;
+  return agent.all('result') as unknown as StreamResult[];
 }
