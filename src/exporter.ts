@@ -13,7 +13,7 @@ import { packageVersion } from './paths';
 import type { ProbeStatus, RunningGroup } from './probes/probe';
 import { PROBE_GROUPS, PROBE_NAMES } from './probes/registry';
 import { registerRedirectMetrics } from './redirect/metrics';
-import { MAX_REDIRECT_PORTS, SockRedirect, type RedirectOptions } from './redirect/sock-redirect';
+import { assertNotRunning, MAX_REDIRECT_PORTS, SockRedirect, type RedirectOptions } from './redirect/sock-redirect';
 import { MetricsServer, type ListenAddress } from './server';
 import { CAPABILITIES, cgroup2Mount, effectiveCapabilities, hasCapability } from './system';
 
@@ -100,6 +100,8 @@ export class Exporter {
     checkPrivileges();
     if (redirect) checkRedirectPrivileges();
     checkBtf();
+    // before the port is bound: a second instance on one cgroup says only why it cannot run
+    if (redirect) assertNotRunning(redirect.cgroup);
     setLibbpfLogger(log.child('libbpf'));
 
     const exp = new Exporter(opts, log);

@@ -100,12 +100,7 @@ export class SockRedirect {
     if (!fs.existsSync(this.dir)) return;
     if (fs.existsSync(path.join(this.dir, PINS.control))) {
       const layout = this.layouts.get('control')!;
-      const owner = readControl(this.dir, layout);
-      if (owner.pid !== process.pid && processStart(owner.pid) === owner.start) {
-        throw new EnvironmentError(
-          `another bpfnet-exporter (pid ${owner.pid}) redirects sockets of ${this.opts.cgroup.dir}: stop it first, or give another --redirect-cgroup`,
-        );
-      }
+      const owner = assertNotRunning(this.opts.cgroup, layout);
       setPaused(this.dir, layout, true); // its sockets' messages take the stack
       this.log.warn('taking over the socket redirect of an exporter that did not stop', { pid: owner.pid, pins: this.dir });
     }
@@ -241,6 +236,20 @@ export class SockRedirect {
   }
 }
 
+/** Fails with one line if another live exporter redirects this cgroup;
+ * returns the owner recorded in the pins otherwise (or undefined: no pins). */
+export function assertNotRunning(cgroup: RedirectOptions['cgroup'], layout = controlLayout()): { pid: number } {
+  const dir = pinDir(cgroup.id);
+  if (!fs.existsSync(path.join(dir, PINS.control))) return { pid: 0 };
+  const owner = readControl(dir, layout);
+  if (owner.pid !== process.pid && processStart(owner.pid) === owner.start) {
+    throw new EnvironmentError(
+      `another bpfnet-exporter (pid ${owner.pid}) redirects sockets of ${cgroup.dir}: stop it first, or give another --redirect-cgroup`,
+    );
+  }
+  return owner;
+}
+
 /** The pinned control of the redirect whose pins are in dir: who owns it, and whether it is paused. */
 export function readControl(dir: string, layout: Layout): { pid: number; start: bigint; paused: boolean } {
   const control = BpfMap.openPinned(path.join(dir, PINS.control));
@@ -284,7 +293,7 @@ export function controlLayout(): Layout {
 
 /** A process's start time in clock ticks since boot (/proc/PID/stat field
  * 22), which tells a live process from a later one with the same pid;
- * undefined if there is no such process. */
+ * undefined if there is no such process, or only its zombie. */
 export function processStart(pid: number): bigint | undefined {
   let stat: string;
   try {
@@ -294,7 +303,7 @@ export function processStart(pid: number): bigint | undefined {
   }
   // the command (field 2) may hold spaces and parentheses: count from the last ')'
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return BigInt(fields[19]!);
+  return fields[0] === 'Z' ? undefined : BigInt(fields[19]!);
 }
 
 /** Removes a directory unless something else (another instance's pins) is in it. */

@@ -4,37 +4,13 @@
 // is counted exactly (the kernel's own run count of the sk_msg program, and
 // loopback's byte counter, agree), and what must not be redirected is not.
 import assert from 'node:assert/strict';
-import { spawnEchoAgent, startEchoServer, streamResults, type StreamResult } from '../helpers/agent';
+import { spawnEchoAgent, startEchoServer, streamResults } from '../helpers/agent';
 import { TestCgroup } from '../helpers/cgroup';
-import { RunningExporter } from '../helpers/exporter';
 import { createNetns, type Netns } from '../helpers/netns';
 import { requireRoot } from '../helpers/privileges';
-import type { Metrics } from '../helpers/prom-text';
+import { assertWhole, fallbacks, loBytes, startRedirect } from '../helpers/redirect';
 
 const MiB = 1 << 20;
-
-/** The exporter running only the redirect, on cgroup. */
-export function startRedirect(cgroup: TestCgroup, args: string[] = []): Promise<RunningExporter> {
-  return new RunningExporter(['redirect', '--redirect-cgroup', cgroup.path, '--enable-bpf-stats', ...args]).ready();
-}
-
-/** Bytes loopback carried in ns: the stack's own count. */
-export function loBytes(ns: Netns): number {
-  return Number(ns.run('cat', '/sys/class/net/lo/statistics/tx_bytes'));
-}
-
-export const fallbacks = (m: Metrics, reason?: string) => m.sum('bpfnet_redirect_fallbacks_total', reason ? { reason } : {});
-
-/** Every stream came back whole: what each side hashed is what the other sent. */
-export function assertWhole(results: StreamResult[], served: { sha256?: string; received: number }[], bytes: number): void {
-  assert.equal(results.length, served.length);
-  for (const r of results) {
-    assert.equal(r.error, undefined);
-    assert.deepEqual([r.sent, r.received, r.receivedSha256], [bytes, bytes, r.sentSha256]);
-  }
-  // the server hashed what it received: the same streams, in some order
-  assert.deepEqual(served.map((s) => s.sha256).sort(), results.map((r) => r.sentSha256).sort());
-}
 
 describe('socket redirect', function () {
   this.timeout(300_000);
