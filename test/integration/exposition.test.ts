@@ -5,7 +5,8 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import http from 'node:http';
-import { runClient, startServer } from '../helpers/agent';
+import { runClient, spawnEchoAgent, startEchoServer, startServer, streamResults } from '../helpers/agent';
+import { TestCgroup } from '../helpers/cgroup';
 import { httpGet, RunningExporter } from '../helpers/exporter';
 import { createNetns, type Netns } from '../helpers/netns';
 import { requireRoot } from '../helpers/privileges';
@@ -14,24 +15,30 @@ const OPENMETRICS = 'application/openmetrics-text;version=1.0.0,application/open
 
 describe('exposition', function () {
   let ns: Netns;
+  let cg: TestCgroup;
   let exporter: RunningExporter;
   let url: string;
 
   before(async function () {
     requireRoot();
     ns = createNetns('expo');
-    exporter = await new RunningExporter(['--netns', ns.path]).ready();
+    cg = new TestCgroup('expo');
+    exporter = await new RunningExporter(['--netns', ns.path, '--redirect', '--redirect-cgroup', cg.path]).ready();
     url = await exporter.url;
     const server = await startServer(ns, { host: '::1', port: 0, down: 4096 });
     await runClient(ns, { host: '::1', port: server.port, connections: Array(3).fill({ up: 1000 }) });
     await runClient(ns, { host: '127.0.0.1', port: 1, connections: [{ up: 1 }] });
     await server.stop();
-    await exporter.settle((m) => m.sum('bpfnet_tcp_closes_total') === 6);
+    const echo = await startEchoServer(ns, { role: 'echo', host: '127.0.0.1', port: 0 }, cg);
+    await streamResults(spawnEchoAgent(ns, { role: 'stream', host: '127.0.0.1', port: echo.port, connections: 2, bytes: 10_000 }, cg));
+    await echo.stop();
+    await exporter.settle((m) => m.sum('bpfnet_tcp_closes_total') === 10);
   });
 
   after(async function () {
     await exporter?.stop();
     await ns?.destroy();
+    await cg?.destroy();
   });
 
   it('passes promtool check metrics with no findings', async function () {
@@ -44,7 +51,8 @@ describe('exposition', function () {
       'bpfnet_tcp_connection_duration_seconds_bucket', 'bpfnet_tcp_sent_bytes_total', 'bpfnet_tcp_received_bytes_total',
       'bpfnet_tcp_connection_sent_bytes_bucket', 'bpfnet_tcp_connection_received_bytes_bucket', 'bpfnet_tcp_retransmits_total',
       'bpfnet_tcp_srtt_seconds_bucket', 'bpfnet_probe_up', 'bpfnet_bpf_program_run_seconds_total', 'bpfnet_bpf_program_runs_total',
-      'bpfnet_build_info']) {
+      'bpfnet_build_info', 'bpfnet_redirect_enabled', 'bpfnet_redirect_sockets', 'bpfnet_redirect_connections_total',
+      'bpfnet_redirect_messages_total', 'bpfnet_redirect_bytes_total', 'bpfnet_redirect_fallbacks_total', 'bpfnet_redirect_map_full_total']) {
       assert.match(body, new RegExp(`^${name}[{ ]`, 'm'), name);
     }
   });
