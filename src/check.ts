@@ -55,7 +55,7 @@ export async function runCheck(out: NodeJS.WritableStream): Promise<number> {
   ];
   const rows = [...env.map(([item, check]) => guard(item, check)), ...attachTypes(), ...maps()];
   const probes = probeRows();
-  out.write(table([...rows, ...probes]));
+  out.write(table([...rows, ...probes, redirectRow()]));
   return probes.some((r) => r.ok) ? 0 : 1;
 }
 
@@ -191,6 +191,23 @@ function probeRows(): Row[] {
       return { item, ok: true, detail: degraded ? 'loads and attaches, but without accept attribution: --pid cannot filter closes of accepted connections' : 'loads and attaches' };
     });
   });
+}
+
+/** The socket redirect's object, loaded and never attached: attached to a
+ * cgroup it would pair this machine's own connections. */
+function redirectRow(): Row {
+  const item = 'redirect';
+  try {
+    const obj = BpfObject.open(bpfObjectPath('sock-redirect'));
+    try {
+      obj.load();
+    } finally {
+      obj.close();
+    }
+    return { item, ok: true, detail: 'loads (not attached here: the redirect command attaches it to the cgroup it is given)' };
+  } catch (err) {
+    return { item, ok: false, detail: withHint(`cannot load sock-redirect.bpf.o: ${why(err)}`, item) };
+  }
 }
 
 /** The errno and libbpf's line that says why, without the object's path. */

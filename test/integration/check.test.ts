@@ -22,7 +22,7 @@ const BTF_FIX = 'run a kernel built with CONFIG_DEBUG_INFO_BTF=y';
 const PROBES = ['connect', 'accept', 'close'];
 /** every program check loads: bpf/features.bpf.c and bpf/tcp-lifecycle.bpf.c */
 const OUR_PROGRAMS = new Set(['feat_tp_btf', 'feat_tracepoint', 'feat_raw_tp', 'feat_kprobe', 'feat_kretprobe', 'feat_fentry',
-  'feat_fexit', 'feat_sockops', 'feat_sk_msg', 'tcp_state', 'accept_exit', 'accept4_exit']);
+  'feat_fexit', 'feat_sockops', 'feat_sk_msg', 'tcp_state', 'accept_exit', 'accept4_exit', 'redirect_sockops', 'redirect_msg']);
 
 /** The table as ITEM -> [STATUS, DETAIL], checking its shape on the way. */
 function parseTable(stdout: string): Map<string, [string, string]> {
@@ -121,9 +121,10 @@ describe('check', function () {
       'sockhash map': ['yes', /^created$/],
       'ring buffer map': ['yes', /^created$/],
       ...Object.fromEntries(PROBES.map((p) => [`probe ${p}`, ['yes', /^loads and attaches$/]])),
+      redirect: ['yes', /^loads \(not attached here/],
     });
     assert.equal(r.rows.get('kernel')![1], os.release());
-    assert.equal(r.rows.size, 20);
+    assert.equal(r.rows.size, 21);
     assert.equal(r.code, 0);
   });
 
@@ -136,6 +137,7 @@ describe('check', function () {
       'ring buffer map': ['no', /^cannot create: EPERM/],
       ...Object.fromEntries(PROBES.map((p) => [`probe ${p}`,
         ['no', new RegExp(`^cannot load tcp-lifecycle.bpf.o: EPERM \\(Operation not permitted\\); ${PRIVILEGE_FIX}$`)]])),
+      redirect: ['no', new RegExp(`^cannot load sock-redirect.bpf.o: EPERM \\(Operation not permitted\\).*; ${PRIVILEGE_FIX}$`)],
     });
     assert.equal([...r.rows.values()].filter(([status]) => status === 'yes').length, 5, 'only the kernel and mount rows');
     assert.equal(r.code, 1);
