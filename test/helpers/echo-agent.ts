@@ -6,6 +6,7 @@
 //   stream: opens `connections` connections at once; each writes `bytes`
 //           pseudo-random bytes (a per-connection seed) in writes of 1 byte to
 //           1 MiB, half-closes, reads the echo until FIN; prints
+//           {"event":"connected"} as each connects, then per connection
 //           {"event":"result",sent,received,sentSha256,receivedSha256,writes}.
 //   proxy:  listens; for each connection connects upstream (optionally from a
 //           given local address) and copies both ways, half-closes included.
@@ -163,7 +164,10 @@ function streamOne(spec: StreamSpec, seed: number): Promise<object> {
       }
       sock.end();
     };
-    sock.on('connect', () => void untilFile(spec.holdUntilFile).then(writeMore));
+    sock.on('connect', () => {
+      emit({ event: 'connected', localPort: sock.localPort });
+      void untilFile(spec.holdUntilFile).then(writeMore);
+    });
   });
 }
 

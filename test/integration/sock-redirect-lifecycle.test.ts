@@ -14,7 +14,7 @@ import { TestCgroup } from '../helpers/cgroup';
 import { RunningExporter, runCli, sleep } from '../helpers/exporter';
 import { createNetns, type Netns } from '../helpers/netns';
 import { requireRoot } from '../helpers/privileges';
-import { assertWhole, fallbacks, loBytes, startRedirect } from '../helpers/redirect';
+import { assertWhole, fallbacks, loBytes, servedBy, startRedirect } from '../helpers/redirect';
 
 const MiB = 1 << 20;
 
@@ -45,6 +45,13 @@ function instancePrograms(cg: TestCgroup): number[] {
 function stillLoaded(ids: number[]): number[] {
   const loaded = new Set(bpftool<{ id: number }[]>('prog', 'show').map((p) => p.id));
   return ids.filter((id) => loaded.has(id));
+}
+
+/** Waits until the exporter has redirected at least `bytes` (the streams are
+ * flowing through it), however slowly this machine starts processes. */
+async function flowing(exporter: RunningExporter, bytes = 256 * 1024): Promise<void> {
+  const m = await exporter.settle((x) => x.sum('bpfnet_redirect_bytes_total') >= bytes, 120_000);
+  assert.ok(m.sum('bpfnet_redirect_bytes_total') >= bytes, 'the streams never flowed through the redirect');
 }
 
 async function waitFor(what: string, cond: () => boolean, timeoutMs = 10_000): Promise<void> {
@@ -79,7 +86,7 @@ describe('socket redirect lifecycle', function () {
     const server = await startEchoServer(ns, { role: 'echo', host: '127.0.0.1', port: 0 }, cg);
     const client = slowStream(ns, server.port, cg);
     const layout = controlLayout();
-    await sleep(800);
+    await flowing(exporter);
     setPaused(pins, layout, true);
     await sleep(800);
     setPaused(pins, layout, false);
@@ -88,7 +95,7 @@ describe('socket redirect lifecycle', function () {
     await server.stop();
     await exporter.stop();
 
-    assertWhole(results, server.all('served') as never, 2 * MiB);
+    assertWhole(results, servedBy(server), 2 * MiB);
     const redirected = m.sum('bpfnet_redirect_bytes_total');
     const stack = m.sum('bpfnet_tcp_sent_bytes_total');
     assert.ok(redirected > 0 && stack > 0, `redirected ${redirected}, stack ${stack}`);
@@ -98,20 +105,38 @@ describe('socket redirect lifecycle', function () {
     assert.ok(fallbacks(m, 'stack_used') > 0);
   });
 
+  it('starts while connections stream: those stay on the stack, whole; new ones are redirected', async function () {
+    const server = await startEchoServer(ns, { role: 'echo', host: '127.0.0.1', port: 0 }, cg);
+    const before = slowStream(ns, server.port, cg);
+    await waitFor('the streams to connect', () => before.all('connected').length === 4, 120_000);
+    const exporter = await startRedirect(cg);
+    const after = await streamResults(spawnEchoAgent(ns, { role: 'stream', host: '127.0.0.1', port: server.port, connections: 2, bytes: MiB }, cg));
+    const results = await streamResults(before);
+    const m = await exporter.scrape();
+    await server.stop();
+    await exporter.stop();
+    const served = servedBy(server);
+    assertWhole([...results, ...after], served, 0);
+    assert.deepEqual([...results, ...after].map((r) => r.sent), [2 * MiB, 2 * MiB, 2 * MiB, 2 * MiB, MiB, MiB]);
+    assert.equal(m.value('bpfnet_redirect_connections_total', { family: 'ipv4' }), 2);
+    assert.equal(m.value('bpfnet_redirect_bytes_total', { family: 'ipv4' }), 2 * 2 * MiB);
+    assert.equal(fallbacks(m), 0);
+  });
+
   it('stops on SIGTERM while connections stream: they finish on the stack, and the programs go when they close', async function () {
     const exporter = await startRedirect(cg);
     const ours = instancePrograms(cg);
     assert.equal(ours.length, 2);
     const server = await startEchoServer(ns, { role: 'echo', host: '127.0.0.1', port: 0 }, cg);
     const client = slowStream(ns, server.port, cg);
-    await sleep(1000);
+    await flowing(exporter);
     assert.deepEqual(await exporter.stop(), { code: 0, signal: null });
     // paused, not gone: the streaming sockets still hold the sk_msg program
     assert.equal(stillLoaded(ours).length, 1);
     assert.equal(fs.existsSync(pins), false);
     const results = await streamResults(client);
     await server.stop();
-    assertWhole(results, server.all('served') as never, 2 * MiB);
+    assertWhole(results, servedBy(server), 2 * MiB);
     await waitFor('the redirect programs to be unloaded', () => stillLoaded(ours).length === 0);
     assert.deepEqual(bpftool('cgroup', 'show', cg.path), []);
   });
@@ -121,7 +146,7 @@ describe('socket redirect lifecycle', function () {
     const ours = instancePrograms(cg);
     const server = await startEchoServer(ns, { role: 'echo', host: '127.0.0.1', port: 0 }, cg);
     const client = slowStream(ns, server.port, cg);
-    await sleep(700);
+    await flowing(first);
     await first.stop('SIGKILL');
     assert.ok(fs.existsSync(path.join(pins, 'sockops')), 'the pins outlive the killed exporter');
 
@@ -129,10 +154,10 @@ describe('socket redirect lifecycle', function () {
     ours.push(...instancePrograms(cg));
     assert.match(second.stderr, /taking over the socket redirect of an exporter that did not stop/);
     const results = await streamResults(client);
-    assertWhole(results, server.all('served') as never, 2 * MiB);
+    assertWhole(results, servedBy(server), 2 * MiB);
     // only the new programs are attached, and they redirect new connections
     const again = await streamResults(spawnEchoAgent(ns, { role: 'stream', host: '127.0.0.1', port: server.port, connections: 2, bytes: MiB }, cg));
-    assertWhole(again, (server.all('served') as never[]).slice(4), MiB);
+    assertWhole(again, servedBy(server, 4), MiB);
     const m = await second.scrape();
     assert.equal(m.value('bpfnet_redirect_connections_total', { family: 'ipv4' }), 2);
     assert.equal(m.value('bpfnet_redirect_bytes_total', { family: 'ipv4' }), 2 * 2 * MiB);
@@ -159,8 +184,8 @@ describe('socket redirect lifecycle', function () {
     await listed.stop();
     await other.stop();
     await exporter.stop();
-    assertWhole(a, listed.all('served') as never, MiB);
-    assertWhole(b, other.all('served') as never, MiB);
+    assertWhole(a, servedBy(listed), MiB);
+    assertWhole(b, servedBy(other), MiB);
     assert.equal(m.value('bpfnet_redirect_connections_total', { family: 'ipv4' }), 2);
     assert.equal(m.value('bpfnet_redirect_bytes_total', { family: 'ipv4' }), 2 * 2 * MiB);
     // the other pairs left the sockhash at once: nothing of theirs ran sk_msg
@@ -192,7 +217,7 @@ describe('socket redirect lifecycle', function () {
       await proxy.stop();
       await app.stop();
       await exporter.stop();
-      assertWhole(results, app.all('served') as never, 2 * MiB);
+      assertWhole(results, servedBy(app), 2 * MiB);
       // each connection is two pairs: client-proxy (through NAT) and proxy-app
       assert.equal(m.value('bpfnet_redirect_connections_total', { family: 'ipv4' }), 8);
       assert.equal(m.value('bpfnet_redirect_bytes_total', { family: 'ipv4' }), 4 * 2 * 2 * 2 * MiB);

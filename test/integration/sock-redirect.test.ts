@@ -8,7 +8,7 @@ import { spawnEchoAgent, startEchoServer, streamResults } from '../helpers/agent
 import { TestCgroup } from '../helpers/cgroup';
 import { createNetns, type Netns } from '../helpers/netns';
 import { requireRoot } from '../helpers/privileges';
-import { assertWhole, fallbacks, loBytes, startRedirect } from '../helpers/redirect';
+import { assertWhole, fallbacks, loBytes, servedBy, startRedirect } from '../helpers/redirect';
 
 const MiB = 1 << 20;
 
@@ -39,7 +39,7 @@ describe('socket redirect', function () {
     await server.stop();
     await exporter.stop();
 
-    assertWhole(results, server.all('served') as never, 8 * MiB);
+    assertWhole(results, servedBy(server), 8 * MiB);
     const total = 64 * 8 * MiB * 2; // each stream, then its echo
     assert.equal(m.value('bpfnet_redirect_connections_total', { family: 'ipv4' }), 64);
     assert.equal(m.value('bpfnet_redirect_bytes_total', { family: 'ipv4' }), total);
@@ -63,8 +63,8 @@ describe('socket redirect', function () {
     await v6.stop();
     await v4.stop();
     await exporter.stop();
-    assertWhole(r6, v6.all('served') as never, MiB);
-    assertWhole(rm, v4.all('served') as never, MiB);
+    assertWhole(r6, servedBy(v6), MiB);
+    assertWhole(rm, servedBy(v4), MiB);
     assert.deepEqual(
       ['ipv4', 'ipv6'].map((family) => [m.value('bpfnet_redirect_connections_total', { family }), m.value('bpfnet_redirect_bytes_total', { family })]),
       [[2, 2 * 2 * MiB], [3, 3 * 2 * MiB]],
@@ -78,7 +78,7 @@ describe('socket redirect', function () {
     // half-close: the client's FIN comes after its redirected bytes, and the
     // server still echoes everything back before closing its side
     const half = await streamResults(spawnEchoAgent(ns, { role: 'stream', host: '127.0.0.1', port: server.port, connections: 4, bytes: 300_000, maxWrite: 4096 }, cg));
-    assertWhole(half, server.all('served') as never, 300_000);
+    assertWhole(half, servedBy(server), 300_000);
     const served = server.all('served').length;
     // reset after 100 kB: the server sees the reset, nothing hangs
     const reset = await streamResults(spawnEchoAgent(ns, { role: 'stream', host: '127.0.0.1', port: server.port, connections: 4, bytes: 200_000, resetAfter: 100_000 }, cg));
@@ -97,7 +97,7 @@ describe('socket redirect', function () {
     const exporter = await startRedirect(cg);
     const inside = await startEchoServer(ns, { role: 'echo', host: '127.0.0.1', port: 0 }, cg);
     const fromOutside = await streamResults(spawnEchoAgent(ns, { role: 'stream', host: '127.0.0.1', port: inside.port, connections: 2, bytes: MiB }));
-    assertWhole(fromOutside, inside.all('served') as never, MiB);
+    assertWhole(fromOutside, servedBy(inside), MiB);
 
     // "another host": a server outside the cgroup, behind a veth pair
     const other = createNetns('redirect-other');
@@ -109,7 +109,7 @@ describe('socket redirect', function () {
       other.run('ip', 'link', 'set', 'rd1', 'up');
       const remote = await startEchoServer(other, { role: 'echo', host: '10.201.0.2', port: 0 });
       const toRemote = await streamResults(spawnEchoAgent(ns, { role: 'stream', host: '10.201.0.2', port: remote.port, connections: 2, bytes: MiB }, cg));
-      assertWhole(toRemote, remote.all('served') as never, MiB);
+      assertWhole(toRemote, servedBy(remote), MiB);
       await remote.stop();
     } finally {
       await other.destroy();
@@ -138,7 +138,7 @@ describe('socket redirect', function () {
       const results = await streamResults(spawnEchoAgent(ns, { role: 'stream', host: '10.202.0.2', port: server.port, connections: 4, bytes: 2 * MiB }, cg));
       const m = await exporter.scrape();
       await server.stop();
-      assertWhole(results, server.all('served') as never, 2 * MiB);
+      assertWhole(results, servedBy(server), 2 * MiB);
       assert.equal(m.value('bpfnet_redirect_connections_total', { family: 'ipv4' }), 4);
       assert.equal(m.value('bpfnet_redirect_bytes_total', { family: 'ipv4' }), 4 * 2 * 2 * MiB);
       assert.equal(fallbacks(m), 0);
