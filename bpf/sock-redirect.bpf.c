@@ -182,9 +182,10 @@ static __always_inline void count_map_full(__u32 family)
 		counter_add(&s->map_full, 1);
 }
 
-/* Puts the socket behind skops into the sockhash (and its member entry);
- * false if either is full. */
-static __always_inline bool join(struct bpf_sock_ops *skops, struct sock_key *k, const struct member *m)
+/* Puts the socket behind skops into the sockhash (and its member entry) and
+ * asks for its state changes, and for the callbacks in cb_flags; false if
+ * either map is full. */
+static __always_inline bool join(struct bpf_sock_ops *skops, struct sock_key *k, const struct member *m, int cb_flags)
 {
 	long err;
 
@@ -200,7 +201,7 @@ static __always_inline bool join(struct bpf_sock_ops *skops, struct sock_key *k,
 		return false;
 	}
 	/* TCP_CLOSE: time to forget it */
-	bpf_sock_ops_cb_flags_set(skops, skops->bpf_sock_ops_cb_flags | BPF_SOCK_OPS_STATE_CB_FLAG);
+	bpf_sock_ops_cb_flags_set(skops, skops->bpf_sock_ops_cb_flags | BPF_SOCK_OPS_STATE_CB_FLAG | cb_flags);
 	return true;
 }
 
@@ -219,13 +220,13 @@ static __always_inline void active_established(struct bpf_sock_ops *skops, struc
 	struct member m = {};
 	struct origin *o;
 
-	if (!join(skops, k, &m))
-		return;
 	/* an RTT sample means bytes went through the stack and were acked:
 	 * then it is time to see whether this socket found a peer */
-	bpf_sock_ops_cb_flags_set(skops, skops->bpf_sock_ops_cb_flags | BPF_SOCK_OPS_RTT_CB_FLAG);
+	if (!join(skops, k, &m, BPF_SOCK_OPS_RTT_CB_FLAG))
+		return;
 
 	__builtin_memcpy(ep.ip, k->local_ip, sizeof(ep.ip));
+	/* a second live socket from this endpoint: NAT pairing would be a guess */
 	o = bpf_map_lookup_elem(&redirect_origins, &ep);
 	if (o && !same_key(&o->key, k) && bpf_map_lookup_elem(&redirect_members, &o->key)) {
 		o->ambiguous = 1;
@@ -273,7 +274,7 @@ static __always_inline void passive_established(struct bpf_sock_ops *skops, stru
 	}
 	m.peer = peer;
 	m.paired = 1;
-	if (!join(skops, k, &m))
+	if (!join(skops, k, &m, 0))
 		return;
 	pm->peer = *k;
 	/* the peer's sk_msg may run now: its peer key must be whole first */

@@ -134,6 +134,7 @@ export class SockRedirect {
     fs.mkdirSync(this.dir, { recursive: true });
     obj.map('redirect_socks').pin(path.join(this.dir, PINS.socks));
     obj.map('redirect_control').pin(path.join(this.dir, PINS.control));
+    // sk_msg first: a socket takes the sockhash's programs when it joins
     obj.program('redirect_msg').attachToMap(obj.map('redirect_socks').fd, BPF_SK_MSG_VERDICT, 'the redirect sockhash');
     this.msgAttached = true;
     const cgroupFd = fs.openSync(this.opts.cgroup.dir, 'r');
