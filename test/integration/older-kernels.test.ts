@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
-// The counting tests again, on Debian 12's LTS kernel (6.1), booted by
-// kvm-run under emulation: CO-RE must relocate the programs to an older
-// kernel's structs, and an older verifier must accept them.
+// The counting tests and the socket redirect's tests again, on Debian 12's
+// LTS kernel (6.1), booted by kvm-run under emulation: CO-RE must relocate
+// the programs to an older kernel's structs, and an older verifier must
+// accept them.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
@@ -41,6 +42,19 @@ describe('older kernels', function () {
     assert.match(r.out, /^6\.1\./m);
     assert.match(r.out, /^hook=fexit\/inet_csk_accept$/m);
     assert.equal(summary[2], '0', r.out.slice(-6000));
+    assert.equal(r.code, 0);
+  });
+
+  it('redirects, pauses, stops and takes over on Linux 6.1 as on this kernel', async function () {
+    requireRoot();
+    this.timeout(1_000_000);
+    const files = ['sock-redirect', 'sock-redirect-lifecycle'].map((f) => `build/js/test/integration/${f}.test.js`);
+    const tests = 'IPv4-mapped|pauses and resumes|SIGTERM|kill -9|sidecar';
+    const r = await kvmRun('6.1.0-56-amd64', `cd ${ROOT} && uname -r && npx --no-install mocha --timeout 600000 --grep '${tests}' ${files.join(' ')}`);
+    const summary = /^(\d+) passed, (\d+) failed$/m.exec(r.out);
+    assert.ok(summary, `no test summary from the VM:\n${r.out.slice(-3000)}`);
+    assert.match(r.out, /^6\.1\./m);
+    assert.deepEqual([summary[1], summary[2]], ['5', '0'], r.out.slice(-6000));
     assert.equal(r.code, 0);
   });
 });
