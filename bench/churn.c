@@ -17,7 +17,7 @@
  *   sample UNIX_SECONDS CONNECTIONS CPU_SECONDS  (totals so far)
  * so that another process can turn tracing on and off while one unbroken
  * workload runs, and rate each period from the samples around it. */
-#define _GNU_SOURCE
+#include "net.h"
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -38,12 +38,6 @@ static int nbytes = 1024;
 static atomic_int stop;
 static atomic_ulong completed, errors;
 
-static void die(const char *what)
-{
-	fprintf(stderr, "churn: %s: %s\n", what, strerror(errno));
-	exit(1);
-}
-
 static double now(clockid_t clock)
 {
 	struct timespec ts;
@@ -59,22 +53,6 @@ static double cpu_seconds(void)
 	getrusage(RUSAGE_SELF, &ru);
 	return ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 +
 	       ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
-}
-
-/* read or write exactly len bytes; false on error or early end */
-static int full(int fd, char *buf, int len, int writing)
-{
-	for (int done = 0; done < len;) {
-		ssize_t n = writing ? write(fd, buf + done, len - done)
-				    : read(fd, buf + done, len - done);
-		if (n <= 0) {
-			if (n < 0 && errno == EINTR)
-				continue;
-			return 0;
-		}
-		done += n;
-	}
-	return 1;
 }
 
 static void *serve(void *arg)
@@ -123,20 +101,6 @@ static void *connect_loop(void *arg)
 	return NULL;
 }
 
-static int listener(int port)
-{
-	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(port),
-				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	int one = 1, fd = socket(AF_INET, SOCK_STREAM, 0);
-
-	if (fd < 0)
-		die("socket");
-	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	if (bind(fd, (struct sockaddr *)&a, sizeof(a)) || listen(fd, 4096))
-		die("bind/listen");
-	return fd;
-}
-
 int main(int argc, char **argv)
 {
 	double seconds = 5, warmup = 0.5, interval_ms = 0;
@@ -164,7 +128,7 @@ int main(int argc, char **argv)
 	/* several server ports multiply the 4-tuples clients can use while
 	 * their earlier connections sit in TIME_WAIT */
 	for (int p = 0; p < nports; p++) {
-		int lfd = listener(port + p);
+		int lfd = listen_loopback(port + p, 0, 4096);
 
 		for (int i = p; i < clients; i += nports)
 			if (pthread_create(&t, NULL, serve, (void *)(long)lfd))

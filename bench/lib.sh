@@ -73,11 +73,12 @@ pinned() { # cpus cmd...
 
 # Starts the exporter with the given flags; sets EXP_PID and EXP_ADDR and
 # returns once /readyz answers 200. EXPORTER_ROOT may name another built
-# checkout to run instead of this one.
+# checkout to run instead of this one; EXPORTER_COMMAND another of its
+# commands than run (redirect).
 start_exporter() { # cpus flags...
   local cpus=$1 logf="$BENCH_TMP/exporter.log" i
   shift
-  pinned "$cpus" node "${EXPORTER_ROOT:-.}/build/js/src/cli.js" run --listen 127.0.0.1:0 "$@"
+  pinned "$cpus" node "${EXPORTER_ROOT:-.}/build/js/src/cli.js" "${EXPORTER_COMMAND:-run}" --listen 127.0.0.1:0 "$@"
   : >"$logf" # before the child opens it: it is read below at once
   "${CMD[@]}" >/dev/null 2>"$logf" &
   EXP_PID=$!

@@ -1,0 +1,58 @@
+// SPDX-License-Identifier: Apache-2.0
+/* What the benchmark's C helpers share: a fatal error, whole reads and
+ * writes, and a listener on 127.0.0.1. Header-only: each helper is one
+ * translation unit, built by one clang command. */
+#ifndef BENCH_NET_H
+#define BENCH_NET_H
+
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+/* "PROGRAM: WHAT: errno's message" on stderr, then exit status 1 */
+static inline void die(const char *what)
+{
+	fprintf(stderr, "%s: %s: %s\n", program_invocation_short_name, what, strerror(errno));
+	exit(1);
+}
+
+/* read or write exactly len bytes; false on error or end of stream (a write
+ * to a closed peer fails with EPIPE instead of raising SIGPIPE) */
+static inline int full(int fd, char *buf, size_t len, int writing)
+{
+	for (size_t done = 0; done < len;) {
+		ssize_t n = writing ? send(fd, buf + done, len - done, MSG_NOSIGNAL)
+				    : read(fd, buf + done, len - done);
+		if (n <= 0) {
+			if (n < 0 && errno == EINTR)
+				continue;
+			return 0;
+		}
+		done += n;
+	}
+	return 1;
+}
+
+/* a listening socket on 127.0.0.1:port; type_flags (SOCK_NONBLOCK,
+ * SOCK_CLOEXEC) are or-ed into SOCK_STREAM */
+static inline int listen_loopback(int port, int type_flags, int backlog)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(port),
+				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	int one = 1, fd = socket(AF_INET, SOCK_STREAM | type_flags, 0);
+
+	if (fd < 0)
+		die("socket");
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (bind(fd, (struct sockaddr *)&a, sizeof(a)) || listen(fd, backlog))
+		die("bind/listen");
+	return fd;
+}
+
+#endif
