@@ -5,6 +5,7 @@ import type { ProbeContext, ProbeGroup, RunningGroup } from './probe';
 import { registerAcceptMetrics } from './tcp-accept';
 import { registerCloseMetrics } from './tcp-close';
 import { registerConnectMetrics } from './tcp-connect';
+import { NETSUBSYS_GROUP } from './netsubsys';
 import { TCP_PROBES, TcpLifecycle } from './tcp-lifecycle';
 
 const tcpLifecycle: ProbeGroup = {
@@ -35,7 +36,7 @@ const tcpLifecycle: ProbeGroup = {
   },
 };
 
-export const PROBE_GROUPS: readonly ProbeGroup[] = [tcpLifecycle];
+export const PROBE_GROUPS: readonly ProbeGroup[] = [tcpLifecycle, NETSUBSYS_GROUP];
 
 export const PROBE_NAMES: readonly string[] = PROBE_GROUPS.flatMap((g) => g.probes);
 

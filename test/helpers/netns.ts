@@ -48,6 +48,20 @@ export class Netns {
     return child;
   }
 
+  /** Joins this namespace to peer with a veth pair, both ends up: ifname
+   * here with address (CIDR), peerIfname there with peerAddress. With
+   * staticNeighbours, each end knows the other's MAC address beforehand, so
+   * no ARP packet crosses the pair. */
+  veth(ifname: string, address: string, peer: Netns, peerIfname: string, peerAddress: string, opts: { staticNeighbours?: boolean } = {}): void {
+    const mac = (n: number) => `02:00:00:00:00:${n.toString(16).padStart(2, '0')}`;
+    this.run('ip', 'link', 'add', ifname, 'address', mac(1), 'type', 'veth', 'peer', 'name', peerIfname, 'address', mac(2), 'netns', peer.name);
+    for (const [ns, dev, addr, other, otherMac] of [[this, ifname, address, peerAddress, mac(2)], [peer, peerIfname, peerAddress, address, mac(1)]] as const) {
+      ns.run('ip', 'addr', 'add', addr, 'dev', dev);
+      ns.run('ip', 'link', 'set', dev, 'up');
+      if (opts.staticNeighbours) ns.run('ip', 'neigh', 'replace', other.split('/')[0]!, 'lladdr', otherMac, 'dev', dev, 'nud', 'permanent');
+    }
+  }
+
   sysctl(key: string, value: string | number): void {
     this.run('sysctl', '-q', '-w', `${key}=${value}`);
   }

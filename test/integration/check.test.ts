@@ -20,9 +20,12 @@ const TRACEFS_FIX = 'mount -t tracefs nodev /sys/kernel/tracing';
 const PRIVILEGE_FIX = 'run as root, or grant CAP_BPF and CAP_PERFMON';
 const BTF_FIX = 'run a kernel built with CONFIG_DEBUG_INFO_BTF=y';
 const PROBES = ['connect', 'accept', 'close'];
-/** every program check loads: bpf/features.bpf.c and bpf/tcp-lifecycle.bpf.c */
+const ALL_PROBES = [...PROBES, 'netsubsys'];
+/** every program check loads: bpf/features.bpf.c, tcp-lifecycle.bpf.c, sock-redirect.bpf.c and netsubsys.bpf.c */
 const OUR_PROGRAMS = new Set(['feat_tp_btf', 'feat_tracepoint', 'feat_raw_tp', 'feat_kprobe', 'feat_kretprobe', 'feat_fentry',
-  'feat_fexit', 'feat_sockops', 'feat_sk_msg', 'tcp_state', 'accept_exit', 'accept4_exit', 'redirect_sockops', 'redirect_msg']);
+  'feat_fexit', 'feat_sockops', 'feat_sk_msg', 'tcp_state', 'accept_exit', 'accept4_exit', 'redirect_sockops', 'redirect_msg',
+  'rx_netif_rx', 'rx_gro_receive', 'rx_receive_skb', 'rx_tcp_probe', 'rx_read', 'tx_tcp_sendmsg', 'tx_dev_queue', 'tx_start_xmit',
+  'tx_dev_xmit', 'drop_kfree_skb', 'tcp_reset_sent', 'tcp_reset_recv', 'tcp_retransmit']);
 
 /** The table as ITEM -> [STATUS, DETAIL], checking its shape on the way. */
 function parseTable(stdout: string): Map<string, [string, string]> {
@@ -120,11 +123,11 @@ describe('check', function () {
       sk_msg: ['yes', /^loads \(not attached/],
       'sockhash map': ['yes', /^created$/],
       'ring buffer map': ['yes', /^created$/],
-      ...Object.fromEntries(PROBES.map((p) => [`probe ${p}`, ['yes', /^loads and attaches$/]])),
+      ...Object.fromEntries(ALL_PROBES.map((p) => [`probe ${p}`, ['yes', /^loads and attaches$/]])),
       redirect: ['yes', /^loads \(not attached here/],
     });
     assert.equal(r.rows.get('kernel')![1], os.release());
-    assert.equal(r.rows.size, 21);
+    assert.equal(r.rows.size, 22);
     assert.equal(r.code, 0);
   });
 
@@ -137,6 +140,7 @@ describe('check', function () {
       'ring buffer map': ['no', /^cannot create: EPERM/],
       ...Object.fromEntries(PROBES.map((p) => [`probe ${p}`,
         ['no', new RegExp(`^cannot load tcp-lifecycle.bpf.o: EPERM \\(Operation not permitted\\); ${PRIVILEGE_FIX}$`)]])),
+      'probe netsubsys': ['no', new RegExp(`^cannot load netsubsys.bpf.o: EPERM \\(Operation not permitted\\); ${PRIVILEGE_FIX}$`)],
       redirect: ['no', new RegExp(`^cannot load sock-redirect.bpf.o: EPERM \\(Operation not permitted\\).*; ${PRIVILEGE_FIX}$`)],
     });
     assert.equal([...r.rows.values()].filter(([status]) => status === 'yes').length, 5, 'only the kernel and mount rows');
@@ -154,6 +158,7 @@ describe('check', function () {
       raw_tp: ['yes', /^loads, attaches/],
       sockops: ['yes', /^loads/],
       ...Object.fromEntries(PROBES.map((p) => [`probe ${p}`, ['no', /^cannot load tcp-lifecycle.bpf.o: ESRCH .*; needs kernel BTF/]])),
+      'probe netsubsys': ['no', /; needs kernel BTF/],
     });
     assert.equal(r.code, 1);
   });
@@ -198,7 +203,7 @@ describe('check on Linux 6.1', function () {
       'cgroup v2': ['yes', /^\/sys\/fs\/cgroup$/],
       ...Object.fromEntries(['tp_btf', 'tracepoint', 'raw_tp'].map((t) => [t, ['yes', /^loads, attaches to /]])),
       ...Object.fromEntries(['kprobe', 'kretprobe', 'fentry', 'fexit'].map((t) => [t, ['yes', /^loads, attaches to tcp_v4_connect$/]])),
-      ...Object.fromEntries(PROBES.map((p) => [`probe ${p}`, ['yes', /^loads and attaches$/]])),
+      ...Object.fromEntries(ALL_PROBES.map((p) => [`probe ${p}`, ['yes', /^loads and attaches$/]])),
     });
     assert.equal([...rows.values()].filter(([status]) => status === 'no').length, 0, stdout);
   });

@@ -23,7 +23,7 @@ describe('exposition', function () {
     requireRoot();
     ns = createNetns('expo');
     cg = new TestCgroup('expo');
-    exporter = await new RunningExporter(['--netns', ns.path, '--redirect', '--redirect-cgroup', cg.path]).ready();
+    exporter = await new RunningExporter(['--probes', 'connect,accept,close,netsubsys', '--netns', ns.path, '--redirect', '--redirect-cgroup', cg.path]).ready();
     url = await exporter.url;
     const server = await startServer(ns, { host: '::1', port: 0, down: 4096 });
     await runClient(ns, { host: '::1', port: server.port, connections: Array(3).fill({ up: 1000 }) });
@@ -52,7 +52,9 @@ describe('exposition', function () {
       'bpfnet_tcp_connection_sent_bytes_bucket', 'bpfnet_tcp_connection_received_bytes_bucket', 'bpfnet_tcp_retransmits_total',
       'bpfnet_tcp_srtt_seconds_bucket', 'bpfnet_probe_up', 'bpfnet_bpf_program_run_seconds_total', 'bpfnet_bpf_program_runs_total',
       'bpfnet_build_info', 'bpfnet_redirect_enabled', 'bpfnet_redirect_sockets', 'bpfnet_redirect_connections_total',
-      'bpfnet_redirect_messages_total', 'bpfnet_redirect_bytes_total', 'bpfnet_redirect_fallbacks_total', 'bpfnet_redirect_map_full_total']) {
+      'bpfnet_redirect_messages_total', 'bpfnet_redirect_bytes_total', 'bpfnet_redirect_fallbacks_total', 'bpfnet_redirect_map_full_total',
+      'bpfnet_netstack_latency_seconds_bucket', 'bpfnet_skb_drops_total', 'bpfnet_tcp_resets_total', 'bpfnet_tcp_retransmitted_segments_total',
+      'bpfnet_netstack_map_full_total']) {
       assert.match(body, new RegExp(`^${name}[{ ]`, 'm'), name);
     }
   });

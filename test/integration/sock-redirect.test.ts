@@ -102,11 +102,7 @@ describe('socket redirect', function () {
     // "another host": a server outside the cgroup, behind a veth pair
     const other = createNetns('redirect-other');
     try {
-      ns.run('ip', 'link', 'add', 'rd0', 'type', 'veth', 'peer', 'name', 'rd1', 'netns', other.name);
-      ns.run('ip', 'addr', 'add', '10.201.0.1/24', 'dev', 'rd0');
-      ns.run('ip', 'link', 'set', 'rd0', 'up');
-      other.run('ip', 'addr', 'add', '10.201.0.2/24', 'dev', 'rd1');
-      other.run('ip', 'link', 'set', 'rd1', 'up');
+      ns.veth('rd0', '10.201.0.1/24', other, 'rd1', '10.201.0.2/24');
       const remote = await startEchoServer(other, { role: 'echo', host: '10.201.0.2', port: 0 });
       const toRemote = await streamResults(spawnEchoAgent(ns, { role: 'stream', host: '10.201.0.2', port: remote.port, connections: 2, bytes: MiB }, cg));
       assertWhole(toRemote, servedBy(remote), MiB);
@@ -129,11 +125,7 @@ describe('socket redirect', function () {
     const exporter = await startRedirect(cg);
     const pod = createNetns('redirect-pod');
     try {
-      ns.run('ip', 'link', 'add', 'rp0', 'type', 'veth', 'peer', 'name', 'rp1', 'netns', pod.name);
-      ns.run('ip', 'addr', 'add', '10.202.0.1/24', 'dev', 'rp0');
-      ns.run('ip', 'link', 'set', 'rp0', 'up');
-      pod.run('ip', 'addr', 'add', '10.202.0.2/24', 'dev', 'rp1');
-      pod.run('ip', 'link', 'set', 'rp1', 'up');
+      ns.veth('rp0', '10.202.0.1/24', pod, 'rp1', '10.202.0.2/24');
       const server = await startEchoServer(pod, { role: 'echo', host: '10.202.0.2', port: 0 }, cg);
       const results = await streamResults(spawnEchoAgent(ns, { role: 'stream', host: '10.202.0.2', port: server.port, connections: 4, bytes: 2 * MiB }, cg));
       const m = await exporter.scrape();

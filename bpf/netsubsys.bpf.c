@@ -1,0 +1,464 @@
+// SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause
+/* The network subsystem probe: how long packets spend between points of the
+ * kernel's network stack, as histograms by stage and interface; drops by the
+ * kernel's reason; TCP resets and retransmitted segments.
+ *
+ * A packet is followed by its skb's address from point to point: each point
+ * takes the time since the previous one as a sample of the stage between
+ * them, and moves the entry on. Entries of packets that never reach the next
+ * point (a pure ACK freed without a tracepoint, a TCP segment merged into
+ * another) stay in LRU maps, which evict the oldest: memory stays bounded.
+ * The tracepoints are all tp_btf (BTF and kernel 5.5+; drop reasons 5.17+). */
+#include "bpfnet.h"
+#include "filter.h"
+#include "netsubsys.h"
+
+#define ETH_P_IPV6 0x86DD
+
+/* where a followed packet was last seen */
+enum point { POINT_DEVICE, POINT_STACK, POINT_SOCKET, POINT_QUEUED, POINT_XMIT };
+
+struct pkt {
+	__u64 ts;
+	__u64 dev;	/* struct net_device * at the point */
+	__u64 sk;	/* struct sock * (transmit) */
+	__u32 point;
+};
+
+/* received and transmitted packets in flight, by skb address: apart, since
+ * a veth hands the very skb it transmits to its peer's receive path */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__uint(map_flags, BPF_F_NO_COMMON_LRU);
+	__type(key, __u64);
+	__type(value, struct pkt);
+} netstack_rx SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__uint(map_flags, BPF_F_NO_COMMON_LRU);
+	__type(key, __u64);
+	__type(value, struct pkt);
+} netstack_tx SEC(".maps");
+
+/* TCP sockets with a send call not yet seen at a device: when it started */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64);
+	__type(value, __u64);
+} netstack_sends SEC(".maps");
+
+/* with --pid: sockets a listed process has sent or read on */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64);
+	__type(value, __u8);
+} netstack_pid_socks SEC(".maps");
+
+/* the metrics: allocated as series appear, each a value per CPU */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, 2048);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct stage_key);
+	__type(value, struct stage_stats);
+} netstack_latency SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, 4096);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct drop_key);
+	__type(value, struct drop_stats);
+} netstack_drops SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, NS_FAMILY_COUNT);
+	__type(key, __u32);
+	__type(value, struct tcp_event_stats);
+} netstack_tcp SEC(".maps");
+
+/* samples and drops not counted because their map was full */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, NS_ERR_COUNT);
+	__type(key, __u32);
+	__type(value, __u64);
+} netstack_errors SEC(".maps");
+
+static const struct stage_stats zero_stage;
+static const struct drop_stats zero_drop;
+
+static __always_inline void count_error(__u32 err)
+{
+	__u64 *n = bpf_map_lookup_elem(&netstack_errors, &err);
+
+	if (n)
+		counter_add(n, 1);
+}
+
+/* skb->dev shares its place with dev_scratch (UDP uses it once a datagram is
+ * queued): only a kernel address is a device */
+static __always_inline struct net_device *skb_dev(const struct sk_buff *skb)
+{
+	struct net_device *dev = BPF_CORE_READ(skb, dev);
+
+	return (long)dev < 0 ? dev : NULL;
+}
+
+static __always_inline __u32 dev_netns(const struct net_device *dev)
+{
+	return dev ? BPF_CORE_READ(dev, nd_net.net, ns.inum) : 0;
+}
+
+static __always_inline __u32 sk_netns(const struct sock *sk)
+{
+	return sk ? BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum) : 0;
+}
+
+/* The --netns filter alone: what can be judged before a packet has a socket. */
+static __always_inline bool netns_allowed(__u32 netns)
+{
+	struct filter_config *cfg = filters();
+
+	return !cfg || !cfg->netns || bpf_map_lookup_elem(&filter_netns, &netns);
+}
+
+/* Every filter: the namespace of the packet's device, and the socket's
+ * cgroup, ports and process (a packet without a socket passes none of
+ * those three). */
+static __always_inline bool packet_allowed(const struct sock *sk, __u32 netns)
+{
+	struct filter_config *cfg = filters();
+	__u64 key = (__u64)sk;
+
+	if (!cfg)
+		return true;
+	if (cfg->netns && !bpf_map_lookup_elem(&filter_netns, &netns))
+		return false;
+	if (!cfg->cgroup && !cfg->port && !cfg->pid)
+		return true;
+	if (!sk)
+		return false;
+	if (cfg->cgroup && !cgroup_allowed(sk))
+		return false;
+	if (cfg->port && !ports_allowed(sk))
+		return false;
+	return !cfg->pid || bpf_map_lookup_elem(&netstack_pid_socks, &key);
+}
+
+/* In process context: remember a socket the current process uses, when
+ * --pid lists it. */
+static __always_inline void note_process(const struct sock *sk)
+{
+	__u64 key = (__u64)sk;
+	__u8 one = 1;
+
+	if (pid_filter_active() && task_allowed(bpf_get_current_pid_tgid() >> 32))
+		bpf_map_update_elem(&netstack_pid_socks, &key, &one, BPF_ANY);
+}
+
+/* One sample of a stage, on the device where the stage began. */
+static __always_inline void observe(__u64 devp, __u32 direction, __u32 stage, __u64 ns, const struct sock *sk)
+{
+	struct net_device *dev = (struct net_device *)devp;
+	struct stage_key key = { .direction = direction, .stage = stage };
+	struct stage_stats *s;
+
+	key.netns = dev_netns(dev);
+	if (!packet_allowed(sk, key.netns))
+		return;
+	key.ifindex = dev ? BPF_CORE_READ(dev, ifindex) : 0;
+	s = bpf_map_lookup_elem(&netstack_latency, &key);
+	if (!s) {
+		bpf_map_update_elem(&netstack_latency, &key, &zero_stage, BPF_NOEXIST);
+		s = bpf_map_lookup_elem(&netstack_latency, &key);
+		if (!s) {
+			count_error(NS_ERR_LATENCY_FULL);
+			return;
+		}
+		if (dev)
+			bpf_core_read_str(s->ifname, sizeof(s->ifname), &dev->name);
+	}
+	hist_add(&s->ns, ns);
+}
+
+/* ---- receive ------------------------------------------------------------ */
+
+/* A driver hands a packet to the stack (or to its backlog queue). */
+static __always_inline void rx_start(const struct sk_buff *skb)
+{
+	struct pkt p = { .ts = bpf_ktime_get_ns(), .point = POINT_DEVICE };
+	struct net_device *dev = skb_dev(skb);
+	__u64 key = (__u64)skb;
+
+	if (!netns_allowed(dev_netns(dev)))
+		return;
+	p.dev = (__u64)dev;
+	bpf_map_update_elem(&netstack_rx, &key, &p, BPF_ANY);
+}
+
+SEC("tp_btf/netif_rx")
+int BPF_PROG(rx_netif_rx, struct sk_buff *skb)
+{
+	rx_start(skb);
+	return 0;
+}
+
+SEC("tp_btf/napi_gro_receive_entry")
+int BPF_PROG(rx_gro_receive, const struct sk_buff *skb)
+{
+	rx_start(skb);
+	return 0;
+}
+
+/* The stack takes the packet (again, for a bridge's port and then the bridge:
+ * the device stage is the first device's, the stack stage starts at the last). */
+SEC("tp_btf/netif_receive_skb")
+int BPF_PROG(rx_receive_skb, struct sk_buff *skb)
+{
+	__u64 key = (__u64)skb, now = bpf_ktime_get_ns();
+	struct net_device *dev = skb_dev(skb);
+	struct pkt *p = bpf_map_lookup_elem(&netstack_rx, &key);
+	struct pkt fresh = { .ts = now, .dev = (__u64)dev, .point = POINT_STACK };
+
+	if (p) {
+		if (p->point == POINT_DEVICE)
+			observe(p->dev, DIR_RX, STAGE_DEVICE_TO_STACK, now - p->ts, NULL);
+		p->ts = now;
+		p->dev = (__u64)dev;
+		p->point = POINT_STACK;
+		return 0;
+	}
+	if (netns_allowed(dev_netns(dev)))
+		bpf_map_update_elem(&netstack_rx, &key, &fresh, BPF_ANY);
+	return 0;
+}
+
+/* A TCP segment reaches its established socket (straight from the softirq,
+ * or from the socket's backlog once its owner releases it). */
+SEC("tp_btf/tcp_probe")
+int BPF_PROG(rx_tcp_probe, struct sock *sk, const struct sk_buff *skb)
+{
+	__u64 key = (__u64)skb, now = bpf_ktime_get_ns();
+	struct pkt *p = bpf_map_lookup_elem(&netstack_rx, &key);
+
+	if (!p || p->point != POINT_STACK)
+		return 0;
+	observe(p->dev, DIR_RX, STAGE_STACK_TO_SOCKET, now - p->ts, sk);
+	p->ts = now;
+	p->point = POINT_SOCKET;
+	return 0;
+}
+
+/* The application copies the packet's payload out (its first read of it). */
+SEC("tp_btf/skb_copy_datagram_iovec")
+int BPF_PROG(rx_read, const struct sk_buff *skb, int len)
+{
+	__u64 key = (__u64)skb, now = bpf_ktime_get_ns();
+	struct pkt *p = bpf_map_lookup_elem(&netstack_rx, &key);
+	struct sock *sk;
+	__u16 family;
+
+	if (!p)
+		return 0;
+	sk = BPF_CORE_READ(skb, sk);
+	family = sk ? BPF_CORE_READ(sk, __sk_common.skc_family) : 0;
+	/* only an inet packet came the receive path (a unix socket's skb
+	 * may sit at the address of a packet that left no trace) */
+	if (family == AF_INET || family == AF_INET6) {
+		note_process(sk);
+		if (p->point == POINT_SOCKET)
+			observe(p->dev, DIR_RX, STAGE_SOCKET_TO_READ, now - p->ts, sk);
+		else if (p->point == POINT_STACK)
+			observe(p->dev, DIR_RX, STAGE_STACK_TO_READ, now - p->ts, sk);
+	}
+	bpf_map_delete_elem(&netstack_rx, &key);
+	return 0;
+}
+
+/* ---- transmit ----------------------------------------------------------- */
+
+/* A TCP send call: the first one since the socket's last packet left. */
+SEC("tp_btf/tcp_sendmsg_locked")
+int BPF_PROG(tx_tcp_sendmsg, const struct sock *sk)
+{
+	__u64 key = (__u64)sk, now = bpf_ktime_get_ns();
+
+	if (!netns_allowed(sk_netns(sk)))
+		return 0;
+	note_process(sk);
+	bpf_map_update_elem(&netstack_sends, &key, &now, BPF_NOEXIST);
+	return 0;
+}
+
+/* A packet enters the device layer (__dev_queue_xmit, before the qdisc). */
+SEC("tp_btf/net_dev_queue")
+int BPF_PROG(tx_dev_queue, struct sk_buff *skb)
+{
+	__u64 key = (__u64)skb, now = bpf_ktime_get_ns(), skey, *sent;
+	struct net_device *dev = skb_dev(skb);
+	struct sock *sk = BPF_CORE_READ(skb, sk);
+	struct pkt p = { .ts = now, .dev = (__u64)dev, .sk = (__u64)sk, .point = POINT_QUEUED };
+
+	if (!netns_allowed(dev_netns(dev)))
+		return 0;
+	if (sk) {
+		skey = (__u64)sk;
+		sent = bpf_map_lookup_elem(&netstack_sends, &skey);
+		if (sent) {
+			observe(p.dev, DIR_TX, STAGE_SEND_TO_QDISC, now - *sent, sk);
+			bpf_map_delete_elem(&netstack_sends, &skey);
+		}
+	}
+	bpf_map_update_elem(&netstack_tx, &key, &p, BPF_ANY);
+	return 0;
+}
+
+/* The driver is handed the packet (after the qdisc, if the device has one). */
+SEC("tp_btf/net_dev_start_xmit")
+int BPF_PROG(tx_start_xmit, const struct sk_buff *skb, const struct net_device *dev)
+{
+	__u64 key = (__u64)skb, now = bpf_ktime_get_ns();
+	struct pkt *p = bpf_map_lookup_elem(&netstack_tx, &key);
+	struct pkt fresh = { .ts = now, .dev = (__u64)dev, .point = POINT_XMIT };
+
+	if (p) {
+		if (p->point == POINT_QUEUED)
+			observe(p->dev, DIR_TX, STAGE_QDISC, now - p->ts, (struct sock *)p->sk);
+		p->ts = now;
+		p->point = POINT_XMIT;
+		return 0;
+	}
+	/* not seen queued (a segment of a packet split after the qdisc):
+	 * the driver stage is still there to time */
+	if (netns_allowed(dev_netns(dev))) {
+		fresh.sk = (__u64)BPF_CORE_READ(skb, sk);
+		bpf_map_update_elem(&netstack_tx, &key, &fresh, BPF_ANY);
+	}
+	return 0;
+}
+
+/* The driver is done with it (for a veth or loopback: handed to the peer). */
+SEC("tp_btf/net_dev_xmit")
+int BPF_PROG(tx_dev_xmit, struct sk_buff *skb)
+{
+	__u64 key = (__u64)skb, now = bpf_ktime_get_ns();
+	struct pkt *p = bpf_map_lookup_elem(&netstack_tx, &key);
+
+	if (!p)
+		return 0;
+	if (p->point == POINT_XMIT)
+		observe(p->dev, DIR_TX, STAGE_DRIVER, now - p->ts, (struct sock *)p->sk);
+	bpf_map_delete_elem(&netstack_tx, &key);
+	return 0;
+}
+
+/* ---- drops -------------------------------------------------------------- */
+
+SEC("tp_btf/kfree_skb")
+int BPF_PROG(drop_kfree_skb, struct sk_buff *skb, void *location, enum skb_drop_reason reason)
+{
+	__u64 key = (__u64)skb;
+	struct net_device *dev = skb_dev(skb);
+	struct sock *sk = BPF_CORE_READ(skb, sk);
+	struct drop_key dk = { .reason = reason };
+	struct drop_stats *d;
+
+	bpf_map_delete_elem(&netstack_rx, &key);
+	bpf_map_delete_elem(&netstack_tx, &key);
+	dk.netns = dev ? dev_netns(dev) : sk_netns(sk);
+	if (!packet_allowed(sk, dk.netns))
+		return 0;
+	dk.ifindex = dev ? BPF_CORE_READ(dev, ifindex) : 0;
+	d = bpf_map_lookup_elem(&netstack_drops, &dk);
+	if (!d) {
+		bpf_map_update_elem(&netstack_drops, &dk, &zero_drop, BPF_NOEXIST);
+		d = bpf_map_lookup_elem(&netstack_drops, &dk);
+		if (!d) {
+			count_error(NS_ERR_DROPS_FULL);
+			return 0;
+		}
+		if (dev)
+			bpf_core_read_str(d->ifname, sizeof(d->ifname), &dev->name);
+	}
+	counter_add(&d->packets, 1);
+	return 0;
+}
+
+/* ---- TCP resets and retransmissions ------------------------------------- */
+
+static __always_inline struct tcp_event_stats *tcp_stats(__u16 family)
+{
+	__u32 f = family == AF_INET6 ? NS_IPV6 : NS_IPV4;
+
+	return bpf_map_lookup_elem(&netstack_tcp, &f);
+}
+
+/* A reset sent: in answer to a segment no socket takes (sk NULL), or by a
+ * socket that aborts (skb NULL). */
+SEC("tp_btf/tcp_send_reset")
+int BPF_PROG(tcp_reset_sent, const struct sock *sk, const struct sk_buff *skb)
+{
+	struct tcp_event_stats *s;
+	__u16 family;
+	__u32 netns;
+
+	if (sk) {
+		family = BPF_CORE_READ(sk, __sk_common.skc_family);
+		netns = sk_netns(sk);
+	} else if (skb) {
+		family = bpf_ntohs(BPF_CORE_READ(skb, protocol)) == ETH_P_IPV6 ? AF_INET6 : AF_INET;
+		netns = dev_netns(skb_dev(skb));
+	} else {
+		return 0;
+	}
+	if (!packet_allowed(sk, netns))
+		return 0;
+	s = tcp_stats(family);
+	if (s)
+		counter_add(&s->resets_sent, 1);
+	return 0;
+}
+
+SEC("tp_btf/tcp_receive_reset")
+int BPF_PROG(tcp_reset_recv, struct sock *sk)
+{
+	struct tcp_event_stats *s;
+
+	if (!packet_allowed(sk, sk_netns(sk)))
+		return 0;
+	s = tcp_stats(BPF_CORE_READ(sk, __sk_common.skc_family));
+	if (s)
+		counter_add(&s->resets_received, 1);
+	return 0;
+}
+
+/* Segments retransmitted, as the kernel's RetransSegs counts them: a
+ * retransmitted skb holds tcp_gso_segs of them. Newer kernels also trace
+ * retransmissions that failed (err != 0), which RetransSegs leaves out. */
+SEC("tp_btf/tcp_retransmit_skb")
+int BPF_PROG(tcp_retransmit, const struct sock *sk, const struct sk_buff *skb)
+{
+	struct tcp_event_stats *s;
+	struct tcp_skb_cb *cb;
+	__u16 segs;
+
+	if (bpf_core_field_exists(struct trace_event_raw_tcp_retransmit_skb, err) && (int)ctx[2] != 0)
+		return 0;
+	if (!packet_allowed(sk, sk_netns(sk)))
+		return 0;
+	cb = (struct tcp_skb_cb *)&skb->cb[0];
+	segs = BPF_CORE_READ(cb, tcp_gso_segs);
+	s = tcp_stats(BPF_CORE_READ(sk, __sk_common.skc_family));
+	if (s)
+		counter_add(&s->retransmitted_segments, segs ? segs : 1);
+	return 0;
+}
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
