@@ -7,20 +7,28 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
+import path from 'node:path';
 import { AgentProcess, runClient, startClient, startServer } from '../helpers/agent';
 import { RunningExporter, sleep } from '../helpers/exporter';
 import { createNetns, type Netns } from '../helpers/netns';
 import { requireRoot } from '../helpers/privileges';
 import type { Metrics } from '../helpers/prom-text';
 import type { ReceiveSpec, SendSpec } from '../helpers/udp-agent';
-import path from 'node:path';
+import { Kind, vmlinuxBtf } from '../../src/libbpf';
 
 const UDP_AGENT = path.join(__dirname, '..', 'helpers', 'udp-agent.js');
 const LATENCY = 'bpfnet_netstack_latency_seconds';
-// bucket bounds: 2^20, 2^23 and 2^24 ns
+// bucket bounds: 2^20, 2^23, 2^26 and 2^27 ns
 const LE_1MS = '0.001048576';
 const LE_8MS = '0.008388608';
-const LE_16MS = '0.016777216';
+const LE_67MS = '0.067108864';
+const LE_134MS = '0.134217728';
+// what older kernels lack: tcp:tcp_sendmsg_locked (the send stage), and a
+// tcp_send_reset tracepoint for resets sent without a socket (6.10's
+// "fully support trace_tcp_send_reset", which came with enum sk_rst_reason)
+const btf = vmlinuxBtf();
+const HAS_SEND_STAGE = btf.find('btf_trace_tcp_sendmsg_locked', Kind.Typedef) !== undefined;
+const TRACES_SOCKETLESS_RESETS = btf.find('sk_rst_reason', Kind.Enum) !== undefined;
 
 async function udp(ns: Netns, spec: ReceiveSpec | SendSpec): Promise<AgentProcess> {
   const agent = new AgentProcess(ns.spawn(process.execPath, [UDP_AGENT, JSON.stringify(spec)]));
@@ -68,25 +76,26 @@ describe('netsubsys probe', function () {
     await b?.destroy();
   });
 
-  it('times the qdisc wait of exactly the packets a 1 Mbit/s token bucket held back, and the other stages stay short', async function () {
-    const N = 8;
+  it('times the qdisc wait of exactly the packets a 100 kbit/s token bucket held back, and the other stages stay short', async function () {
+    const N = 6;
     // a bucket of 1600 bytes: the first 1442-byte frame of a pair passes at
-    // once, the second waits (1442 - 158) * 8 bits / 1 Mbit/s = 10.3 ms;
-    // 100 ms later the bucket is full again
-    a.run('tc', 'qdisc', 'add', 'dev', 'va', 'root', 'tbf', 'rate', '1mbit', 'burst', '1600', 'limit', '100000');
+    // once, the second waits (1442 - 158) * 8 bits / 100 kbit/s = 103 ms,
+    // within (67, 134] ms even if the sender is 35 ms late with it (an
+    // emulated machine); 300 ms later the bucket is full again
+    a.run('tc', 'qdisc', 'add', 'dev', 'va', 'root', 'tbf', 'rate', '100kbit', 'burst', '1600', 'limit', '100000');
     try {
       const receiver = await udp(b, { role: 'receive', host: '10.210.0.2', port: 9000 });
       const before = await exporter.scrape();
-      const sender = await udp(a, { role: 'send', host: '10.210.0.2', port: 9000, size: 1400, bursts: N, burst: 2, gapMs: 100 });
+      const sender = await udp(a, { role: 'send', host: '10.210.0.2', port: 9000, size: 1400, bursts: N, burst: 2, gapMs: 300 });
       await sender.waitFor('done');
       while (receiver.all('datagram').length < 2 * N) await sleep(20);
       const m = await exporter.settle((x) => added(before, x, stage(a, 'tx', 'driver', 'va')).get('count') === 2 * N);
       receiver.child.stdin!.end();
 
       const qdisc = added(before, m, stage(a, 'tx', 'qdisc', 'va'));
-      assert.deepEqual([qdisc.get(LE_1MS), qdisc.get(LE_8MS), qdisc.get(LE_16MS), qdisc.get('count')], [N, N, 2 * N, 2 * N]);
+      assert.deepEqual([qdisc.get(LE_1MS), qdisc.get(LE_67MS), qdisc.get(LE_134MS), qdisc.get('count')], [N, N, 2 * N, 2 * N]);
       const driver = added(before, m, stage(a, 'tx', 'driver', 'va'));
-      assert.deepEqual([driver.get(LE_1MS), driver.get('count')], [2 * N, 2 * N]);
+      assert.deepEqual([driver.get(LE_8MS), driver.get('count')], [2 * N, 2 * N]);
       const device = added(before, m, stage(b, 'rx', 'device_to_stack', 'vb'));
       assert.deepEqual([device.get(LE_8MS), device.get('count')], [2 * N, 2 * N]);
       // UDP: no TCP socket point between the stack and the read
@@ -113,8 +122,9 @@ describe('netsubsys probe', function () {
       assert.equal(m.value('bpfnet_skb_drops_total', labels) - before.value('bpfnet_skb_drops_total', labels), M);
       assert.equal(b.nftPackets('inet bpfnet_drop'), M);
       // each dropped packet's entry went with it: 20,000 packets later the
-      // packet-tracking maps hold what they held before
-      assert.deepEqual([mapEntries('netstack_rx'), mapEntries('netstack_tx')], tracked);
+      // packet-tracking maps hold no more than they held before
+      const after = [mapEntries('netstack_rx'), mapEntries('netstack_tx')];
+      assert.ok(after[0]! <= tracked[0]! && after[1]! <= tracked[1]!, `tracked packets ${tracked} before, ${after} after`);
       assert.equal(m.sum('bpfnet_netstack_map_full_total'), 0);
     } finally {
       b.run('nft', 'delete', 'table', 'inet', 'bpfnet_drop');
@@ -133,8 +143,9 @@ describe('netsubsys probe', function () {
     await runClient(a, { host: '10.210.0.2', port: server.port, connections: Array(2).fill({ up: 1000, ending: 'reset' }) });
     await server.stop();
     const resets = (m: Metrics, direction: string) => m.value('bpfnet_tcp_resets_total', { family: 'ipv4', direction }) - before.value('bpfnet_tcp_resets_total', { family: 'ipv4', direction });
-    const m = await exporter.settle((x) => resets(x, 'tx') === 5 && resets(x, 'rx') === 5);
-    assert.deepEqual([resets(m, 'tx'), resets(m, 'rx'), rsts() - kernelBefore], [5, 5, 5]);
+    const sent = TRACES_SOCKETLESS_RESETS ? 5 : 2;
+    const m = await exporter.settle((x) => resets(x, 'tx') === sent && resets(x, 'rx') === 5);
+    assert.deepEqual([resets(m, 'tx'), resets(m, 'rx'), rsts() - kernelBefore], [sent, 5, 5]);
   });
 
   it('counts retransmitted segments exactly as the kernel does, and follows TCP segments through every stage', async function () {
@@ -169,6 +180,7 @@ describe('netsubsys probe', function () {
       [b, 'rx', 'device_to_stack', 'vb'], [b, 'rx', 'stack_to_socket', 'vb'], [b, 'rx', 'socket_to_read', 'vb'],
       [b, 'tx', 'send_to_qdisc', 'vb'], [a, 'rx', 'stack_to_read', 'va'],
     ] as const) {
+      if (name === 'send_to_qdisc' && !HAS_SEND_STAGE) continue;
       assert.ok(added(before, m, stage(ns, direction, name, ifname)).get('count')! > 0, `${direction} ${name} on ${ifname}`);
     }
   });

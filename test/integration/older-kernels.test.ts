@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
-// The counting tests and the socket redirect's tests again, on Debian 12's
-// LTS kernel (6.1), booted by kvm-run under emulation: CO-RE must relocate
+// The counting tests, the socket redirect's tests and the network stack
+// probe's tests again, on Debian 12's LTS kernel (6.1), booted by kvm-run under emulation: CO-RE must relocate
 // the programs to an older kernel's structs, and an older verifier must
 // accept them.
 import assert from 'node:assert/strict';
@@ -46,15 +46,24 @@ describe('older kernels', function () {
   });
 
   it('redirects, pauses, stops and takes over on Linux 6.1 as on this kernel', async function () {
-    requireRoot();
-    this.timeout(1_000_000);
     const files = ['sock-redirect', 'sock-redirect-lifecycle'].map((f) => `build/js/test/integration/${f}.test.js`);
-    const tests = 'IPv4-mapped|pauses and resumes|SIGTERM|kill -9|sidecar';
-    const r = await kvmRun('6.1.0-56-amd64', `cd ${ROOT} && uname -r && npx --no-install mocha --timeout 600000 --grep '${tests}' ${files.join(' ')}`);
-    const summary = /^(\d+) passed, (\d+) failed$/m.exec(r.out);
-    assert.ok(summary, `no test summary from the VM:\n${r.out.slice(-3000)}`);
-    assert.match(r.out, /^6\.1\./m);
-    assert.deepEqual([summary[1], summary[2]], ['5', '0'], r.out.slice(-6000));
-    assert.equal(r.code, 0);
+    await testsOn61(this, `--grep 'IPv4-mapped|pauses and resumes|SIGTERM|kill -9|sidecar' ${files.join(' ')}`, 5);
+  });
+
+  it('follows packets through the stack, counts drops, resets and retransmissions on Linux 6.1', async function () {
+    // its qdisc delay (103 ms) leaves room for an emulated sender's lateness
+    await testsOn61(this, 'build/js/test/integration/netsubsys.test.js', 4);
   });
 });
+
+/** Runs mocha with args in a 6.1 VM; every one of its tests must pass. */
+async function testsOn61(ctx: Mocha.Context, args: string, tests: number): Promise<void> {
+  requireRoot();
+  ctx.timeout(1_000_000);
+  const r = await kvmRun('6.1.0-56-amd64', `cd ${ROOT} && uname -r && npx --no-install mocha --timeout 600000 ${args}`);
+  const summary = /^(\d+) passed, (\d+) failed$/m.exec(r.out);
+  assert.ok(summary, `no test summary from the VM:\n${r.out.slice(-3000)}`);
+  assert.match(r.out, /^6\.1\./m);
+  assert.deepEqual([summary[1], summary[2]], [String(tests), '0'], r.out.slice(-6000));
+  assert.equal(r.code, 0);
+}
