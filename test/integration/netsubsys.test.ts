@@ -10,6 +10,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { AgentProcess, runClient, startClient, startServer } from '../helpers/agent';
 import { RunningExporter, sleep } from '../helpers/exporter';
+import { TestCgroup } from '../helpers/cgroup';
 import { createNetns, type Netns } from '../helpers/netns';
 import { requireRoot } from '../helpers/privileges';
 import type { Metrics } from '../helpers/prom-text';
@@ -182,6 +183,54 @@ describe('netsubsys probe', function () {
     ] as const) {
       if (name === 'send_to_qdisc' && !HAS_SEND_STAGE) continue;
       assert.ok(added(before, m, stage(ns, direction, name, ifname)).get('count')! > 0, `${direction} ${name} on ${ifname}`);
+    }
+  });
+
+  it('applies --netns, --port, --cgroup and --pid to what it counts', async function () {
+    const resets = (m: Metrics, direction: string) => m.value('bpfnet_tcp_resets_total', { family: 'ipv4', direction });
+    const filtered = async (args: string[], traffic: () => Promise<void>, want: { tx: number; rx: number }) => {
+      const e = await new RunningExporter(['--probes', 'netsubsys', ...args]).ready();
+      try {
+        await traffic();
+        // the kernel has counted its own (OutRsts) by the time the clients are done
+        const m = await e.settle((x) => resets(x, 'tx') === want.tx && resets(x, 'rx') === want.rx, 3000);
+        assert.deepEqual({ tx: resets(m, 'tx'), rx: resets(m, 'rx') }, want, args.join(' '));
+      } finally {
+        await e.stop();
+      }
+    };
+    const refused = (from: Netns, host: string, port: number, n: number) => runClient(from, { host, port, connections: Array(n).fill({ up: 1 }) });
+
+    // a's sockets to port 9 receive resets; the answers b sends have no socket
+    // (no port to judge), and b's own connections are in another namespace
+    await filtered(['--netns', a.path, '--port', '9'], async () => {
+      await refused(a, '10.210.0.2', 9, 2);
+      await refused(a, '10.210.0.2', 10, 3);
+      await refused(b, '10.210.0.1', 9, 1);
+    }, { tx: 0, rx: 2 });
+
+    const server = await startServer(b, { host: '10.210.0.2', port: 0, down: 0 });
+    const abort = (cgroup?: TestCgroup) => runClient(a, { host: '10.210.0.2', port: server.port, connections: [{ up: 100, ending: 'reset' }] }, cgroup);
+    const cg = new TestCgroup('netsubsys');
+    try {
+      // the aborting socket of the client in the cgroup; b's server sockets
+      // that receive the resets are not in it
+      await filtered(['--cgroup', cg.path], async () => {
+        await abort(cg);
+        await abort();
+      }, { tx: 1, rx: 0 });
+
+      // a socket the listed process sent on (where the kernel traces sends)
+      const listed = startClient(a, { host: '10.210.0.2', port: server.port, waitForGo: true, connections: [{ up: 100, ending: 'reset' }] });
+      const pid = (await listed.waitFor('started')).pid as number;
+      await filtered(['--pid', String(pid)], async () => {
+        listed.go();
+        await listed.waitFor('done');
+        await abort();
+      }, { tx: HAS_SEND_STAGE ? 1 : 0, rx: 0 });
+    } finally {
+      await server.stop();
+      await cg.destroy();
     }
   });
 });
