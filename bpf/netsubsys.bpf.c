@@ -163,8 +163,8 @@ static __always_inline void note_process(const struct sock *sk)
 		bpf_map_update_elem(&netstack_pid_socks, &key, &one, BPF_ANY);
 }
 
-/* One sample of a stage, on the device where the stage began. */
-static __always_inline void observe(__u64 devp, __u32 direction, __u32 stage, __u64 ns, const struct sock *sk)
+/* One sample of a stage that ended now, on the device where it began. */
+static __always_inline void observe(__u64 devp, __u32 direction, __u32 stage, __u64 start, __u64 now, const struct sock *sk)
 {
 	struct net_device *dev = (struct net_device *)devp;
 	struct stage_key key = { .direction = direction, .stage = stage };
@@ -185,7 +185,8 @@ static __always_inline void observe(__u64 devp, __u32 direction, __u32 stage, __
 		if (dev)
 			bpf_core_read_str(s->ifname, sizeof(s->ifname), &dev->name);
 	}
-	hist_add(&s->ns, ns);
+	hist_add(&s->ns, now - start);
+	s->last_ns = now; /* for userspace to forget series of interfaces gone */
 }
 
 /* ---- receive ------------------------------------------------------------ */
@@ -229,7 +230,7 @@ int BPF_PROG(rx_receive_skb, struct sk_buff *skb)
 
 	if (p) {
 		if (p->point == POINT_DEVICE)
-			observe(p->dev, DIR_RX, STAGE_DEVICE_TO_STACK, now - p->ts, NULL);
+			observe(p->dev, DIR_RX, STAGE_DEVICE_TO_STACK, p->ts, now, NULL);
 		p->ts = now;
 		p->dev = (__u64)dev;
 		p->point = POINT_STACK;
@@ -250,7 +251,7 @@ int BPF_PROG(rx_tcp_probe, struct sock *sk, const struct sk_buff *skb)
 
 	if (!p || p->point != POINT_STACK)
 		return 0;
-	observe(p->dev, DIR_RX, STAGE_STACK_TO_SOCKET, now - p->ts, sk);
+	observe(p->dev, DIR_RX, STAGE_STACK_TO_SOCKET, p->ts, now, sk);
 	p->ts = now;
 	p->point = POINT_SOCKET;
 	return 0;
@@ -274,9 +275,9 @@ int BPF_PROG(rx_read, const struct sk_buff *skb, int len)
 	if (family == AF_INET || family == AF_INET6) {
 		note_process(sk);
 		if (p->point == POINT_SOCKET)
-			observe(p->dev, DIR_RX, STAGE_SOCKET_TO_READ, now - p->ts, sk);
+			observe(p->dev, DIR_RX, STAGE_SOCKET_TO_READ, p->ts, now, sk);
 		else if (p->point == POINT_STACK)
-			observe(p->dev, DIR_RX, STAGE_STACK_TO_READ, now - p->ts, sk);
+			observe(p->dev, DIR_RX, STAGE_STACK_TO_READ, p->ts, now, sk);
 	}
 	bpf_map_delete_elem(&netstack_rx, &key);
 	return 0;
@@ -312,7 +313,7 @@ int BPF_PROG(tx_dev_queue, struct sk_buff *skb)
 		skey = (__u64)sk;
 		sent = bpf_map_lookup_elem(&netstack_sends, &skey);
 		if (sent) {
-			observe(p.dev, DIR_TX, STAGE_SEND_TO_QDISC, now - *sent, sk);
+			observe(p.dev, DIR_TX, STAGE_SEND_TO_QDISC, *sent, now, sk);
 			bpf_map_delete_elem(&netstack_sends, &skey);
 		}
 	}
@@ -330,7 +331,7 @@ int BPF_PROG(tx_start_xmit, const struct sk_buff *skb, const struct net_device *
 
 	if (p) {
 		if (p->point == POINT_QUEUED)
-			observe(p->dev, DIR_TX, STAGE_QDISC, now - p->ts, (struct sock *)p->sk);
+			observe(p->dev, DIR_TX, STAGE_QDISC, p->ts, now, (struct sock *)p->sk);
 		p->ts = now;
 		p->point = POINT_XMIT;
 		return 0;
@@ -354,7 +355,7 @@ int BPF_PROG(tx_dev_xmit, struct sk_buff *skb)
 	if (!p)
 		return 0;
 	if (p->point == POINT_XMIT)
-		observe(p->dev, DIR_TX, STAGE_DRIVER, now - p->ts, (struct sock *)p->sk);
+		observe(p->dev, DIR_TX, STAGE_DRIVER, p->ts, now, (struct sock *)p->sk);
 	bpf_map_delete_elem(&netstack_tx, &key);
 	return 0;
 }
@@ -388,6 +389,7 @@ int BPF_PROG(drop_kfree_skb, struct sk_buff *skb, void *location, enum skb_drop_
 			bpf_core_read_str(d->ifname, sizeof(d->ifname), &dev->name);
 	}
 	counter_add(&d->packets, 1);
+	d->last_ns = bpf_ktime_get_ns();
 	return 0;
 }
 

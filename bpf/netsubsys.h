@@ -32,6 +32,7 @@ struct stage_key {
 
 struct stage_stats {
 	struct hist ns;
+	__u64 last_ns;		/* when this CPU last added a sample */
 	char ifname[IFNAMSIZ];	/* on the CPU that created the entry */
 };
 
@@ -44,6 +45,7 @@ struct drop_key {
 
 struct drop_stats {
 	__u64 packets;
+	__u64 last_ns;
 	char ifname[IFNAMSIZ];
 };
 

@@ -58,6 +58,7 @@ function runOptions(y: Argv) {
     .option('cgroup', { type: 'array', string: true, default: [], describe: 'measure only sockets of these cgroup v2 directories and their descendants (repeatable)' })
     .option('port', { type: 'array', string: true, default: [], describe: 'measure only connections with this local or remote port (repeatable)' })
     .option('accept-port-limit', { type: 'number', default: DEFAULT_OPTIONS.acceptPortLimit, coerce: lastNumber, describe: 'label sets (port, command) of bpfnet_tcp_accepts_total; accepts beyond them count as port="other"' })
+    .option('netstack-series-ttl', { type: 'number', default: DEFAULT_OPTIONS.netstackSeriesTtl, coerce: lastNumber, describe: 'seconds without a packet after which a netsubsys series (an interface gone) is dropped; 0: never' })
     .option('redirect', { type: 'boolean', default: false, coerce: lastBoolean, describe: 'also make same-host TCP connections skip the TCP/IP stack (see the redirect command)' });
 }
 
@@ -72,6 +73,7 @@ export function redirectExporterOptions(a: RedirectArgs): ExporterOptions {
     filters: { pids: [], netns: [], cgroups: [], ports: [] },
     enableBpfStats: a['enable-bpf-stats'],
     acceptPortLimit: DEFAULT_OPTIONS.acceptPortLimit,
+    netstackSeriesTtl: DEFAULT_OPTIONS.netstackSeriesTtl,
     redirect: { cgroup: a['redirect-cgroup'], ports: integers('redirect-ports', a['redirect-ports']) },
   };
 }
@@ -80,6 +82,10 @@ export function exporterOptions(a: RunArgs): ExporterOptions {
   const limit = a['accept-port-limit'];
   if (!Number.isInteger(limit) || limit < 1 || limit > 65535) {
     throw new UsageError(`--accept-port-limit ${limit}: give an integer from 1 to 65535`);
+  }
+  const ttl = a['netstack-series-ttl'];
+  if (!Number.isFinite(ttl) || ttl < 0) {
+    throw new UsageError(`--netstack-series-ttl ${ttl}: give seconds, 0 or more (0: never)`);
   }
   return {
     listen: parseListen(a.listen),
@@ -92,6 +98,7 @@ export function exporterOptions(a: RunArgs): ExporterOptions {
     },
     enableBpfStats: a['enable-bpf-stats'],
     acceptPortLimit: limit,
+    netstackSeriesTtl: ttl,
     redirect: a.redirect ? { cgroup: a['redirect-cgroup'], ports: integers('redirect-ports', a['redirect-ports']) } : undefined,
   };
 }

@@ -23,6 +23,7 @@ export interface ExporterOptions {
   filters: FilterSpec;
   enableBpfStats: boolean;
   acceptPortLimit: number;
+  netstackSeriesTtl: number;
   /** socket redirect, when wanted */
   redirect?: RedirectSpec;
 }
@@ -139,7 +140,7 @@ export class Exporter {
       filters,
       registry,
       failures,
-      options: { acceptPortLimit: this.opts.acceptPortLimit },
+      options: { acceptPortLimit: this.opts.acceptPortLimit, netstackSeriesTtl: this.opts.netstackSeriesTtl },
     };
     for (const group of PROBE_GROUPS) {
       const requested = this.opts.probes.filter((p) => group.probes.includes(p));

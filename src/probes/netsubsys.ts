@@ -23,9 +23,9 @@ const IFNAMSIZ = 16;
 const HIST: StructSpec = { struct: 'hist', fields: { slots: { array: 'u64', length: HIST_SLOTS }, sum: 'u64' } };
 const SPECS = {
   stageKey: { struct: 'stage_key', fields: { netns: 'u32', ifindex: 'u32', direction: 'u8', stage: 'u8' } },
-  stageStats: { struct: 'stage_stats', fields: { ns: HIST, ifname: { array: 'u8', length: IFNAMSIZ } } },
+  stageStats: { struct: 'stage_stats', fields: { ns: HIST, last_ns: 'u64', ifname: { array: 'u8', length: IFNAMSIZ } } },
   dropKey: { struct: 'drop_key', fields: { netns: 'u32', ifindex: 'u32', reason: 'u32' } },
-  dropStats: { struct: 'drop_stats', fields: { packets: 'u64', ifname: { array: 'u8', length: IFNAMSIZ } } },
+  dropStats: { struct: 'drop_stats', fields: { packets: 'u64', last_ns: 'u64', ifname: { array: 'u8', length: IFNAMSIZ } } },
   tcp: { struct: 'tcp_event_stats', fields: { resets_sent: 'u64', resets_received: 'u64', retransmitted_segments: 'u64' } },
 } satisfies Record<string, StructSpec>;
 
@@ -65,6 +65,16 @@ export function dropReasonNames(): Map<number, string> {
   return names;
 }
 
+/** The latest of a per-CPU u64 field (a kernel monotonic time). */
+function latest(value: Buffer, stride: number, offset: number): bigint {
+  let max = 0n;
+  for (let base = 0; base < value.length; base += stride) {
+    const v = value.readBigUInt64LE(base + offset);
+    if (v > max) max = v;
+  }
+  return max;
+}
+
 /** The interface name kept on whichever CPU created a per-CPU entry. */
 function ifnameOf(value: Buffer, stride: number, offset: number): string {
   for (let base = 0; base < value.length; base += stride) {
@@ -80,6 +90,7 @@ export class Netsubsys implements RunningGroup {
   private readonly links: BpfLink[] = [];
   private readonly layouts = new Map<keyof typeof SPECS, Layout>();
   private readonly reasons = dropReasonNames();
+  private sweeper: NodeJS.Timeout | undefined;
 
   constructor(private readonly ctx: ProbeContext) {
     let obj: BpfObject | undefined;
@@ -108,6 +119,33 @@ export class Netsubsys implements RunningGroup {
     }
     this.object = obj;
     this.status.set('netsubsys', { up: true });
+    const ttl = ctx.options.netstackSeriesTtl;
+    if (ttl > 0) {
+      this.sweeper = setInterval(() => this.sweep(ttl), Math.min(ttl / 2, 60) * 1000);
+      this.sweeper.unref();
+    }
+  }
+
+  /** Deletes the series that had no sample for ttl seconds: those of
+   * interfaces that are gone (a pod's veth), so that new ones find room. */
+  sweep(ttl: number): number {
+    const obj = this.object;
+    if (!obj) return 0;
+    const oldest = process.hrtime.bigint() - BigInt(Math.round(ttl * 1e9)); // CLOCK_MONOTONIC, as bpf_ktime_get_ns
+    let deleted = 0;
+    try {
+      for (const [mapName, spec] of [['netstack_latency', 'stageStats'], ['netstack_drops', 'dropStats']] as const) {
+        const map = obj.map(mapName);
+        const at = this.layouts.get(spec)!.offset('last_ns');
+        for (const { key, value } of map.entries()) {
+          if (latest(value, map.stride, at) < oldest && map.delete(key)) deleted++;
+        }
+      }
+    } catch (err) {
+      this.ctx.log.warn('cannot forget idle netsubsys series', { err: (err as Error).message });
+    }
+    if (deleted) this.ctx.log.debug('forgot idle netsubsys series', { series: deleted });
+    return deleted;
   }
 
   get loaded(): boolean {
@@ -180,6 +218,7 @@ export class Netsubsys implements RunningGroup {
   }
 
   close(): void {
+    clearInterval(this.sweeper);
     for (const link of this.links.splice(0)) {
       try {
         link.destroy();

@@ -25,6 +25,8 @@ export interface ProbeContext {
 export interface ProbeOptions {
   /** how many distinct listening ports get their own accepts series */
   acceptPortLimit: number;
+  /** seconds without a sample after which a netsubsys series is forgotten; 0: never */
+  netstackSeriesTtl: number;
 }
 
 export interface RunningGroup {

@@ -42,4 +42,4 @@ export const PROBE_NAMES: readonly string[] = PROBE_GROUPS.flatMap((g) => g.prob
 
 export const DEFAULT_PROBES = ['connect', 'accept', 'close'] as const;
 
-export const DEFAULT_OPTIONS = { acceptPortLimit: 1024 } as const;
+export const DEFAULT_OPTIONS = { acceptPortLimit: 1024, netstackSeriesTtl: 600 } as const;

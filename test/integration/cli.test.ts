@@ -63,7 +63,7 @@ describe('command line', function () {
 
   describe('bad input: one line naming the problem and the fix', function () {
     const usage: [string, string[], RegExp][] = [
-      ['an unknown probe', ['--probes', 'connect,bogus'], /unknown probe "bogus"; known probes: connect,accept,close/],
+      ['an unknown probe', ['--probes', 'connect,bogus'], /unknown probe "bogus"; known probes: connect,accept,close,netsubsys$/],
       ['an unknown flag', ['--bogus'], /Unknown argument: bogus/],
       ['a malformed listen address', ['--listen', 'localhost'], /--listen localhost: not an address; give HOST:PORT/],
       ['a listen address not on this host', ['--listen', '192.0.2.1:9435'], /not an address of this host/],
@@ -74,6 +74,7 @@ describe('command line', function () {
       ['a cgroup that does not exist', ['--cgroup', '/bpfnet-no-such-cgroup'], /no such cgroup/],
       ['a directory that is not a cgroup', ['--cgroup', '/tmp'], /--cgroup \/tmp: not a cgroup v2 directory/],
       ['a port out of range', ['--port', '70000'], /--port 70000: not a port; give 1 to 65535/],
+      ['a negative series lifetime', ['--probes', 'netsubsys', '--netstack-series-ttl', '-1'], /--netstack-series-ttl -1: give seconds, 0 or more \(0: never\)/],
       ['a directory without BPF objects', ['--bpf-dir', '/tmp'], /--bpf-dir \/tmp: no BPF objects there; give the directory holding tcp-lifecycle.bpf.o/],
     ];
     for (const [what, args, message] of usage) {

@@ -99,7 +99,7 @@ describe('filters', function () {
   it('filters written while the programs run apply to the connections opened after', async function () {
     const log = new Logger('error');
     const exporter = await Exporter.start(
-      { listen: { host: '127.0.0.1', port: 0 }, probes: ['connect'], filters: { pids: [], netns: [b.path], cgroups: [], ports: [] }, enableBpfStats: false, acceptPortLimit: 16 },
+      { listen: { host: '127.0.0.1', port: 0 }, probes: ['connect'], filters: { pids: [], netns: [b.path], cgroups: [], ports: [] }, enableBpfStats: false, acceptPortLimit: 16, netstackSeriesTtl: 0 },
       log,
     );
     onCleanup('in-process exporter', () => exporter.stop());

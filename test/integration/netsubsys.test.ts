@@ -233,4 +233,31 @@ describe('netsubsys probe', function () {
       await cg.destroy();
     }
   });
+
+  it('forgets the series of an interface that has been idle for --netstack-series-ttl', async function () {
+    const e = await new RunningExporter(['--probes', 'netsubsys', '--netns', a.path, '--netstack-series-ttl', '1']).ready();
+    try {
+      // a third namespace's veth, a pod that comes and goes
+      const pod = createNetns('netsubsys-pod');
+      try {
+        for (const conf of ['all', 'default']) pod.sysctl(`net.ipv6.conf.${conf}.disable_ipv6`, 1);
+        a.veth('vpod', '10.211.0.1/24', pod, 'eth0', '10.211.0.2/24', { staticNeighbours: true });
+        const receiver = await udp(pod, { role: 'receive', host: '10.211.0.2', port: 9200 });
+        const sender = await udp(a, { role: 'send', host: '10.211.0.2', port: 9200, size: 100, bursts: 1, burst: 3, gapMs: 0 });
+        await sender.waitFor('done');
+        while (receiver.all('datagram').length < 3) await sleep(20);
+        const seen = await e.settle((x) => x.value(`${LATENCY}_count`, stage(a, 'tx', 'driver', 'vpod')) === 3);
+        assert.equal(seen.value(`${LATENCY}_count`, stage(a, 'tx', 'driver', 'vpod')), 3);
+      } finally {
+        await pod.destroy();
+      }
+      // swept every half ttl: gone within two seconds of the last packet
+      await sleep(2500);
+      const m = await e.scrape();
+      assert.equal(m.find(`${LATENCY}_count`, { ifname: 'vpod' }).length, 0);
+      assert.ok(m.find('bpfnet_probe_up', { probe: 'netsubsys' })[0]?.value === 1);
+    } finally {
+      await e.stop();
+    }
+  });
 });
