@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 /* What the benchmark's C helpers share: a fatal error, whole reads and
- * writes, and a listener on 127.0.0.1. Header-only: each helper is one
- * translation unit, built by one clang command. */
+ * writes, an address argument, and a listener (on 127.0.0.1 by default).
+ * Header-only: each helper is one translation unit, built by one clang
+ * command. */
 #ifndef BENCH_NET_H
 #define BENCH_NET_H
 
@@ -39,12 +40,24 @@ static inline int full(int fd, char *buf, size_t len, int writing)
 	return 1;
 }
 
-/* a listening socket on 127.0.0.1:port; type_flags (SOCK_NONBLOCK,
- * SOCK_CLOEXEC) are or-ed into SOCK_STREAM */
-static inline int listen_loopback(int port, int type_flags, int backlog)
+/* an IPv4 address given on the command line (-a ADDR); a usage error,
+ * exit status 2, if it is none */
+static inline struct in_addr ipv4_arg(const char *text)
 {
-	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(port),
-				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	struct in_addr a;
+
+	if (inet_pton(AF_INET, text, &a) != 1) {
+		fprintf(stderr, "%s: %s is not an IPv4 address\n", program_invocation_short_name, text);
+		exit(2);
+	}
+	return a;
+}
+
+/* a listening TCP socket on addr:port; type_flags (SOCK_NONBLOCK,
+ * SOCK_CLOEXEC) are or-ed into SOCK_STREAM */
+static inline int listen_on(struct in_addr addr, int port, int type_flags, int backlog)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(port), .sin_addr = addr };
 	int one = 1, fd = socket(AF_INET, SOCK_STREAM | type_flags, 0);
 
 	if (fd < 0)
@@ -53,6 +66,12 @@ static inline int listen_loopback(int port, int type_flags, int backlog)
 	if (bind(fd, (struct sockaddr *)&a, sizeof(a)) || listen(fd, backlog))
 		die("bind/listen");
 	return fd;
+}
+
+/* the same on 127.0.0.1 */
+static inline int listen_loopback(int port, int type_flags, int backlog)
+{
+	return listen_on((struct in_addr){ htonl(INADDR_LOOPBACK) }, port, type_flags, backlog);
 }
 
 #endif

@@ -1,10 +1,11 @@
 // SPDX-License-Identifier: Apache-2.0
-/* The client side of bench/redirect.sh, to 127.0.0.1:PORT, one thread per
- * persistent connection. All connections are open before the warm-up starts,
- * and none is opened or closed inside the measured window.
+/* The client side of bench/redirect.sh, to 127.0.0.1:PORT (or -a ADDR, as
+ * bench/netsubsys.sh uses it across a veth pair), one thread per persistent
+ * connection. All connections are open before the warm-up starts, and none
+ * is opened or closed inside the measured window.
  *
- *   redirect-client rr   -p PORT [-c CONNS] [-b BYTES] [-t SECONDS] [-w WARMUP] [-m KIB]
- *   redirect-client bulk -p PORT [-c CONNS] [-r READ_SIZE] [-t SECONDS] [-w WARMUP] [-m KIB]
+ *   redirect-client rr   [-a ADDR] -p PORT [-c CONNS] [-b BYTES] [-t SECONDS] [-w WARMUP] [-m KIB]
+ *   redirect-client bulk [-a ADDR] -p PORT [-c CONNS] [-r READ_SIZE] [-t SECONDS] [-w WARMUP] [-m KIB]
  *
  * rr: each connection writes a BYTES request and reads the BYTES reply, again
  * and again; each round trip is timed with CLOCK_MONOTONIC and kept in memory.
@@ -45,6 +46,7 @@ enum phase { CONNECTING, WARMUP, MEASURING, STOPPED };
 static _Atomic int phase = CONNECTING;
 static atomic_int connected, errors;
 static int nbytes = 1024, read_size = 256 * 1024, port;
+static struct in_addr addr; /* 127.0.0.1 unless -a */
 
 struct worker {
 	int fd;
@@ -68,8 +70,7 @@ static uint64_t now_ns(void)
 
 static int connect_to(int p)
 {
-	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(p),
-				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(p), .sin_addr = addr };
 	/* a stuck peer ends the run with an error instead of hanging it */
 	struct timeval tv = { .tv_sec = 10 };
 	int one = 1, fd = socket(AF_INET, SOCK_STREAM, 0);
@@ -90,7 +91,7 @@ static int start(struct worker *w)
 {
 	w->fd = connect_to(port);
 	if (w->fd < 0) {
-		fprintf(stderr, "redirect-client: connect to 127.0.0.1:%d: %s\n", port, strerror(errno));
+		fprintf(stderr, "redirect-client: connect to %s:%d: %s\n", inet_ntoa(addr), port, strerror(errno));
 		atomic_fetch_add(&errors, 1);
 	}
 	atomic_fetch_add(&connected, 1);
@@ -231,7 +232,7 @@ static double rank_us(const uint64_t *v, size_t n, double p)
 
 static void usage(void)
 {
-	fprintf(stderr, "usage: redirect-client rr|bulk -p PORT [-c CONNS] [-b BYTES] [-r READ_SIZE] [-t SECONDS] [-w WARMUP] [-m KIB]\n");
+	fprintf(stderr, "usage: redirect-client rr|bulk [-a ADDR] -p PORT [-c CONNS] [-b BYTES] [-r READ_SIZE] [-t SECONDS] [-w WARMUP] [-m KIB]\n");
 	exit(2);
 }
 
@@ -247,9 +248,11 @@ int main(int argc, char **argv)
 	is_rr = !strcmp(argv[1], "rr");
 	if (!is_rr && strcmp(argv[1], "bulk"))
 		usage();
+	addr.s_addr = htonl(INADDR_LOOPBACK);
 	optind = 2;
-	while ((opt = getopt(argc, argv, "p:c:b:r:t:w:m:")) != -1) {
+	while ((opt = getopt(argc, argv, "a:p:c:b:r:t:w:m:")) != -1) {
 		switch (opt) {
+		case 'a': addr = ipv4_arg(optarg); break;
 		case 'p': port = atoi(optarg); break;
 		case 'c': conns = atoi(optarg); break;
 		case 'b': nbytes = atoi(optarg); break;
