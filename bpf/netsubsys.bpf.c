@@ -20,13 +20,66 @@ enum point { POINT_DEVICE, POINT_STACK, POINT_SOCKET, POINT_QUEUED, POINT_XMIT }
 
 struct pkt {
 	__u64 ts;
-	__u64 dev;	/* struct net_device * at the point */
+	__u64 dev;	/* struct net_device * where the stage began (for its name) */
 	__u64 sk;	/* struct sock * (transmit) */
+	__u32 netns;	/* of the device */
+	__u32 ifindex;
 	__u32 point;
 };
 
-/* received and transmitted packets in flight, by skb address: apart, since
- * a veth hands the very skb it transmits to its peer's receive path */
+/* Transmit without a hash map: a device without a queue (veth, loopback,
+ * most containers' interfaces) is handed the packet in the call that queued
+ * it, on the same CPU, and the driver is done with it before that call
+ * returns. Slot TX_QUEUED: the packet last seen at net_dev_queue; TX_DRIVER:
+ * the one the driver was last handed. Only a packet a qdisc holds (seen at
+ * qdisc_enqueue) goes to netstack_tx, to be found on any CPU. */
+enum { TX_QUEUED, TX_DRIVER, TX_SLOTS };
+
+struct tx_slot {
+	__u64 skb;
+	struct pkt p;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, TX_SLOTS);
+	__type(key, __u32);
+	__type(value, struct tx_slot);
+} netstack_tx_cpu SEC(".maps");
+
+/* set by userspace on kernels without qdisc:qdisc_enqueue: then every
+ * transmitted packet goes to netstack_tx */
+const volatile bool tx_always_hashed = false;
+
+/* Receive without a hash map up to the stack: a driver's packet (netif_rx:
+ * into this CPU's backlog; napi_gro_receive: in this CPU's poll) reaches
+ * netif_receive_skb on the same CPU, in order. This CPU's ring keeps the
+ * packets handed over and not yet taken; only TCP segments, whose socket
+ * stages follow on whichever CPU reads them, go on to netstack_rx. */
+#define RX_RING 256 /* a power of two */
+#define RX_RING_SEEK 4 /* packets a ring lookup skips (merged by GRO, dropped) */
+
+struct rx_entry {
+	__u64 skb;
+	struct pkt p;
+};
+
+struct rx_ring {
+	__u32 head; /* the oldest packet not taken */
+	__u32 tail; /* where the next one goes */
+	struct rx_entry e[RX_RING];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct rx_ring);
+} netstack_rx_cpu SEC(".maps");
+
+/* received packets in flight, and transmitted ones a qdisc holds, by skb
+ * address: apart, since a veth hands the very skb it transmits to its
+ * peer's receive path */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 16384);
@@ -51,12 +104,13 @@ struct {
 	__type(value, __u64);
 } netstack_sends SEC(".maps");
 
-/* with --pid: sockets a listed process has sent or read on */
+/* with --pid: sockets a listed process has sent or read on, by address, with
+ * their inode number (a socket at the address of a closed one has another) */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 16384);
 	__type(key, __u64);
-	__type(value, __u8);
+	__type(value, __u64);
 } netstack_pid_socks SEC(".maps");
 
 /* the metrics: allocated as series appear, each a value per CPU */
@@ -116,6 +170,21 @@ static __always_inline __u32 dev_netns(const struct net_device *dev)
 	return dev ? BPF_CORE_READ(dev, nd_net.net, ns.inum) : 0;
 }
 
+/* Where a packet is, read straight from the kernel's pointers (the hot
+ * paths' tracepoints hand over an skb whose dev is a device). */
+static __always_inline void locate(struct pkt *p, struct net_device *dev)
+{
+	p->dev = (__u64)dev;
+	p->netns = dev ? dev->nd_net.net->ns.inum : 0;
+	p->ifindex = dev ? dev->ifindex : 0;
+}
+
+/* The --netns filter, with the settings already looked up. */
+static __always_inline bool netns_passes(const struct filter_config *cfg, __u32 netns)
+{
+	return !cfg || !cfg->netns || bpf_map_lookup_elem(&filter_netns, &netns);
+}
+
 static __always_inline __u32 sk_netns(const struct sock *sk)
 {
 	return sk ? BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum) : 0;
@@ -124,9 +193,14 @@ static __always_inline __u32 sk_netns(const struct sock *sk)
 /* The --netns filter alone: what can be judged before a packet has a socket. */
 static __always_inline bool netns_allowed(__u32 netns)
 {
-	struct filter_config *cfg = filters();
+	return netns_passes(filters(), netns);
+}
 
-	return !cfg || !cfg->netns || bpf_map_lookup_elem(&filter_netns, &netns);
+/* The inode number of a socket's file: unique among open sockets, and not
+ * the same for the next socket at a freed one's address. */
+static __always_inline __u64 sock_ino(const struct sock *sk)
+{
+	return BPF_CORE_READ(sk, sk_socket, file, f_inode, i_ino);
 }
 
 /* Every filter: the namespace of the packet's device, and the socket's
@@ -135,7 +209,7 @@ static __always_inline bool netns_allowed(__u32 netns)
 static __always_inline bool packet_allowed(const struct sock *sk, __u32 netns)
 {
 	struct filter_config *cfg = filters();
-	__u64 key = (__u64)sk;
+	__u64 key = (__u64)sk, *ino;
 
 	if (!cfg)
 		return true;
@@ -149,31 +223,33 @@ static __always_inline bool packet_allowed(const struct sock *sk, __u32 netns)
 		return false;
 	if (cfg->port && !ports_allowed(sk))
 		return false;
-	return !cfg->pid || bpf_map_lookup_elem(&netstack_pid_socks, &key);
+	if (!cfg->pid)
+		return true;
+	ino = bpf_map_lookup_elem(&netstack_pid_socks, &key);
+	return ino && *ino == sock_ino(sk);
 }
 
 /* In process context: remember a socket the current process uses, when
  * --pid lists it. */
 static __always_inline void note_process(const struct sock *sk)
 {
-	__u64 key = (__u64)sk;
-	__u8 one = 1;
+	__u64 key = (__u64)sk, ino;
 
-	if (pid_filter_active() && task_allowed(bpf_get_current_pid_tgid() >> 32))
-		bpf_map_update_elem(&netstack_pid_socks, &key, &one, BPF_ANY);
+	if (pid_filter_active() && task_allowed(bpf_get_current_pid_tgid() >> 32)) {
+		ino = sock_ino(sk);
+		bpf_map_update_elem(&netstack_pid_socks, &key, &ino, BPF_ANY);
+	}
 }
 
-/* One sample of a stage that ended now, on the device where it began. */
-static __always_inline void observe(__u64 devp, __u32 direction, __u32 stage, __u64 start, __u64 now, const struct sock *sk)
+/* One sample of a stage that began at p and ended now. */
+static __always_inline void observe(const struct pkt *p, __u32 direction, __u32 stage, __u64 start, __u64 now, const struct sock *sk)
 {
-	struct net_device *dev = (struct net_device *)devp;
-	struct stage_key key = { .direction = direction, .stage = stage };
+	struct net_device *dev = (struct net_device *)p->dev;
+	struct stage_key key = { .direction = direction, .stage = stage, .netns = p->netns, .ifindex = p->ifindex };
 	struct stage_stats *s;
 
-	key.netns = dev_netns(dev);
 	if (!packet_allowed(sk, key.netns))
 		return;
-	key.ifindex = dev ? BPF_CORE_READ(dev, ifindex) : 0;
 	s = bpf_map_lookup_elem(&netstack_latency, &key);
 	if (!s) {
 		bpf_map_update_elem(&netstack_latency, &key, &zero_stage, BPF_NOEXIST);
@@ -191,17 +267,67 @@ static __always_inline void observe(__u64 devp, __u32 direction, __u32 stage, __
 
 /* ---- receive ------------------------------------------------------------ */
 
+static __always_inline struct rx_ring *rx_ring(void)
+{
+	__u32 zero = 0;
+
+	return bpf_map_lookup_elem(&netstack_rx_cpu, &zero);
+}
+
 /* A driver hands a packet to the stack (or to its backlog queue). */
 static __always_inline void rx_start(const struct sk_buff *skb)
 {
-	struct pkt p = { .ts = bpf_ktime_get_ns(), .point = POINT_DEVICE };
-	struct net_device *dev = skb_dev(skb);
-	__u64 key = (__u64)skb;
+	struct rx_ring *r = rx_ring();
+	struct rx_entry *e;
+	__u32 netns;
 
-	if (!netns_allowed(dev_netns(dev)))
+	if (!r)
 		return;
-	p.dev = (__u64)dev;
-	bpf_map_update_elem(&netstack_rx, &key, &p, BPF_ANY);
+	netns = skb->dev ? skb->dev->nd_net.net->ns.inum : 0;
+	if (!netns_allowed(netns))
+		return;
+	/* full: the oldest is forgotten (its device stage is not timed) */
+	if (r->tail - r->head >= RX_RING)
+		r->head = r->tail - RX_RING + 1;
+	e = &r->e[r->tail & (RX_RING - 1)];
+	e->skb = (__u64)skb;
+	locate(&e->p, skb->dev);
+	e->p.ts = bpf_ktime_get_ns();
+	e->p.point = POINT_DEVICE;
+	r->tail++;
+}
+
+/* The packet's entry in this CPU's ring, taken out; NULL if not there. */
+static __always_inline struct rx_entry *rx_take(__u64 skb)
+{
+	struct rx_ring *r = rx_ring();
+	struct rx_entry *e;
+
+	if (!r)
+		return NULL;
+	for (int i = 0; i < RX_RING_SEEK; i++) {
+		if (r->head == r->tail)
+			return NULL;
+		e = &r->e[r->head & (RX_RING - 1)];
+		r->head++;
+		if (e->skb == skb)
+			return e;
+	}
+	return NULL;
+}
+
+/* Whether the packet at the stack's door is TCP: what its socket stages
+ * need (IP's protocol, or IPv6's first next header). */
+static __always_inline bool is_tcp(const struct sk_buff *skb)
+{
+	unsigned char *l3 = skb->data;
+	__u8 proto = 0;
+
+	if (skb->protocol == bpf_htons(0x0800))
+		bpf_probe_read_kernel(&proto, 1, l3 + 9);
+	else if (skb->protocol == bpf_htons(ETH_P_IPV6))
+		bpf_probe_read_kernel(&proto, 1, l3 + 6);
+	return proto == IPPROTO_TCP;
 }
 
 SEC("tp_btf/netif_rx")
@@ -224,20 +350,21 @@ SEC("tp_btf/netif_receive_skb")
 int BPF_PROG(rx_receive_skb, struct sk_buff *skb)
 {
 	__u64 key = (__u64)skb, now = bpf_ktime_get_ns();
-	struct net_device *dev = skb_dev(skb);
-	struct pkt *p = bpf_map_lookup_elem(&netstack_rx, &key);
-	struct pkt fresh = { .ts = now, .dev = (__u64)dev, .point = POINT_STACK };
+	struct rx_entry *e = rx_take(key);
+	struct pkt *p, fresh = { .ts = now, .point = POINT_STACK };
 
+	if (e)
+		observe(&e->p, DIR_RX, STAGE_DEVICE_TO_STACK, e->p.ts, now, NULL);
+	locate(&fresh, skb->dev);
+	if (!is_tcp(skb) || !netns_allowed(fresh.netns))
+		return 0;
+	/* a bridge's port passed it up before: the stack stage starts again */
+	p = bpf_map_lookup_elem(&netstack_rx, &key);
 	if (p) {
-		if (p->point == POINT_DEVICE)
-			observe(p->dev, DIR_RX, STAGE_DEVICE_TO_STACK, p->ts, now, NULL);
-		p->ts = now;
-		p->dev = (__u64)dev;
-		p->point = POINT_STACK;
+		*p = fresh;
 		return 0;
 	}
-	if (netns_allowed(dev_netns(dev)))
-		bpf_map_update_elem(&netstack_rx, &key, &fresh, BPF_ANY);
+	bpf_map_update_elem(&netstack_rx, &key, &fresh, BPF_ANY);
 	return 0;
 }
 
@@ -251,7 +378,7 @@ int BPF_PROG(rx_tcp_probe, struct sock *sk, const struct sk_buff *skb)
 
 	if (!p || p->point != POINT_STACK)
 		return 0;
-	observe(p->dev, DIR_RX, STAGE_STACK_TO_SOCKET, p->ts, now, sk);
+	observe(p, DIR_RX, STAGE_STACK_TO_SOCKET, p->ts, now, sk);
 	p->ts = now;
 	p->point = POINT_SOCKET;
 	return 0;
@@ -261,23 +388,24 @@ int BPF_PROG(rx_tcp_probe, struct sock *sk, const struct sk_buff *skb)
 SEC("tp_btf/skb_copy_datagram_iovec")
 int BPF_PROG(rx_read, const struct sk_buff *skb, int len)
 {
-	__u64 key = (__u64)skb, now = bpf_ktime_get_ns();
+	__u64 key = (__u64)skb, now;
 	struct pkt *p = bpf_map_lookup_elem(&netstack_rx, &key);
 	struct sock *sk;
 	__u16 family;
 
 	if (!p)
 		return 0;
-	sk = BPF_CORE_READ(skb, sk);
-	family = sk ? BPF_CORE_READ(sk, __sk_common.skc_family) : 0;
+	now = bpf_ktime_get_ns();
+	sk = skb->sk;
+	family = sk ? sk->__sk_common.skc_family : 0;
 	/* only an inet packet came the receive path (a unix socket's skb
 	 * may sit at the address of a packet that left no trace) */
 	if (family == AF_INET || family == AF_INET6) {
 		note_process(sk);
 		if (p->point == POINT_SOCKET)
-			observe(p->dev, DIR_RX, STAGE_SOCKET_TO_READ, p->ts, now, sk);
+			observe(p, DIR_RX, STAGE_SOCKET_TO_READ, p->ts, now, sk);
 		else if (p->point == POINT_STACK)
-			observe(p->dev, DIR_RX, STAGE_STACK_TO_READ, p->ts, now, sk);
+			observe(p, DIR_RX, STAGE_STACK_TO_READ, p->ts, now, sk);
 	}
 	bpf_map_delete_elem(&netstack_rx, &key);
 	return 0;
@@ -285,39 +413,70 @@ int BPF_PROG(rx_read, const struct sk_buff *skb, int len)
 
 /* ---- transmit ----------------------------------------------------------- */
 
-/* A TCP send call: the first one since the socket's last packet left. */
+/* A TCP send call: the first one since the socket's last packet left (a
+ * lookup first: an LRU map's insert takes a free entry even to fail). */
 SEC("tp_btf/tcp_sendmsg_locked")
 int BPF_PROG(tx_tcp_sendmsg, const struct sock *sk)
 {
-	__u64 key = (__u64)sk, now = bpf_ktime_get_ns();
+	struct filter_config *cfg = filters();
+	__u64 key = (__u64)sk, now;
 
-	if (!netns_allowed(sk_netns(sk)))
+	if (!netns_passes(cfg, sk->__sk_common.skc_net.net->ns.inum))
 		return 0;
-	note_process(sk);
+	if (cfg && cfg->pid)
+		note_process(sk);
+	if (bpf_map_lookup_elem(&netstack_sends, &key))
+		return 0;
+	now = bpf_ktime_get_ns();
 	bpf_map_update_elem(&netstack_sends, &key, &now, BPF_NOEXIST);
 	return 0;
+}
+
+static __always_inline struct tx_slot *tx_slot(__u32 which)
+{
+	return bpf_map_lookup_elem(&netstack_tx_cpu, &which);
 }
 
 /* A packet enters the device layer (__dev_queue_xmit, before the qdisc). */
 SEC("tp_btf/net_dev_queue")
 int BPF_PROG(tx_dev_queue, struct sk_buff *skb)
 {
-	__u64 key = (__u64)skb, now = bpf_ktime_get_ns(), skey, *sent;
-	struct net_device *dev = skb_dev(skb);
-	struct sock *sk = BPF_CORE_READ(skb, sk);
-	struct pkt p = { .ts = now, .dev = (__u64)dev, .sk = (__u64)sk, .point = POINT_QUEUED };
+	struct tx_slot *slot = tx_slot(TX_QUEUED);
+	struct sock *sk = skb->sk;
+	__u64 key = (__u64)skb, skey = (__u64)sk, *sent;
+	struct pkt p = { .sk = (__u64)sk, .point = POINT_QUEUED };
 
-	if (!netns_allowed(dev_netns(dev)))
+	locate(&p, skb->dev);
+	if (!slot || !netns_allowed(p.netns))
 		return 0;
+	p.ts = bpf_ktime_get_ns();
 	if (sk) {
-		skey = (__u64)sk;
 		sent = bpf_map_lookup_elem(&netstack_sends, &skey);
 		if (sent) {
-			observe(p.dev, DIR_TX, STAGE_SEND_TO_QDISC, *sent, now, sk);
+			observe(&p, DIR_TX, STAGE_SEND_TO_QDISC, *sent, p.ts, sk);
 			bpf_map_delete_elem(&netstack_sends, &skey);
 		}
 	}
-	bpf_map_update_elem(&netstack_tx, &key, &p, BPF_ANY);
+	if (tx_always_hashed) {
+		bpf_map_update_elem(&netstack_tx, &key, &p, BPF_ANY);
+		return 0;
+	}
+	slot->skb = key;
+	slot->p = p;
+	return 0;
+}
+
+/* A qdisc keeps the packet for later: it may leave from another CPU. */
+SEC("tp_btf/qdisc_enqueue")
+int BPF_PROG(tx_qdisc_enqueue, struct Qdisc *qdisc, const struct netdev_queue *txq, struct sk_buff *skb)
+{
+	struct tx_slot *slot = tx_slot(TX_QUEUED);
+	__u64 key = (__u64)skb;
+
+	if (!slot || slot->skb != key)
+		return 0;
+	bpf_map_update_elem(&netstack_tx, &key, &slot->p, BPF_ANY);
+	slot->skb = 0;
 	return 0;
 }
 
@@ -325,23 +484,34 @@ int BPF_PROG(tx_dev_queue, struct sk_buff *skb)
 SEC("tp_btf/net_dev_start_xmit")
 int BPF_PROG(tx_start_xmit, const struct sk_buff *skb, const struct net_device *dev)
 {
+	struct tx_slot *queued = tx_slot(TX_QUEUED), *driver = tx_slot(TX_DRIVER);
 	__u64 key = (__u64)skb, now = bpf_ktime_get_ns();
-	struct pkt *p = bpf_map_lookup_elem(&netstack_tx, &key);
-	struct pkt fresh = { .ts = now, .dev = (__u64)dev, .point = POINT_XMIT };
+	struct pkt *p;
 
-	if (p) {
-		if (p->point == POINT_QUEUED)
-			observe(p->dev, DIR_TX, STAGE_QDISC, p->ts, now, (struct sock *)p->sk);
-		p->ts = now;
-		p->point = POINT_XMIT;
+	if (!queued || !driver)
 		return 0;
+	if (queued->skb == key) {
+		/* no qdisc kept it: sent in the call that queued it */
+		observe(&queued->p, DIR_TX, STAGE_QDISC, queued->p.ts, now, (struct sock *)queued->p.sk);
+		driver->p = queued->p;
+		queued->skb = 0;
+	} else if ((p = bpf_map_lookup_elem(&netstack_tx, &key))) {
+		observe(p, DIR_TX, STAGE_QDISC, p->ts, now, (struct sock *)p->sk);
+		driver->p = *p;
+		bpf_map_delete_elem(&netstack_tx, &key);
+	} else {
+		/* not seen queued (a segment of a packet split after the
+		 * qdisc): the driver stage is still there to time */
+		locate(&driver->p, (struct net_device *)dev);
+		if (!netns_allowed(driver->p.netns)) {
+			driver->skb = 0;
+			return 0;
+		}
+		driver->p.sk = (__u64)skb->sk;
 	}
-	/* not seen queued (a segment of a packet split after the qdisc):
-	 * the driver stage is still there to time */
-	if (netns_allowed(dev_netns(dev))) {
-		fresh.sk = (__u64)BPF_CORE_READ(skb, sk);
-		bpf_map_update_elem(&netstack_tx, &key, &fresh, BPF_ANY);
-	}
+	driver->skb = key;
+	driver->p.ts = now;
+	driver->p.point = POINT_XMIT;
 	return 0;
 }
 
@@ -349,14 +519,12 @@ int BPF_PROG(tx_start_xmit, const struct sk_buff *skb, const struct net_device *
 SEC("tp_btf/net_dev_xmit")
 int BPF_PROG(tx_dev_xmit, struct sk_buff *skb)
 {
-	__u64 key = (__u64)skb, now = bpf_ktime_get_ns();
-	struct pkt *p = bpf_map_lookup_elem(&netstack_tx, &key);
+	struct tx_slot *driver = tx_slot(TX_DRIVER);
 
-	if (!p)
+	if (!driver || driver->skb != (__u64)skb)
 		return 0;
-	if (p->point == POINT_XMIT)
-		observe(p->dev, DIR_TX, STAGE_DRIVER, p->ts, now, (struct sock *)p->sk);
-	bpf_map_delete_elem(&netstack_tx, &key);
+	observe(&driver->p, DIR_TX, STAGE_DRIVER, driver->p.ts, bpf_ktime_get_ns(), (struct sock *)driver->p.sk);
+	driver->skb = 0;
 	return 0;
 }
 

@@ -10,7 +10,7 @@ enum ns_stage {
 	STAGE_DEVICE_TO_STACK,	/* rx: netif_rx | napi_gro_receive_entry -> netif_receive_skb */
 	STAGE_STACK_TO_SOCKET,	/* rx: netif_receive_skb -> tcp_probe (its TCP socket) */
 	STAGE_SOCKET_TO_READ,	/* rx: tcp_probe -> skb_copy_datagram_iovec (first read) */
-	STAGE_STACK_TO_READ,	/* rx, no tcp_probe (UDP; TCP after its FIN): netif_receive_skb -> first read */
+	STAGE_STACK_TO_READ,	/* rx, TCP without tcp_probe (past its FIN): netif_receive_skb -> first read */
 	STAGE_SEND_TO_QDISC,	/* tx: tcp_sendmsg_locked -> net_dev_queue (first packet) */
 	STAGE_QDISC,		/* tx: net_dev_queue -> net_dev_start_xmit */
 	STAGE_DRIVER,		/* tx: net_dev_start_xmit -> net_dev_xmit */

@@ -39,6 +39,7 @@ const PROGRAMS: Record<string, string> = {
   rx_read: 'skb_copy_datagram_iovec',
   tx_tcp_sendmsg: 'tcp_sendmsg_locked',
   tx_dev_queue: 'net_dev_queue',
+  tx_qdisc_enqueue: 'qdisc_enqueue',
   tx_start_xmit: 'net_dev_start_xmit',
   tx_dev_xmit: 'net_dev_xmit',
   drop_kfree_skb: 'kfree_skb',
@@ -100,6 +101,9 @@ export class Netsubsys implements RunningGroup {
       const btf = vmlinuxBtf();
       const missing = Object.entries(PROGRAMS).filter(([, tp]) => !btf.find(`btf_trace_${tp}`, Kind.Typedef));
       for (const [prog] of missing) obj.program(prog).autoload = false;
+      // without qdisc_enqueue, a packet a qdisc holds cannot be told from one
+      // sent at once: every transmitted packet then goes to the hash map
+      obj.setConstants({ tx_always_hashed: missing.some(([prog]) => prog === 'tx_qdisc_enqueue') });
       if (missing.length) ctx.log.warn('tracepoints missing on this kernel; their stages are not measured', { tracepoints: missing.map(([, tp]) => tp).join(',') });
       obj.load();
       for (const [name, spec] of Object.entries(SPECS)) this.layouts.set(name as keyof typeof SPECS, obj.layout(spec));
@@ -241,7 +245,7 @@ function registerMetrics(probe: Netsubsys, ctx: ProbeContext): void {
   const where = 'netns is the inode number of the network namespace (ls -Li /proc/PID/ns/net)';
   new Log2Histogram({
     name: 'bpfnet_netstack_latency_seconds',
-    help: `Time packets spent in a stage of the kernel network stack, on the interface where the stage began; ${where}. Stages: rx device_to_stack (driver to stack entry), stack_to_socket (to its TCP socket), socket_to_read (socket queue to the application's first read), stack_to_read (UDP, and TCP past its own FIN: stack entry to first read); tx send_to_qdisc (TCP send call to the device queue), qdisc (device queue to driver start), driver (driver start to done).`,
+    help: `Time packets spent in a stage of the kernel network stack, on the interface where the stage began; ${where}. Stages: rx device_to_stack (driver to stack entry), stack_to_socket (to its TCP socket), socket_to_read (socket queue to the application's first read), stack_to_read (TCP past its own FIN: stack entry to first read); tx send_to_qdisc (TCP send call to the device queue), qdisc (device queue to driver start), driver (driver start to done).`,
     labelNames: ['direction', 'stage', 'ifname', 'netns'],
     minExp: 8, // 256 ns
     maxExp: 33, // 8.6 s
