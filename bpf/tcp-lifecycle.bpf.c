@@ -17,17 +17,22 @@
 const volatile bool enable_connect = false;
 const volatile bool enable_accept = false;
 const volatile bool enable_close = false;
+/* one event per closed connection and per failed connect, for spans */
+const volatile bool enable_events = false;
 
 /* A connection between its opening and its close. */
 struct conn {
 	__u64 start_ns;		/* client: SYN sent */
 	__u64 established_ns;
+	__u64 fin_ns;		/* events: the first FIN */
 	__u32 handshake_us;	/* server */
 	__u32 tgid;		/* connecting or accepting process */
 	__u16 lport;
 	__u8 family;
 	__u8 role;
 	__u8 accepted;
+	__u8 fin_from;		/* events: enum fin_from */
+	char comm[16];		/* events: of tgid */
 };
 
 #define SOCK_TABLE_VALUE struct conn
@@ -68,6 +73,15 @@ struct {
 	__type(value, __u64);
 } tcp_lifecycle_errors SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 4 << 20);
+} tcp_events SEC(".maps");
+
+/* a ring buffer has no value type: this puts struct conn_event in the
+ * object's BTF, where userspace reads its layout */
+struct conn_event *conn_event_btf;
+
 static __always_inline void count_error(__u32 err)
 {
 	__u64 *n = bpf_map_lookup_elem(&tcp_lifecycle_errors, &err);
@@ -91,6 +105,61 @@ static __always_inline __u8 family_of(const struct sock *sk)
 	if (mapped[0] == 0 && mapped[1] == 0 && mapped[2] == bpf_htonl(0xffff))
 		return FAMILY_IPV4;
 	return FAMILY_IPV6;
+}
+
+/* The connection's addresses and ports, as its family reads them (an
+ * IPv4-mapped peer's as IPv4, in the first 4 bytes). */
+static __always_inline void fill_endpoints(const struct sock *sk, struct conn_event *e, __u8 family)
+{
+	__u32 v4;
+
+	__builtin_memset(e->laddr, 0, sizeof(e->laddr));
+	__builtin_memset(e->raddr, 0, sizeof(e->raddr));
+	/* skc_num is 0 by now: the state change to CLOSE released the port
+	 * before its tracepoint; the source port in the header template stays */
+	e->lport = bpf_ntohs(BPF_CORE_READ((struct inet_sock *)sk, inet_sport));
+	e->rport = bpf_ntohs(sk->__sk_common.skc_dport);
+	if (sk->__sk_common.skc_family == AF_INET) {
+		v4 = sk->__sk_common.skc_rcv_saddr;
+		__builtin_memcpy(e->laddr, &v4, 4);
+		v4 = sk->__sk_common.skc_daddr;
+		__builtin_memcpy(e->raddr, &v4, 4);
+		return;
+	}
+	if (!bpf_core_field_exists(sk->__sk_common.skc_v6_daddr))
+		return;
+	if (family == FAMILY_IPV4) {
+		v4 = sk->__sk_common.skc_v6_rcv_saddr.in6_u.u6_addr32[3];
+		__builtin_memcpy(e->laddr, &v4, 4);
+		v4 = sk->__sk_common.skc_v6_daddr.in6_u.u6_addr32[3];
+		__builtin_memcpy(e->raddr, &v4, 4);
+		return;
+	}
+	BPF_CORE_READ_INTO(&e->laddr, sk, __sk_common.skc_v6_rcv_saddr);
+	BPF_CORE_READ_INTO(&e->raddr, sk, __sk_common.skc_v6_daddr);
+}
+
+/* A reserved event with what every kind has; NULL (and counted) when the
+ * ring buffer is full. */
+static __always_inline struct conn_event *new_event(const struct sock *sk, const struct conn *c, __u8 kind, __u8 family)
+{
+	struct conn_event *e = bpf_ringbuf_reserve(&tcp_events, sizeof(*e), 0);
+
+	if (!e) {
+		count_error(kind == EVENT_CLOSE ? ERR_LOST_CLOSE : ERR_LOST_CONNECT);
+		return NULL;
+	}
+	e->kind = kind;
+	e->family = family;
+	e->role = c->role;
+	e->tgid = c->tgid;
+	e->cookie = bpf_get_socket_cookie((void *)sk);
+	e->fin_ns = c->fin_ns;
+	e->fin_from = c->fin_from;
+	__builtin_memset(e->pad, 0, sizeof(e->pad));
+	__builtin_memcpy(e->comm, c->comm, sizeof(e->comm));
+	fill_endpoints(sk, e, family);
+	return e;
 }
 
 static __always_inline void track(__u64 key, const struct conn *c)
@@ -123,6 +192,8 @@ static __always_inline void on_syn_sent(const struct sock *sk, __u64 key)
 	c.start_ns = bpf_ktime_get_ns();
 	c.tgid = tgid;
 	c.role = ROLE_CLIENT;
+	if (enable_events)
+		bpf_get_current_comm(c.comm, sizeof(c.comm));
 	track(key, &c);
 }
 
@@ -153,6 +224,22 @@ static __always_inline void on_connect_outcome(const struct sock *sk, __u64 key,
 	} else {
 		result = CONNECT_ESTABLISHED;
 	}
+	if (!established && enable_events) {
+		struct conn_event *e = new_event(sk, c, EVENT_CONNECT_FAILED, family);
+
+		if (e) {
+			tp = bpf_skc_to_tcp_sock((void *)sk);
+			e->start_ns = c->start_ns;
+			e->established_ns = 0;
+			e->end_ns = bpf_ktime_get_ns();
+			e->sent_bytes = 0;
+			e->received_bytes = 0;
+			e->retransmits = tp ? tp->total_retrans : 0; /* SYNs sent again */
+			e->srtt_us = 0;
+			e->result = result;
+			bpf_ringbuf_submit(e, 0);
+		}
+	}
 	/* SYN-ACK processing refreshed the connection's clock */
 	tp = established ? bpf_skc_to_tcp_sock((void *)sk) : NULL;
 	now = tp ? packet_time_ns(tp) : 0;
@@ -165,7 +252,7 @@ static __always_inline void on_connect_outcome(const struct sock *sk, __u64 key,
 				hist_add_local(&stats->latency_ns, now - c->start_ns);
 		}
 	}
-	if (!now || !enable_close) {
+	if (!now || !(enable_close || enable_events)) {
 		sock_table_del(key);
 		return;
 	}
@@ -249,43 +336,60 @@ static __always_inline void record_accept(const struct conn *c, __u64 queue_ns,
 
 /* Payload bytes only: the peer's acknowledgements count our SYN (active
  * side) and our FIN, and the receive sequence counts the peer's FIN. */
-static __always_inline void record_close(const struct sock *sk, const struct conn *c,
-					 int oldstate)
+static __always_inline void payload_bytes(const struct sock *sk, const struct tcp_sock *tp, const struct conn *c,
+					  int oldstate, __u64 *sent, __u64 *received)
 {
-	struct tcp_sock *tp = bpf_skc_to_tcp_sock((void *)sk);
-	__u32 idx = c->family * ROLE_COUNT + c->role;
-	struct close_stats *stats;
-	__u64 sent, received;
 	bool fin_sent;
 
-	if (!tp)
-		return;
-	stats = bpf_map_lookup_elem(&tcp_close_stats, &idx);
-	if (!stats)
-		return;
-
-	sent = tp->bytes_acked;
-	if (c->role == ROLE_CLIENT && sent)
-		sent--;
+	*sent = tp->bytes_acked;
+	if (c->role == ROLE_CLIENT && *sent)
+		(*sent)--;
 	fin_sent = oldstate == TCP_FIN_WAIT1 || oldstate == TCP_FIN_WAIT2 ||
 		   oldstate == TCP_CLOSING || oldstate == TCP_LAST_ACK ||
 		   oldstate == TCP_TIME_WAIT;
-	if (fin_sent && tp->snd_una == tp->write_seq && sent)
-		sent--;
-	received = tp->bytes_received;
+	if (fin_sent && tp->snd_una == tp->write_seq && *sent)
+		(*sent)--;
+	*received = tp->bytes_received;
 	/* SOCK_DONE: set by tcp_fin() alone, when the peer's FIN arrived */
 	if ((sk->__sk_common.skc_flags & (1UL << bpf_core_enum_value(enum sock_flags, SOCK_DONE))) &&
-	    received)
-		received--;
+	    *received)
+		(*received)--;
+}
 
-	/* only this program writes these: no atomics needed. A close may follow
-	 * no packet (an application's reset): read the clock */
+static __always_inline void record_close(const struct tcp_sock *tp, const struct conn *c, __u64 now,
+					 __u64 sent, __u64 received)
+{
+	__u32 idx = c->family * ROLE_COUNT + c->role;
+	struct close_stats *stats = bpf_map_lookup_elem(&tcp_close_stats, &idx);
+
+	if (!stats)
+		return;
+	/* only this program writes these: no atomics needed */
 	stats->retransmits += tp->total_retrans;
-	hist_add_local(&stats->lifetime_ns, bpf_ktime_get_ns() - c->established_ns);
+	hist_add_local(&stats->lifetime_ns, now - c->established_ns);
 	hist_add_local(&stats->sent_bytes, sent);
 	hist_add_local(&stats->received_bytes, received);
 	if (tp->srtt_us)
 		hist_add_local(&stats->srtt_ns, (__u64)(tp->srtt_us >> 3) * 1000);
+}
+
+static __always_inline void emit_close(const struct sock *sk, const struct tcp_sock *tp, const struct conn *c,
+				       __u64 now, __u64 sent, __u64 received)
+{
+	struct conn_event *e = new_event(sk, c, EVENT_CLOSE, c->family);
+
+	if (!e)
+		return;
+	/* a server's SYN arrived just before its SYN-ACK left */
+	e->start_ns = c->role == ROLE_CLIENT ? c->start_ns : c->established_ns - (__u64)c->handshake_us * 1000;
+	e->established_ns = c->established_ns;
+	e->end_ns = now;
+	e->sent_bytes = sent;
+	e->received_bytes = received;
+	e->retransmits = tp->total_retrans;
+	e->srtt_us = tp->srtt_us >> 3;
+	e->result = CONNECT_ESTABLISHED;
+	bpf_ringbuf_submit(e, 0);
 }
 
 /* Any state -> CLOSE after the connection was established (or accepted). */
@@ -306,8 +410,30 @@ static __always_inline void on_close(const struct sock *sk, __u64 key, int oldst
 		if (enable_accept)
 			record_accept(&c, 0, false);
 	}
-	if (enable_close && c.established_ns)
-		record_close(sk, &c, oldstate);
+	if ((enable_close || enable_events) && c.established_ns) {
+		struct tcp_sock *tp = bpf_skc_to_tcp_sock((void *)sk);
+		/* a close may follow no packet (an application's reset): read the clock */
+		__u64 sent, received, now = bpf_ktime_get_ns();
+
+		if (!tp)
+			return;
+		payload_bytes(sk, tp, &c, oldstate, &sent, &received);
+		if (enable_close)
+			record_close(tp, &c, now, sent, received);
+		if (enable_events)
+			emit_close(sk, tp, &c, now, sent, received);
+	}
+}
+
+/* The first FIN of an established connection, either way. */
+static __always_inline void on_first_fin(__u64 key, __u8 from)
+{
+	struct conn *c = sock_table_get(key);
+
+	if (c && c->established_ns && !c->fin_ns) {
+		c->fin_ns = bpf_ktime_get_ns();
+		c->fin_from = from;
+	}
 }
 
 SEC("tp_btf/inet_sock_set_state")
@@ -317,7 +443,8 @@ int BPF_PROG(tcp_state, struct sock *sk, int oldstate, int newstate)
 
 	if (sk->sk_protocol != IPPROTO_TCP)
 		return 0;
-	if (newstate != TCP_SYN_SENT && newstate != TCP_ESTABLISHED && newstate != TCP_CLOSE)
+	if (newstate != TCP_SYN_SENT && newstate != TCP_ESTABLISHED && newstate != TCP_CLOSE &&
+	    !(enable_events && (newstate == TCP_FIN_WAIT1 || newstate == TCP_CLOSE_WAIT)))
 		return 0;
 	/* the socket's address as a number, to hash: read as such from the
 	 * context, since the verifier keeps sk a pointer */
@@ -325,14 +452,20 @@ int BPF_PROG(tcp_state, struct sock *sk, int oldstate, int newstate)
 
 	switch (newstate) {
 	case TCP_SYN_SENT:
-		if (enable_connect || enable_close)
+		if (enable_connect || enable_close || enable_events)
 			on_syn_sent(sk, key);
 		break;
 	case TCP_ESTABLISHED:
 		if (oldstate == TCP_SYN_SENT)
 			on_connect_outcome(sk, key, true);
-		else if (oldstate == TCP_SYN_RECV && (enable_accept || enable_close))
+		else if (oldstate == TCP_SYN_RECV && (enable_accept || enable_close || enable_events))
 			on_passive_established(sk, key);
+		break;
+	case TCP_FIN_WAIT1:
+		on_first_fin(key, FIN_LOCAL);
+		break;
+	case TCP_CLOSE_WAIT:
+		on_first_fin(key, FIN_PEER);
 		break;
 	case TCP_CLOSE:
 		if (oldstate == TCP_SYN_SENT)
@@ -383,9 +516,11 @@ static __always_inline int on_accepted(__u64 key)
 	}
 	c->accepted = 1;
 	c->tgid = tgid;
+	if (enable_events)
+		bpf_get_current_comm(c->comm, sizeof(c->comm));
 	if (enable_accept)
 		record_accept(c, bpf_ktime_get_ns() - c->established_ns, true);
-	if (!enable_close)
+	if (!(enable_close || enable_events))
 		sock_table_del(key);
 	return 0;
 }

@@ -14,7 +14,10 @@ enum connect_result {
 	CONNECT_ABORTED,
 	CONNECT_RESULT_COUNT,
 };
-enum lifecycle_error { ERR_CONN_TABLE_FULL, ERR_COUNT };
+/* ERR_LOST_*: events the ring buffer had no room for, by what they were */
+enum lifecycle_error { ERR_CONN_TABLE_FULL, ERR_LOST_CONNECT, ERR_LOST_CLOSE, ERR_COUNT };
+enum event_kind { EVENT_CONNECT_FAILED, EVENT_CLOSE };
+enum fin_from { FIN_NONE, FIN_LOCAL, FIN_PEER };
 
 /* tcp_connect_stats[family] */
 struct connect_stats {
@@ -45,6 +48,33 @@ struct close_stats {
 	struct hist sent_bytes;		/* payload acknowledged by the peer */
 	struct hist received_bytes;	/* payload received in order */
 	struct hist srtt_ns;		/* smoothed RTT at close */
+};
+
+/* tcp_events (ring buffer), with enable_events: one per closed connection
+ * (EVENT_CLOSE), and one per connect that failed (EVENT_CONNECT_FAILED).
+ * Times are the kernel's monotonic clock (bpf_ktime_get_ns), in ns. */
+struct conn_event {
+	__u64 start_ns;		/* client: SYN sent; server: SYN-ACK sent */
+	__u64 established_ns;	/* 0: never established */
+	__u64 fin_ns;		/* the first FIN, either way; 0: none */
+	__u64 end_ns;		/* closed, or the connect failed */
+	__u64 cookie;		/* the socket's cookie: unique while the host runs */
+	__u64 sent_bytes;	/* payload acknowledged by the peer */
+	__u64 received_bytes;	/* payload received in order */
+	__u32 retransmits;
+	__u32 srtt_us;
+	__u32 tgid;		/* connecting or accepting process */
+	__u16 lport;		/* host byte order */
+	__u16 rport;
+	__u8 laddr[16];		/* IPv4: the first 4 bytes */
+	__u8 raddr[16];
+	__u8 kind;		/* enum event_kind */
+	__u8 family;		/* enum family */
+	__u8 role;
+	__u8 result;		/* enum connect_result */
+	__u8 fin_from;		/* enum fin_from */
+	__u8 pad[3];
+	char comm[16];		/* of tgid, when it connected or accepted */
 };
 
 #endif /* BPFNET_TCP_LIFECYCLE_H */

@@ -12,6 +12,8 @@ import { ScrapeFailures } from './metrics/validate';
 import { packageVersion } from './paths';
 import type { ProbeStatus, RunningGroup } from './probes/probe';
 import { PROBE_GROUPS, PROBE_NAMES } from './probes/registry';
+import { TCP_PROBES } from './probes/tcp-lifecycle';
+import { ConnectionTracing, resolveTracing, type TracingConfig, type TracingSpec } from './tracing/tracing';
 import { registerRedirectMetrics } from './redirect/metrics';
 import { assertNotRunning, MAX_REDIRECT_PORTS, SockRedirect, type RedirectOptions } from './redirect/sock-redirect';
 import { MetricsServer, type ListenAddress } from './server';
@@ -24,6 +26,8 @@ export interface ExporterOptions {
   enableBpfStats: boolean;
   acceptPortLimit: number;
   netstackSeriesTtl: number;
+  /** spans over OTLP/HTTP, when an endpoint is given here or in OTEL_* */
+  tracing?: TracingSpec;
   /** socket redirect, when wanted */
   redirect?: RedirectSpec;
 }
@@ -85,6 +89,7 @@ export class Exporter {
   private readonly groups: RunningGroup[] = [];
   private redirect: SockRedirect | undefined;
   private statsFd: number | undefined;
+  private tracing: ConnectionTracing | undefined;
   private server: MetricsServer | undefined;
   private stopped = false;
 
@@ -96,6 +101,10 @@ export class Exporter {
   /** Starts everything or throws UsageError / EnvironmentError, leaving nothing behind. */
   static async start(opts: ExporterOptions, log: Logger): Promise<Exporter> {
     checkProbeNames(opts.probes, opts.redirect !== undefined);
+    const tracing = resolveTracing(opts.tracing ?? {});
+    if (tracing && !opts.probes.some((p) => (TCP_PROBES as readonly string[]).includes(p))) {
+      throw new UsageError(`spans come from the TCP probes: add one of ${TCP_PROBES.join(',')} to --probes, or give no OTLP endpoint`);
+    }
     const filters = resolveFilters(opts.filters);
     const redirect = opts.redirect && resolveRedirect(opts.redirect);
     checkPrivileges();
@@ -107,7 +116,7 @@ export class Exporter {
 
     const exp = new Exporter(opts, log);
     try {
-      await exp.startAll(filters, redirect);
+      await exp.startAll(filters, redirect, tracing);
     } catch (err) {
       await exp.stop();
       throw err;
@@ -115,7 +124,7 @@ export class Exporter {
     return exp;
   }
 
-  private async startAll(filters: ReturnType<typeof resolveFilters>, redirect: RedirectOptions | undefined): Promise<void> {
+  private async startAll(filters: ReturnType<typeof resolveFilters>, redirect: RedirectOptions | undefined, tracing: TracingConfig | undefined): Promise<void> {
     const registry = new Registry();
     const failures = new ScrapeFailures(registry, this.log.child('metrics'));
     registerExporterMetrics({
@@ -135,7 +144,9 @@ export class Exporter {
       this.log.info('BPF run time statistics on while running');
     }
 
+    if (tracing) this.tracing = new ConnectionTracing(tracing, packageVersion(), registry, this.log.child('tracing'));
     const ctx = {
+      events: this.tracing,
       log: this.log.child('probes'),
       filters,
       registry,
@@ -189,7 +200,10 @@ export class Exporter {
     this.stopped = true;
     this.redirect?.stop();
     this.redirect = undefined;
-    for (const g of this.groups.splice(0)) g.close();
+    for (const g of this.groups.splice(0)) await g.close();
+    // after the probes: the last events are spans in the queue by now
+    await this.tracing?.shutdown();
+    this.tracing = undefined;
     if (this.statsFd !== undefined) closeFd(this.statsFd);
     this.statsFd = undefined;
     await this.server?.close();

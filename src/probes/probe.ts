@@ -7,6 +7,7 @@ import type { BpfObject, BpfProgram } from '../libbpf';
 import type { Logger } from '../log';
 import type { ScrapeFailures } from '../metrics/validate';
 import type { ResolvedFilters } from '../filters';
+import type { ConnEvent } from '../tracing/conn-event';
 
 export interface ProbeStatus {
   up: boolean;
@@ -20,6 +21,12 @@ export interface ProbeContext {
   registry: Registry;
   failures: ScrapeFailures;
   options: ProbeOptions;
+  /** where connection events go, when spans are wanted; undefined: no events */
+  events?: ConnEventSink;
+}
+
+export interface ConnEventSink {
+  onConnEvent(e: ConnEvent): void;
 }
 
 export interface ProbeOptions {
@@ -37,7 +44,7 @@ export interface RunningGroup {
   /** loaded objects holding filter maps */
   objects(): BpfObject[];
   /** detaches every link and closes every object; safe to call twice */
-  close(): void;
+  close(): void | Promise<void>;
 }
 
 export interface ProbeGroup {

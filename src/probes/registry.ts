@@ -32,6 +32,19 @@ const tcpLifecycle: ProbeGroup = {
       failures: ctx.failures,
       collect: () => [{ labels: {}, value: tcp.readOverflowed() }],
     });
+    if (ctx.events) {
+      new CollectedCounter({
+        name: 'bpfnet_events_lost_total',
+        help: 'Events the kernel could not hand to the exporter because its ring buffer was full, by probe (connect: failed connects; close: closed connections): their spans are missing.',
+        labelNames: ['probe'],
+        registry: ctx.registry,
+        failures: ctx.failures,
+        collect: () => {
+          const lost = tcp.readEventsLost();
+          return [{ labels: { probe: 'connect' }, value: lost.connect }, { labels: { probe: 'close' }, value: lost.close }];
+        },
+      });
+    }
     return tcp;
   },
 };

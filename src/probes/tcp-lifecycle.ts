@@ -5,7 +5,8 @@
 // process). Needs BTF and kernel 5.12+ (tp_btf, bpf_skc_to_tcp_sock, BPF
 // compare-and-exchange). Each probe's metrics live in its own module; this
 // one loads, attaches, and reads the shared maps.
-import { BpfError, BpfObject, type BpfLink, type BpfProgram, cString, sumPerCpu, sumPerCpuArray, type Layout, type StructSpec } from '../libbpf';
+import { BpfError, BpfObject, RingBuffer, type BpfLink, type BpfProgram, cString, sumPerCpu, sumPerCpuArray, type Layout, type StructSpec } from '../libbpf';
+import { CONN_EVENT_SPEC, decodeConnEvent } from '../tracing/conn-event';
 import { applyFilters } from '../filters';
 import { TRACEFS_FIX, tracefsMount } from '../system';
 import { bpfObjectPath } from '../paths';
@@ -104,6 +105,7 @@ export class TcpLifecycle implements RunningGroup {
   private readonly links: BpfLink[] = [];
   private object: BpfObject | undefined;
   private readonly layouts = new Map<string, Layout>();
+  private ring: RingBuffer | undefined;
 
   constructor(
     requested: readonly string[],
@@ -130,11 +132,14 @@ export class TcpLifecycle implements RunningGroup {
       const acceptErr = this.attach(this.object, enabled, hook);
       if (acceptErr && !last) {
         ctx.log.debug('accept hook unavailable, trying the next', { hook: hook.name, err: acceptErr });
-        this.close();
+        this.detach();
+        this.object?.close();
+        this.object = undefined;
         this.status.clear();
         continue;
       }
       if (needAccept && !acceptErr) ctx.log.info('accepting processes found by', { hook: hook.name });
+      if (ctx.events) this.startEvents(this.object, ctx.events);
       return;
     }
   }
@@ -146,6 +151,7 @@ export class TcpLifecycle implements RunningGroup {
         enable_connect: enabled.has('connect'),
         enable_accept: enabled.has('accept'),
         enable_close: enabled.has('close'),
+        enable_events: this.ctx.events !== undefined,
       });
       obj.setMaxEntries('tcp_accepts', this.ctx.options.acceptPortLimit + FAMILIES.length);
       for (const h of ACCEPT_HOOKS) for (const p of h.programs) obj.program(p).autoload = h === hook;
@@ -196,6 +202,25 @@ export class TcpLifecycle implements RunningGroup {
       }
     }
     return acceptErr;
+  }
+
+  /** Hands each connection event to sink, from the event loop, decoded. */
+  private startEvents(obj: BpfObject, sink: NonNullable<ProbeContext['events']>): void {
+    const layout = obj.layout(CONN_EVENT_SPEC);
+    this.ring = new RingBuffer(obj.map('tcp_events'), (data) => sink.onConnEvent(decodeConnEvent(data, layout)));
+    this.ring.start((err) => this.ctx.log.warn('cannot read connection events', { err: err.message }));
+  }
+
+  /** Events the ring buffer had no room for: [failed connects, closes]. */
+  readEventsLost(): { connect: number; close: number } {
+    const map = this.live().map('tcp_lifecycle_errors');
+    const at = (i: number) => {
+      const key = Buffer.alloc(4);
+      key.writeUInt32LE(i);
+      const value = map.lookup(key);
+      return value ? sumPerCpu(value, map.stride, 0) : 0;
+    };
+    return { connect: at(1), close: at(2) };
   }
 
   programs(): BpfProgram[] {
@@ -251,7 +276,16 @@ export class TcpLifecycle implements RunningGroup {
     return this.object !== undefined;
   }
 
-  close(): void {
+  async close(): Promise<void> {
+    // the programs first, so that no event comes after the last drain
+    this.detach();
+    await this.ring?.close();
+    this.ring = undefined;
+    this.object?.close();
+    this.object = undefined;
+  }
+
+  private detach(): void {
     for (const link of this.links.splice(0)) {
       try {
         link.destroy();
@@ -259,8 +293,6 @@ export class TcpLifecycle implements RunningGroup {
         this.ctx.log.warn('cannot destroy link', { target: link.target, err: (err as Error).message });
       }
     }
-    this.object?.close();
-    this.object = undefined;
   }
 
   private live(): BpfObject {

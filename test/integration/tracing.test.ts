@@ -1,0 +1,165 @@
+// SPDX-License-Identifier: Apache-2.0
+// Connection spans against a real OTLP/HTTP receiver that checks every
+// request against the official OTLP definitions: one span per connection
+// with the exact attributes and payload bytes, failed connects as errors,
+// times in the right order and in the right wall-clock window; no span work
+// without an endpoint; and a collector that goes down and comes back costs
+// a bounded queue and counted drops, never /metrics.
+import assert from 'node:assert/strict';
+import { runClient, startClient, startServer } from '../helpers/agent';
+import { RunningExporter, sleep } from '../helpers/exporter';
+import { createNetns, type Netns } from '../helpers/netns';
+import { OtlpReceiver, type ReceivedSpan } from '../helpers/otlp-receiver';
+import { requireRoot } from '../helpers/privileges';
+import type { Metrics } from '../helpers/prom-text';
+
+const CLIENT = 3; // SpanKind in OTLP: SPAN_KIND_SERVER = 2, SPAN_KIND_CLIENT = 3
+const SERVER = 2;
+const STATUS_ERROR = 2;
+const FAST_EXPORT = { OTEL_BSP_SCHEDULE_DELAY: '100' };
+
+const wallNs = () => BigInt(Date.now()) * 1_000_000n;
+const spanCounts = (m: Metrics) => ({
+  exported: m.value('bpfnet_spans_exported_total'),
+  dropped: m.sum('bpfnet_spans_dropped_total'),
+  queued: m.value('bpfnet_spans_queued'),
+});
+
+/** One connection made by a client agent; its local port and pid. */
+async function connectOnce(ns: Netns, host: string, port: number, up: number): Promise<{ pid: number; localPort: number }> {
+  const c = startClient(ns, { host, port, connections: [{ up }] });
+  const started = await c.waitFor('started');
+  await c.waitFor('done');
+  await c.exited;
+  return { pid: started.pid as number, localPort: c.all('connected')[0]!.localPort as number };
+}
+
+describe('connection spans', function () {
+  let ns: Netns;
+  let receiver: OtlpReceiver;
+
+  before(async function () {
+    requireRoot();
+    ns = createNetns('spans');
+    receiver = await new OtlpReceiver().start();
+  });
+
+  after(async function () {
+    await receiver?.stop();
+    await ns?.destroy();
+  });
+
+  it('sends one span per connection with exact attributes and bytes, and failed connects as errors', async function () {
+    const exporter = await new RunningExporter(['--netns', ns.path, '--otlp-endpoint', receiver.endpoint], FAST_EXPORT).ready();
+    try {
+      const t0 = wallNs();
+      const v4 = await startServer(ns, { host: '127.0.0.1', port: 0, down: 5000 });
+      const c4 = await connectOnce(ns, '127.0.0.1', v4.port, 1000);
+      const v6 = await startServer(ns, { host: '::1', port: 0, down: 10 });
+      const c6 = await connectOnce(ns, '::1', v6.port, 20);
+      const refused = await runClient(ns, { host: '127.0.0.1', port: 9, connections: [{ up: 1 }] });
+      await v4.stop();
+      await v6.stop();
+      const spans = await receiver.waitFor((s) => s.length >= 5);
+      const t1 = wallNs();
+      await sleep(300); // nothing more comes
+      assert.equal(receiver.spans.length, 5, JSON.stringify(receiver.spans.map((s) => [s.name, s.attributes['network.local.port']])));
+      assert.deepEqual(receiver.errors, []);
+
+      const find = (kind: number, localPort: number) => {
+        const found = spans.filter((s) => s.kind === kind && s.attributes['network.local.port'] === localPort);
+        assert.equal(found.length, 1, `one span of kind ${kind} from port ${localPort}`);
+        return found[0]!;
+      };
+      const expect = (s: ReceivedSpan, want: Record<string, unknown>) => {
+        for (const [k, v] of Object.entries(want)) assert.deepEqual(s.attributes[k], v, k);
+      };
+      for (const [family, addr, server, client, up, down] of [
+        ['ipv4', '127.0.0.1', v4, c4, 1000, 5000],
+        ['ipv6', '::1', v6, c6, 20, 10],
+      ] as const) {
+        const cs = find(CLIENT, client.localPort);
+        const ss = find(SERVER, server.port);
+        const common = { 'network.transport': 'tcp', 'network.type': family, 'network.local.address': addr, 'network.peer.address': addr, 'bpfnet.tcp.retransmits': 0 };
+        // the agents name themselves (process.title): the kernel's comm
+        expect(cs, { ...common, 'network.peer.port': server.port, 'process.pid': client.pid, 'process.executable.name': 'test-client', 'bpfnet.tcp.sent_bytes': up, 'bpfnet.tcp.received_bytes': down });
+        expect(ss, { ...common, 'network.peer.port': client.localPort, 'process.pid': server.pid, 'process.executable.name': 'test-server', 'bpfnet.tcp.sent_bytes': down, 'bpfnet.tcp.received_bytes': up });
+        assert.deepEqual([cs.name, ss.name], ['tcp connect', 'tcp accept']);
+        for (const s of [cs, ss]) {
+          assert.equal(s.parentSpanId, '');
+          assert.equal(s.status.code, 0);
+          assert.ok((s.attributes['bpfnet.tcp.srtt'] as number) > 0);
+          // in order, inside the test's wall-clock window
+          const [est, fin] = [s.events.find((e) => e.name === 'tcp.established')!, s.events.find((e) => e.name === 'tcp.fin')!];
+          assert.ok(t0 - 1_000_000n <= s.startNs && s.startNs <= est.timeNs && est.timeNs <= fin.timeNs && fin.timeNs <= s.endNs && s.endNs <= t1 + 1_000_000n,
+            `${s.name}: ${[t0, s.startNs, est.timeNs, fin.timeNs, s.endNs, t1].join(' <= ')}`);
+          assert.equal(est.attributes['bpfnet.tcp.handshake.duration'], Number(est.timeNs - s.startNs) / 1e9);
+        }
+        // the client sends its FIN first; the server answers after it
+        assert.deepEqual([cs.events.find((e) => e.name === 'tcp.fin')!.attributes['bpfnet.tcp.fin.from'], ss.events.find((e) => e.name === 'tcp.fin')!.attributes['bpfnet.tcp.fin.from']], ['local', 'peer']);
+        assert.notEqual(cs.traceId, ss.traceId);
+      }
+      const failed = spans.filter((s) => s.status.code === STATUS_ERROR);
+      assert.equal(failed.length, 1);
+      expect(failed[0]!, { 'network.peer.port': 9, 'process.pid': refused.pid, 'error.type': 'refused', 'bpfnet.tcp.connect.result': 'refused', 'bpfnet.tcp.sent_bytes': 0 });
+      assert.deepEqual([failed[0]!.kind, failed[0]!.name, failed[0]!.events.map((e) => e.name)], [CLIENT, 'tcp connect', []]);
+      assert.equal(spans[0]!.resource['service.name'], 'bpfnet-exporter');
+
+      const m = await exporter.settle((x) => spanCounts(x).exported === 5);
+      assert.deepEqual(spanCounts(m), { exported: 5, dropped: 0, queued: 0 });
+      assert.equal(m.sum('bpfnet_events_lost_total'), 0);
+    } finally {
+      await exporter.stop();
+    }
+  });
+
+  it('does no span work without an endpoint', async function () {
+    const exporter = await new RunningExporter(['--netns', ns.path]).ready();
+    try {
+      const server = await startServer(ns, { host: '127.0.0.1', port: 0, down: 1 });
+      await runClient(ns, { host: '127.0.0.1', port: server.port, connections: [{ up: 1 }] });
+      await server.stop();
+      const m = await exporter.settle((x) => x.sum('bpfnet_tcp_closes_total') === 2);
+      assert.equal(m.sum('bpfnet_tcp_closes_total'), 2);
+      assert.deepEqual(m.samples.filter((s) => /^bpfnet_(spans|events)_/.test(s.name)), []);
+      assert.doesNotMatch(exporter.stderr, /tracing/);
+    } finally {
+      await exporter.stop();
+    }
+  });
+
+  it('keeps serving /metrics while the collector is down, within a bounded queue, counts every span it drops, and recovers', async function () {
+    const queue = 50;
+    const exporter = await new RunningExporter(['--netns', ns.path, '--otlp-endpoint', receiver.endpoint],
+      { ...FAST_EXPORT, OTEL_BSP_MAX_QUEUE_SIZE: String(queue), OTEL_BSP_MAX_EXPORT_BATCH_SIZE: '10', OTEL_EXPORTER_OTLP_TIMEOUT: '1000' }).ready();
+    try {
+      await receiver.stop();
+      const before = receiver.spans.length;
+      const server = await startServer(ns, { host: '127.0.0.1', port: 0, down: 100 });
+      const n = 150;
+      let maxQueued = 0;
+      const clients = runClient(ns, { host: '127.0.0.1', port: server.port, connections: Array(n).fill({ up: 100 }) });
+      for (let done = false; !done; ) {
+        done = await Promise.race([clients.then(() => true), sleep(50).then(() => false)]);
+        maxQueued = Math.max(maxQueued, (await exporter.scrape()).value('bpfnet_spans_queued'));
+      }
+      // every span is accounted for: exported, or dropped for a reason
+      const down = await exporter.settle((x) => spanCounts(x).dropped === 2 * n && spanCounts(x).queued === 0, 30_000);
+      assert.deepEqual(spanCounts(down), { exported: 0, dropped: 2 * n, queued: 0 });
+      assert.ok(down.value('bpfnet_spans_dropped_total', { reason: 'queue_full' }) > 0, 'the queue filled');
+      assert.ok(maxQueued <= queue, `queued ${maxQueued} spans, at most ${queue}`);
+      assert.equal(receiver.spans.length, before);
+
+      await receiver.start();
+      await runClient(ns, { host: '127.0.0.1', port: server.port, connections: Array(3).fill({ up: 100 }) });
+      await server.stop();
+      await receiver.waitFor((s) => s.length === before + 6);
+      const up = await exporter.settle((x) => spanCounts(x).exported === 6);
+      assert.deepEqual(spanCounts(up), { exported: 6, dropped: 2 * n, queued: 0 });
+      assert.deepEqual(receiver.errors, []);
+    } finally {
+      await exporter.stop();
+      await receiver.start().catch(() => {});
+    }
+  });
+});
