@@ -19,6 +19,10 @@ const volatile bool enable_accept = false;
 const volatile bool enable_close = false;
 /* one event per closed connection and per failed connect, for spans */
 const volatile bool enable_events = false;
+/* pair a sidecar proxy's inbound connections with its upstream ones */
+const volatile bool enable_sidecar = false;
+
+enum sidecar_side { SIDE_NONE, SIDE_INBOUND, SIDE_OUTBOUND };
 
 /* A connection between its opening and its close. */
 struct conn {
@@ -32,8 +36,18 @@ struct conn {
 	__u8 role;
 	__u8 accepted;
 	__u8 fin_from;		/* events: enum fin_from */
+	__u8 sidecar;		/* sidecar: its index + 1, for its own connections */
+	__u8 side;		/* sidecar: enum sidecar_side */
+	__u8 forwarded;		/* sidecar inbound: paired with an upstream one */
 	char comm[16];		/* events: of tgid */
+	__u64 id;		/* events, sidecar: from conn_seq */
+	__u64 parent_id;	/* sidecar: see struct conn_event */
+	__u64 root_id;
+	__u64 accepted_ns;	/* sidecar inbound: when accept() returned it */
 };
+
+/* the last connection id handed out */
+__u64 conn_seq = 0;
 
 #define SOCK_TABLE_VALUE struct conn
 #include "sock-table.h"
@@ -82,6 +96,61 @@ struct {
  * object's BTF, where userspace reads its layout */
 struct conn_event *conn_event_btf;
 
+/* the sidecars: by process id (--sidecar-pid) and by command (--sidecar-comm) */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, __u32);
+	__type(value, __u32);
+} sidecar_pids SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MAX_SIDECARS);
+	__type(key, char[16]);
+	__type(value, __u32);
+} sidecar_comms SEC(".maps");
+
+/* the inbound connection a sidecar's thread last accepted or read from: the
+ * one its next connect upstream serves (an event loop accepts, reads and
+ * connects on one thread; a thread per connection reads and connects on
+ * the connection's own thread) */
+struct thread_inbound {
+	__u64 key;		/* the inbound socket */
+	__u64 id;		/* its connection id, as the socket may be reused */
+	__u64 accepted_ns;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u32);
+	__type(value, struct thread_inbound);
+} sidecar_threads SEC(".maps");
+
+/* a sidecar's upstream connections that reached established, by their
+ * four-tuple as the application will see it when it accepts */
+
+struct upstream {
+	__u64 connect_ns;
+	__u64 inbound_id;	/* the inbound connection it serves, 0: none */
+	__u32 sidecar;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct tuple);
+	__type(value, struct upstream);
+} sidecar_upstreams SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, MAX_SIDECARS);
+	__type(key, __u32);
+	__type(value, struct sidecar_stats);
+} sidecar_stats SEC(".maps");
+
 static __always_inline void count_error(__u32 err)
 {
 	__u64 *n = bpf_map_lookup_elem(&tcp_lifecycle_errors, &err);
@@ -107,36 +176,35 @@ static __always_inline __u8 family_of(const struct sock *sk)
 	return FAMILY_IPV6;
 }
 
-/* The connection's addresses and ports, as its family reads them (an
- * IPv4-mapped peer's as IPv4, in the first 4 bytes). */
-static __always_inline void fill_endpoints(const struct sock *sk, struct conn_event *e, __u8 family)
+/* The connection's addresses and ports, as its family reads them. Read
+ * field by field (sk may be a plain address, not a BTF pointer). The local
+ * port is the header template's: by the state change to CLOSE the kernel has
+ * released the bound port (skc_num) already. */
+static __always_inline void read_tuple(const struct sock *sk, struct tuple *t, __u8 family)
 {
 	__u32 v4;
 
-	__builtin_memset(e->laddr, 0, sizeof(e->laddr));
-	__builtin_memset(e->raddr, 0, sizeof(e->raddr));
-	/* skc_num is 0 by now: the state change to CLOSE released the port
-	 * before its tracepoint; the source port in the header template stays */
-	e->lport = bpf_ntohs(BPF_CORE_READ((struct inet_sock *)sk, inet_sport));
-	e->rport = bpf_ntohs(sk->__sk_common.skc_dport);
-	if (sk->__sk_common.skc_family == AF_INET) {
-		v4 = sk->__sk_common.skc_rcv_saddr;
-		__builtin_memcpy(e->laddr, &v4, 4);
-		v4 = sk->__sk_common.skc_daddr;
-		__builtin_memcpy(e->raddr, &v4, 4);
+	__builtin_memset(t, 0, sizeof(*t));
+	t->lport = bpf_ntohs(BPF_CORE_READ((struct inet_sock *)sk, inet_sport));
+	t->rport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	if (BPF_CORE_READ(sk, __sk_common.skc_family) == AF_INET) {
+		v4 = BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr);
+		__builtin_memcpy(t->laddr, &v4, 4);
+		v4 = BPF_CORE_READ(sk, __sk_common.skc_daddr);
+		__builtin_memcpy(t->raddr, &v4, 4);
 		return;
 	}
 	if (!bpf_core_field_exists(sk->__sk_common.skc_v6_daddr))
 		return;
 	if (family == FAMILY_IPV4) {
-		v4 = sk->__sk_common.skc_v6_rcv_saddr.in6_u.u6_addr32[3];
-		__builtin_memcpy(e->laddr, &v4, 4);
-		v4 = sk->__sk_common.skc_v6_daddr.in6_u.u6_addr32[3];
-		__builtin_memcpy(e->raddr, &v4, 4);
+		v4 = BPF_CORE_READ(sk, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr32[3]);
+		__builtin_memcpy(t->laddr, &v4, 4);
+		v4 = BPF_CORE_READ(sk, __sk_common.skc_v6_daddr.in6_u.u6_addr32[3]);
+		__builtin_memcpy(t->raddr, &v4, 4);
 		return;
 	}
-	BPF_CORE_READ_INTO(&e->laddr, sk, __sk_common.skc_v6_rcv_saddr);
-	BPF_CORE_READ_INTO(&e->raddr, sk, __sk_common.skc_v6_daddr);
+	BPF_CORE_READ_INTO(&t->laddr, sk, __sk_common.skc_v6_rcv_saddr);
+	BPF_CORE_READ_INTO(&t->raddr, sk, __sk_common.skc_v6_daddr);
 }
 
 /* A reserved event with what every kind has; NULL (and counted) when the
@@ -153,12 +221,14 @@ static __always_inline struct conn_event *new_event(const struct sock *sk, const
 	e->family = family;
 	e->role = c->role;
 	e->tgid = c->tgid;
-	e->cookie = bpf_get_socket_cookie((void *)sk);
+	e->id = c->id;
+	e->parent_id = c->parent_id;
+	e->root_id = c->root_id;
 	e->fin_ns = c->fin_ns;
 	e->fin_from = c->fin_from;
 	__builtin_memset(e->pad, 0, sizeof(e->pad));
 	__builtin_memcpy(e->comm, c->comm, sizeof(e->comm));
-	fill_endpoints(sk, e, family);
+	read_tuple(sk, &e->ends, family);
 	return e;
 }
 
@@ -180,11 +250,121 @@ static __always_inline __u64 packet_time_ns(const struct tcp_sock *tp)
 	return tp->tcp_mstamp * 1000;
 }
 
+static __always_inline __u64 next_conn_id(void)
+{
+	return __sync_fetch_and_add(&conn_seq, 1) + 1;
+}
+
+/* The sidecar the current process is, by pid or by command; -1: none. */
+static __always_inline int current_sidecar(__u32 tgid)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	char comm[16];
+	__u32 *idx = bpf_map_lookup_elem(&sidecar_pids, &tgid);
+
+	if (idx)
+		return *idx < MAX_SIDECARS ? *idx : -1;
+	__builtin_memcpy(comm, task->comm, sizeof(comm));
+	idx = bpf_map_lookup_elem(&sidecar_comms, comm);
+	return idx && *idx < MAX_SIDECARS ? *idx : -1;
+}
+
+static __always_inline struct sidecar_stats *stats_of_sidecar(__u32 idx)
+{
+	return bpf_map_lookup_elem(&sidecar_stats, &idx);
+}
+
+/* The inbound connection a sidecar thread serves now, unless it is already
+ * forwarded (or gone, its socket reused by another connection). */
+static __always_inline struct conn *thread_inbound(__u32 tid, struct thread_inbound **tp)
+{
+	struct thread_inbound *t = bpf_map_lookup_elem(&sidecar_threads, &tid);
+	struct conn *in;
+
+	if (!t)
+		return NULL;
+	in = sock_table_get(t->key);
+	if (!in || in->id != t->id || in->forwarded)
+		return NULL;
+	*tp = t;
+	return in;
+}
+
+/* A sidecar connects upstream: for the inbound connection its thread serves. */
+static __always_inline void sidecar_connect(struct conn *c, __u32 tgid, __u32 tid)
+{
+	int idx = current_sidecar(tgid);
+	struct thread_inbound *t = NULL;
+	struct sidecar_stats *st;
+	struct conn *in;
+
+	if (idx < 0)
+		return;
+	c->sidecar = idx + 1;
+	c->side = SIDE_OUTBOUND;
+	in = thread_inbound(tid, &t);
+	if (!in || !t)
+		return;
+	in->forwarded = 1;
+	c->parent_id = in->id;
+	c->root_id = in->root_id ? in->root_id : in->id;
+	st = stats_of_sidecar(idx);
+	if (st)
+		hist_add(&st->forward_ns, c->start_ns - t->accepted_ns);
+}
+
+/* A sidecar's upstream connection is established: the application will
+ * accept it with the four-tuple reversed. */
+static __always_inline void sidecar_upstream(const struct sock *sk, const struct conn *c)
+{
+	struct upstream u = { .connect_ns = c->start_ns, .inbound_id = c->parent_id, .sidecar = c->sidecar - 1 };
+	struct tuple t, key;
+
+	read_tuple(sk, &t, c->family);
+	__builtin_memcpy(key.laddr, t.raddr, sizeof(key.laddr));
+	__builtin_memcpy(key.raddr, t.laddr, sizeof(key.raddr));
+	key.lport = t.rport;
+	key.rport = t.lport;
+	bpf_map_update_elem(&sidecar_upstreams, &key, &u, BPF_ANY);
+}
+
+/* accept() returned connection c (socket key) in the current process: an
+ * application taking a sidecar's upstream connection, or a sidecar taking
+ * an inbound one. */
+static __always_inline void sidecar_accept(__u64 key, struct conn *c, __u32 tgid, __u32 tid, __u64 now)
+{
+	struct thread_inbound t = { .key = key, .id = c->id, .accepted_ns = now };
+	struct sidecar_stats *st;
+	struct upstream *u;
+	struct tuple k;
+	int idx;
+
+	read_tuple((const struct sock *)key, &k, c->family);
+	u = bpf_map_lookup_elem(&sidecar_upstreams, &k);
+	if (u) {
+		st = stats_of_sidecar(u->sidecar);
+		if (st)
+			hist_add(&st->upstream_ns, now - u->connect_ns);
+		/* the inbound connection is the parent of both its legs */
+		c->parent_id = u->inbound_id;
+		c->root_id = u->inbound_id;
+		bpf_map_delete_elem(&sidecar_upstreams, &k);
+	}
+	idx = current_sidecar(tgid);
+	if (idx < 0)
+		return;
+	c->sidecar = idx + 1;
+	c->side = SIDE_INBOUND;
+	c->accepted_ns = now;
+	bpf_map_update_elem(&sidecar_threads, &tid, &t, BPF_ANY);
+}
+
 /* connect(): CLOSE -> SYN_SENT, in the connecting process. The local port may
  * not be chosen yet, so ports are judged at the outcome. */
 static __always_inline void on_syn_sent(const struct sock *sk, __u64 key)
 {
-	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	__u32 tgid = pid_tgid >> 32;
 	struct conn c = {};
 
 	if (!task_allowed(tgid) || !sock_allowed(sk, false))
@@ -194,6 +374,10 @@ static __always_inline void on_syn_sent(const struct sock *sk, __u64 key)
 	c.role = ROLE_CLIENT;
 	if (enable_events)
 		bpf_get_current_comm(c.comm, sizeof(c.comm));
+	if (enable_events || enable_sidecar)
+		c.id = next_conn_id();
+	if (enable_sidecar)
+		sidecar_connect(&c, tgid, (__u32)pid_tgid);
 	track(key, &c);
 }
 
@@ -252,13 +436,15 @@ static __always_inline void on_connect_outcome(const struct sock *sk, __u64 key,
 				hist_add_local(&stats->latency_ns, now - c->start_ns);
 		}
 	}
-	if (!now || !(enable_close || enable_events)) {
+	if (!now || !(enable_close || enable_events || enable_sidecar)) {
 		sock_table_del(key);
 		return;
 	}
 	c->established_ns = now;
 	c->family = family;
 	c->lport = sk->__sk_common.skc_num;
+	if (enable_sidecar && c->side == SIDE_OUTBOUND)
+		sidecar_upstream(sk, c);
 }
 
 /* The kernel times the handshake's SYN-ACK to the ACK that completes it and
@@ -293,6 +479,8 @@ static __always_inline void on_passive_established(const struct sock *sk, __u64 
 	c.family = family_of(sk);
 	c.role = ROLE_SERVER;
 	c.lport = sk->__sk_common.skc_num;
+	if (enable_events || enable_sidecar)
+		c.id = next_conn_id();
 	track(key, &c);
 }
 
@@ -452,13 +640,13 @@ int BPF_PROG(tcp_state, struct sock *sk, int oldstate, int newstate)
 
 	switch (newstate) {
 	case TCP_SYN_SENT:
-		if (enable_connect || enable_close || enable_events)
+		if (enable_connect || enable_close || enable_events || enable_sidecar)
 			on_syn_sent(sk, key);
 		break;
 	case TCP_ESTABLISHED:
 		if (oldstate == TCP_SYN_SENT)
 			on_connect_outcome(sk, key, true);
-		else if (oldstate == TCP_SYN_RECV && (enable_accept || enable_close || enable_events))
+		else if (oldstate == TCP_SYN_RECV && (enable_accept || enable_close || enable_events || enable_sidecar))
 			on_passive_established(sk, key);
 		break;
 	case TCP_FIN_WAIT1:
@@ -501,6 +689,7 @@ static __always_inline __u64 sock_of_fd(int fd)
  * current process. */
 static __always_inline int on_accepted(__u64 key)
 {
+	__u64 pid_tgid = bpf_get_current_pid_tgid(), now = bpf_ktime_get_ns();
 	struct conn *c;
 	__u32 tgid;
 
@@ -509,7 +698,7 @@ static __always_inline int on_accepted(__u64 key)
 	c = sock_table_get(key);
 	if (!c || c->role != ROLE_SERVER || c->accepted)
 		return 0;
-	tgid = bpf_get_current_pid_tgid() >> 32;
+	tgid = pid_tgid >> 32;
 	if (!task_allowed(tgid)) {
 		sock_table_del(key);
 		return 0;
@@ -518,9 +707,11 @@ static __always_inline int on_accepted(__u64 key)
 	c->tgid = tgid;
 	if (enable_events)
 		bpf_get_current_comm(c->comm, sizeof(c->comm));
+	if (enable_sidecar)
+		sidecar_accept(key, c, tgid, (__u32)pid_tgid, now);
 	if (enable_accept)
-		record_accept(c, bpf_ktime_get_ns() - c->established_ns, true);
-	if (!(enable_close || enable_events))
+		record_accept(c, now - c->established_ns, true);
+	if (!(enable_close || enable_events || enable_sidecar))
 		sock_table_del(key);
 	return 0;
 }
@@ -551,6 +742,54 @@ SEC("tracepoint/syscalls/sys_exit_accept")
 int accept_exit(struct trace_event_raw_sys_exit *ctx)
 {
 	return ctx->ret < 0 ? 0 : on_accepted(sock_of_fd(ctx->ret));
+}
+
+/* With sidecars: a thread reads from a sidecar's inbound connection; its
+ * next connect (or send) upstream serves that connection. Loaded only with
+ * sidecars named. */
+SEC("tp_btf/tcp_rcv_space_adjust")
+int BPF_PROG(sidecar_read, struct sock *sk)
+{
+	struct thread_inbound t;
+	struct conn *c;
+	__u32 tid;
+	__u64 key;
+
+	bpf_probe_read_kernel(&key, sizeof(key), &ctx[0]);
+	c = sock_table_get(key);
+	if (!c || c->side != SIDE_INBOUND || c->forwarded)
+		return 0;
+	tid = (__u32)bpf_get_current_pid_tgid();
+	t.key = key;
+	t.id = c->id;
+	t.accepted_ns = c->accepted_ns;
+	bpf_map_update_elem(&sidecar_threads, &tid, &t, BPF_ANY);
+	return 0;
+}
+
+/* With sidecars: a sidecar sends on an upstream connection older than the
+ * inbound one its thread serves: the inbound connection is forwarded over a
+ * reused connection, so no connect of its own shows its timing. */
+SEC("tp_btf/tcp_sendmsg_locked")
+int BPF_PROG(sidecar_send, struct sock *sk)
+{
+	struct thread_inbound *t = NULL;
+	struct sidecar_stats *st;
+	struct conn *c, *in;
+	__u64 key;
+
+	bpf_probe_read_kernel(&key, sizeof(key), &ctx[0]);
+	c = sock_table_get(key);
+	if (!c || c->side != SIDE_OUTBOUND)
+		return 0;
+	in = thread_inbound((__u32)bpf_get_current_pid_tgid(), &t);
+	if (!in || !t || c->start_ns >= t->accepted_ns)
+		return 0;
+	in->forwarded = 1;
+	st = stats_of_sidecar(c->sidecar - 1);
+	if (st)
+		counter_add(&st->reused, 1);
+	return 0;
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

@@ -50,6 +50,15 @@ struct close_stats {
 	struct hist srtt_ns;		/* smoothed RTT at close */
 };
 
+/* A connection's addresses and ports (IPv4: the first 4 bytes; an IPv4-mapped
+ * peer counts as IPv4); ports in host byte order. */
+struct tuple {
+	__u8 laddr[16];
+	__u8 raddr[16];
+	__u16 lport;
+	__u16 rport;
+};
+
 /* tcp_events (ring buffer), with enable_events: one per closed connection
  * (EVENT_CLOSE), and one per connect that failed (EVENT_CONNECT_FAILED).
  * Times are the kernel's monotonic clock (bpf_ktime_get_ns), in ns. */
@@ -58,16 +67,15 @@ struct conn_event {
 	__u64 established_ns;	/* 0: never established */
 	__u64 fin_ns;		/* the first FIN, either way; 0: none */
 	__u64 end_ns;		/* closed, or the connect failed */
-	__u64 cookie;		/* the socket's cookie: unique while the host runs */
+	__u64 id;		/* the connection's: unique while the object is loaded */
+	__u64 parent_id;	/* sidecar: the inbound connection this one serves */
+	__u64 root_id;		/* the first connection of the chain (0: this one) */
 	__u64 sent_bytes;	/* payload acknowledged by the peer */
 	__u64 received_bytes;	/* payload received in order */
 	__u32 retransmits;
 	__u32 srtt_us;
 	__u32 tgid;		/* connecting or accepting process */
-	__u16 lport;		/* host byte order */
-	__u16 rport;
-	__u8 laddr[16];		/* IPv4: the first 4 bytes */
-	__u8 raddr[16];
+	struct tuple ends;
 	__u8 kind;		/* enum event_kind */
 	__u8 family;		/* enum family */
 	__u8 role;
@@ -75,6 +83,14 @@ struct conn_event {
 	__u8 fin_from;		/* enum fin_from */
 	__u8 pad[3];
 	char comm[16];		/* of tgid, when it connected or accepted */
+};
+
+/* sidecar_stats[sidecar]: --sidecar-comm / --sidecar-pid, in order */
+#define MAX_SIDECARS 16
+struct sidecar_stats {
+	struct hist forward_ns;		/* the proxy's accept to its connect upstream */
+	struct hist upstream_ns;	/* the proxy's connect to the application's accept */
+	__u64 reused;			/* inbound connections sent over an older upstream one */
 };
 
 #endif /* BPFNET_TCP_LIFECYCLE_H */

@@ -59,6 +59,8 @@ function runOptions(y: Argv) {
     .option('port', { type: 'array', string: true, default: [], describe: 'measure only connections with this local or remote port (repeatable)' })
     .option('accept-port-limit', { type: 'number', default: DEFAULT_OPTIONS.acceptPortLimit, coerce: lastNumber, describe: 'label sets (port, command) of bpfnet_tcp_accepts_total; accepts beyond them count as port="other"' })
     .option('netstack-series-ttl', { type: 'number', default: DEFAULT_OPTIONS.netstackSeriesTtl, coerce: lastNumber, describe: 'seconds without a packet after which a netsubsys series (an interface gone) is dropped; 0: never' })
+    .option('sidecar-comm', { type: 'array', string: true, default: [], describe: 'time these sidecar proxies, by command name (envoy,pilot-agent): their accept to connect upstream, and that connect to the application\'s accept (repeatable)' })
+    .option('sidecar-pid', { type: 'array', string: true, default: [], describe: 'time these sidecar proxies, by process id (repeatable)' })
     .option('otlp-endpoint', { type: 'string', coerce: lastString, describe: 'send a span per TCP connection to this OTLP/HTTP collector (base URL, e.g. http://localhost:4318); OTEL_EXPORTER_OTLP_ENDPOINT works too' })
     .option('trace-sample-ratio', { type: 'number', coerce: lastNumber, describe: 'share of connections (traces) to send spans for, 0 to 1; default OTEL_TRACES_SAMPLER(_ARG), else 1' })
     .option('redirect', { type: 'boolean', default: false, coerce: lastBoolean, describe: 'also make same-host TCP connections skip the TCP/IP stack (see the redirect command)' });
@@ -102,6 +104,7 @@ export function exporterOptions(a: RunArgs): ExporterOptions {
     acceptPortLimit: limit,
     netstackSeriesTtl: ttl,
     tracing: { endpoint: a['otlp-endpoint'], sampleRatio: a['trace-sample-ratio'] },
+    sidecars: { comms: list(a['sidecar-comm']), pids: integers('sidecar-pid', a['sidecar-pid']) },
     redirect: a.redirect ? { cgroup: a['redirect-cgroup'], ports: integers('redirect-ports', a['redirect-ports']) } : undefined,
   };
 }

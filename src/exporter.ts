@@ -13,6 +13,7 @@ import { packageVersion } from './paths';
 import type { ProbeStatus, RunningGroup } from './probes/probe';
 import { PROBE_GROUPS, PROBE_NAMES } from './probes/registry';
 import { TCP_PROBES } from './probes/tcp-lifecycle';
+import { resolveSidecars, type Sidecar, type SidecarSpec } from './probes/sidecar';
 import { ConnectionTracing, resolveTracing, type TracingConfig, type TracingSpec } from './tracing/tracing';
 import { registerRedirectMetrics } from './redirect/metrics';
 import { assertNotRunning, MAX_REDIRECT_PORTS, SockRedirect, type RedirectOptions } from './redirect/sock-redirect';
@@ -28,6 +29,8 @@ export interface ExporterOptions {
   netstackSeriesTtl: number;
   /** spans over OTLP/HTTP, when an endpoint is given here or in OTEL_* */
   tracing?: TracingSpec;
+  /** sidecar proxies to time */
+  sidecars?: SidecarSpec;
   /** socket redirect, when wanted */
   redirect?: RedirectSpec;
 }
@@ -102,8 +105,13 @@ export class Exporter {
   static async start(opts: ExporterOptions, log: Logger): Promise<Exporter> {
     checkProbeNames(opts.probes, opts.redirect !== undefined);
     const tracing = resolveTracing(opts.tracing ?? {});
-    if (tracing && !opts.probes.some((p) => (TCP_PROBES as readonly string[]).includes(p))) {
+    const sidecars = resolveSidecars(opts.sidecars ?? { comms: [], pids: [] });
+    const tcp = opts.probes.some((p) => (TCP_PROBES as readonly string[]).includes(p));
+    if (tracing && !tcp) {
       throw new UsageError(`spans come from the TCP probes: add one of ${TCP_PROBES.join(',')} to --probes, or give no OTLP endpoint`);
+    }
+    if (sidecars.length && !tcp) {
+      throw new UsageError(`sidecars are timed by the TCP probes: add one of ${TCP_PROBES.join(',')} to --probes, or name no sidecar`);
     }
     const filters = resolveFilters(opts.filters);
     const redirect = opts.redirect && resolveRedirect(opts.redirect);
@@ -116,7 +124,7 @@ export class Exporter {
 
     const exp = new Exporter(opts, log);
     try {
-      await exp.startAll(filters, redirect, tracing);
+      await exp.startAll(filters, redirect, tracing, sidecars);
     } catch (err) {
       await exp.stop();
       throw err;
@@ -124,7 +132,12 @@ export class Exporter {
     return exp;
   }
 
-  private async startAll(filters: ReturnType<typeof resolveFilters>, redirect: RedirectOptions | undefined, tracing: TracingConfig | undefined): Promise<void> {
+  private async startAll(
+    filters: ReturnType<typeof resolveFilters>,
+    redirect: RedirectOptions | undefined,
+    tracing: TracingConfig | undefined,
+    sidecars: Sidecar[],
+  ): Promise<void> {
     const registry = new Registry();
     const failures = new ScrapeFailures(registry, this.log.child('metrics'));
     registerExporterMetrics({
@@ -151,7 +164,7 @@ export class Exporter {
       filters,
       registry,
       failures,
-      options: { acceptPortLimit: this.opts.acceptPortLimit, netstackSeriesTtl: this.opts.netstackSeriesTtl },
+      options: { acceptPortLimit: this.opts.acceptPortLimit, netstackSeriesTtl: this.opts.netstackSeriesTtl, sidecars },
     };
     for (const group of PROBE_GROUPS) {
       const requested = this.opts.probes.filter((p) => group.probes.includes(p));

@@ -8,6 +8,7 @@ import type { Logger } from '../log';
 import type { ScrapeFailures } from '../metrics/validate';
 import type { ResolvedFilters } from '../filters';
 import type { ConnEvent } from '../tracing/conn-event';
+import type { Sidecar } from './sidecar';
 
 export interface ProbeStatus {
   up: boolean;
@@ -34,6 +35,8 @@ export interface ProbeOptions {
   acceptPortLimit: number;
   /** seconds without a sample after which a netsubsys series is forgotten; 0: never */
   netstackSeriesTtl: number;
+  /** sidecar proxies to time (--sidecar-comm, --sidecar-pid) */
+  sidecars: readonly Sidecar[];
 }
 
 export interface RunningGroup {

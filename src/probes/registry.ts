@@ -6,6 +6,7 @@ import { registerAcceptMetrics } from './tcp-accept';
 import { registerCloseMetrics } from './tcp-close';
 import { registerConnectMetrics } from './tcp-connect';
 import { NETSUBSYS_GROUP } from './netsubsys';
+import { registerSidecarMetrics } from './sidecar';
 import { TCP_PROBES, TcpLifecycle } from './tcp-lifecycle';
 
 const tcpLifecycle: ProbeGroup = {
@@ -32,6 +33,7 @@ const tcpLifecycle: ProbeGroup = {
       failures: ctx.failures,
       collect: () => [{ labels: {}, value: tcp.readOverflowed() }],
     });
+    if (ctx.options.sidecars.length) registerSidecarMetrics(tcp, ctx.options.sidecars, ctx);
     if (ctx.events) {
       new CollectedCounter({
         name: 'bpfnet_events_lost_total',
@@ -55,4 +57,4 @@ export const PROBE_NAMES: readonly string[] = PROBE_GROUPS.flatMap((g) => g.prob
 
 export const DEFAULT_PROBES = ['connect', 'accept', 'close'] as const;
 
-export const DEFAULT_OPTIONS = { acceptPortLimit: 1024, netstackSeriesTtl: 600 } as const;
+export const DEFAULT_OPTIONS = { acceptPortLimit: 1024, netstackSeriesTtl: 600, sidecars: [] } as const;

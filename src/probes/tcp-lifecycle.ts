@@ -7,6 +7,8 @@
 // one loads, attaches, and reads the shared maps.
 import { BpfError, BpfObject, RingBuffer, type BpfLink, type BpfProgram, cString, sumPerCpu, sumPerCpuArray, type Layout, type StructSpec } from '../libbpf';
 import { CONN_EVENT_SPEC, decodeConnEvent } from '../tracing/conn-event';
+import { Kind, vmlinuxBtf } from '../libbpf';
+import { applySidecars } from './sidecar';
 import { applyFilters } from '../filters';
 import { TRACEFS_FIX, tracefsMount } from '../system';
 import { bpfObjectPath } from '../paths';
@@ -27,6 +29,10 @@ export const SPECS = {
   connect: { struct: 'connect_stats', fields: { results: { array: 'u64', length: CONNECT_RESULTS.length }, latency_ns: HIST } },
   accept: { struct: 'accept_stats', fields: { handshake_ns: HIST, queue_ns: HIST } },
   acceptKey: { struct: 'accept_key', fields: { port: 'u16', family: 'u8', comm: { array: 'u8', length: 16 } } },
+  sidecar: {
+    struct: 'sidecar_stats',
+    fields: { forward_ns: HIST, upstream_ns: HIST, reused: 'u64' },
+  },
   close: {
     struct: 'close_stats',
     fields: { retransmits: 'u64', lifetime_ns: HIST, sent_bytes: HIST, received_bytes: HIST, srtt_ns: HIST },
@@ -146,13 +152,18 @@ export class TcpLifecycle implements RunningGroup {
 
   private load(enabled: Set<string>, hook: AcceptHook): BpfObject {
     const obj = BpfObject.open(bpfObjectPath('tcp-lifecycle'));
+    const sidecars = this.ctx.options.sidecars;
     try {
       obj.setConstants({
         enable_connect: enabled.has('connect'),
         enable_accept: enabled.has('accept'),
         enable_close: enabled.has('close'),
         enable_events: this.ctx.events !== undefined,
+        enable_sidecar: sidecars.length > 0,
       });
+      // the sidecar's hooks; a kernel without tcp_sendmsg_locked (6.1) cannot tell reuse
+      obj.program('sidecar_read').autoload = sidecars.length > 0;
+      obj.program('sidecar_send').autoload = sidecars.length > 0 && vmlinuxBtf().find('btf_trace_tcp_sendmsg_locked', Kind.Typedef) !== undefined;
       obj.setMaxEntries('tcp_accepts', this.ctx.options.acceptPortLimit + FAMILIES.length);
       for (const h of ACCEPT_HOOKS) for (const p of h.programs) obj.program(p).autoload = h === hook;
       obj.load();
@@ -166,6 +177,7 @@ export class TcpLifecycle implements RunningGroup {
         obj.map('tcp_accepts').update(key, Buffer.alloc(obj.map('tcp_accepts').valueBufferSize));
       });
       applyFilters(obj, this.ctx.filters);
+      applySidecars(obj, sidecars);
       return obj;
     } catch (err) {
       obj.close();
@@ -188,7 +200,7 @@ export class TcpLifecycle implements RunningGroup {
         return summary(err);
       }
     };
-    const stateErr = tryAttach('tcp_state');
+    const stateErr = tryAttach('tcp_state') ?? ['sidecar_read', 'sidecar_send'].filter((p) => obj.program(p).autoload).map(tryAttach).find((e) => e !== undefined);
     if (stateErr) log.error('cannot attach program', { program: 'tcp_state', err: stateErr });
     const acceptErr = hook.programs.map(tryAttach).find((e) => e !== undefined);
     for (const p of enabled) {

@@ -9,9 +9,9 @@ import { CONNECT_RESULTS, FAMILIES, ROLES } from '../probes/tcp-lifecycle';
 export const CONN_EVENT_SPEC: StructSpec = {
   struct: 'conn_event',
   fields: {
-    start_ns: 'u64', established_ns: 'u64', fin_ns: 'u64', end_ns: 'u64', cookie: 'u64',
+    start_ns: 'u64', established_ns: 'u64', fin_ns: 'u64', end_ns: 'u64', id: 'u64', parent_id: 'u64', root_id: 'u64',
     sent_bytes: 'u64', received_bytes: 'u64', retransmits: 'u32', srtt_us: 'u32', tgid: 'u32',
-    lport: 'u16', rport: 'u16', laddr: { array: 'u8', length: 16 }, raddr: { array: 'u8', length: 16 },
+    ends: { struct: 'tuple', fields: { laddr: { array: 'u8', length: 16 }, raddr: { array: 'u8', length: 16 }, lport: 'u16', rport: 'u16' } },
     kind: 'u8', family: 'u8', role: 'u8', result: 'u8', fin_from: 'u8', comm: { array: 'u8', length: 16 },
   },
 };
@@ -30,7 +30,11 @@ export interface ConnEvent {
   finNs: bigint;
   finFrom: (typeof FIN_FROM)[number];
   endNs: bigint;
-  cookie: bigint;
+  /** the connection's id; with sidecars, the inbound connection it serves
+   * (parentId) and the first of the chain (rootId); 0n: none */
+  id: bigint;
+  parentId: bigint;
+  rootId: bigint;
   sentBytes: number;
   receivedBytes: number;
   retransmits: number;
@@ -67,6 +71,8 @@ export function formatAddress(bytes: Buffer, offset: number, family: string): st
 
 export function decodeConnEvent(buf: Buffer, l: Layout): ConnEvent {
   const u64 = (f: string) => buf.readBigUInt64LE(l.offset(f));
+  const ends = l.offset('ends');
+  const t = l.nested('ends');
   const family = FAMILIES[buf.readUInt8(l.offset('family'))] ?? 'ipv4';
   return {
     kind: KINDS[buf.readUInt8(l.offset('kind'))] ?? 'close',
@@ -78,16 +84,18 @@ export function decodeConnEvent(buf: Buffer, l: Layout): ConnEvent {
     finNs: u64('fin_ns'),
     finFrom: FIN_FROM[buf.readUInt8(l.offset('fin_from'))] ?? 'none',
     endNs: u64('end_ns'),
-    cookie: u64('cookie'),
+    id: u64('id'),
+    parentId: u64('parent_id'),
+    rootId: u64('root_id'),
     sentBytes: Number(u64('sent_bytes')),
     receivedBytes: Number(u64('received_bytes')),
     retransmits: buf.readUInt32LE(l.offset('retransmits')),
     srttUs: buf.readUInt32LE(l.offset('srtt_us')),
     pid: buf.readUInt32LE(l.offset('tgid')),
     comm: cString(buf, l.offset('comm'), 16),
-    localAddress: formatAddress(buf, l.offset('laddr'), family),
-    localPort: buf.readUInt16LE(l.offset('lport')),
-    peerAddress: formatAddress(buf, l.offset('raddr'), family),
-    peerPort: buf.readUInt16LE(l.offset('rport')),
+    localAddress: formatAddress(buf, ends + t.offset('laddr'), family),
+    localPort: buf.readUInt16LE(ends + t.offset('lport')),
+    peerAddress: formatAddress(buf, ends + t.offset('raddr'), family),
+    peerPort: buf.readUInt16LE(ends + t.offset('rport')),
   };
 }

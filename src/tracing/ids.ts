@@ -1,10 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
-// Span and trace ids that follow from the kernel's socket cookies, so that a
-// connection's span id is known to whoever needs it (a child span of another
-// connection) without keeping state in user space. The cookie is unique
-// while the host runs; mixed with salts from the boot id, ids differ between
-// hosts and boots and look random to samplers and backends.
-import fs from 'node:fs';
+// Span and trace ids that follow from the kernel's connection ids (a counter
+// of the loaded TCP object), so that a connection's span id is known to
+// whoever needs it (a child span of another connection) without keeping
+// state in user space. Mixed with random salts drawn at start, ids differ
+// between hosts and runs and look random to samplers and backends.
+import crypto from 'node:crypto';
 import { RandomIdGenerator, type IdGenerator } from '@opentelemetry/sdk-trace';
 
 const MASK = (1n << 64n) - 1n;
@@ -19,20 +19,19 @@ function mix(x: bigint): bigint {
 
 const hex16 = (x: bigint) => x.toString(16).padStart(16, '0');
 
-export class CookieIds {
-  private readonly salts: [bigint, bigint, bigint];
+export class ConnectionIds {
+  private readonly salts: bigint[];
 
-  constructor(bootId: string = fs.readFileSync('/proc/sys/kernel/random/boot_id', 'utf8')) {
-    const b = BigInt(`0x${bootId.replace(/[^0-9a-f]/gi, '').padEnd(32, '0').slice(0, 32)}`);
-    this.salts = [mix(b & MASK), mix(b >> 64n), mix((b & MASK) ^ 0x5bd1e995n)];
+  constructor(seed: Buffer = crypto.randomBytes(24)) {
+    this.salts = [0, 8, 16].map((at) => seed.readBigUInt64LE(at));
   }
 
-  spanId(cookie: bigint): string {
-    return hex16(mix(cookie ^ this.salts[0]) || 1n);
+  spanId(id: bigint): string {
+    return hex16(mix(id ^ this.salts[0]!) || 1n);
   }
 
-  traceId(rootCookie: bigint): string {
-    return hex16(mix(rootCookie ^ this.salts[1])) + hex16(mix(rootCookie ^ this.salts[2]) || 1n);
+  traceId(rootId: bigint): string {
+    return hex16(mix(rootId ^ this.salts[1]!)) + hex16(mix(rootId ^ this.salts[2]!) || 1n);
   }
 }
 

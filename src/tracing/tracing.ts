@@ -4,11 +4,13 @@
 // configured by the standard OTEL_* variables and by --otlp-endpoint and
 // --trace-sample-ratio. Without an endpoint nothing here runs at all.
 //
-// Span and trace ids follow from socket cookies (ids.ts); a span is built
+// Span and trace ids follow from the kernel's connection ids (ids.ts): a
+// sidecar's outbound connection and the application's accepted one are
+// children of the inbound connection they serve. A span is built
 // only if its trace is sampled, and ended spans go through a bounded queue
 // (export-queue.ts) whose drops are counted.
 import os from 'node:os';
-import { ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Attributes, type Tracer } from '@opentelemetry/api';
+import { ROOT_CONTEXT, SpanKind, SpanStatusCode, TraceFlags, trace, type Attributes, type Tracer } from '@opentelemetry/api';
 import { resourceFromAttributes } from '@opentelemetry/resources';
 import { ParentBasedSampler, SamplingDecision, TraceIdRatioBasedSampler } from '@opentelemetry/sdk-trace';
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
@@ -19,7 +21,7 @@ import type { Logger } from '../log';
 import { KernelClock } from './clock';
 import type { ConnEvent } from './conn-event';
 import { ExportQueue, queueSettingsFromEnv, type DropReason } from './export-queue';
-import { CookieIds, PresetIdGenerator } from './ids';
+import { ConnectionIds, PresetIdGenerator } from './ids';
 
 export interface TracingSpec {
   /** --otlp-endpoint: the collector's base URL, as OTEL_EXPORTER_OTLP_ENDPOINT */
@@ -77,7 +79,7 @@ const seconds = (ns: bigint) => Number(ns) / 1e9;
 
 export class ConnectionTracing {
   private readonly ids = new PresetIdGenerator();
-  private readonly cookies = new CookieIds();
+  private readonly connIds = new ConnectionIds();
   private readonly clock = new KernelClock();
   private readonly ratio: TraceIdRatioBasedSampler;
   private readonly sdk: NodeSDK;
@@ -132,7 +134,7 @@ export class ConnectionTracing {
 
   /** A connection's span, if its trace is sampled. */
   onConnEvent(e: ConnEvent): void {
-    const traceId = this.cookies.traceId(e.cookie);
+    const traceId = this.connIds.traceId(e.rootId || e.parentId || e.id);
     if (!this.sampled(traceId)) return;
     const attributes: Attributes = {
       'network.transport': 'tcp',
@@ -153,12 +155,15 @@ export class ConnectionTracing {
       attributes['bpfnet.tcp.connect.result'] = e.result;
     }
     this.ids.nextTraceId = traceId;
-    this.ids.nextSpanId = this.cookies.spanId(e.cookie);
+    this.ids.nextSpanId = this.connIds.spanId(e.id);
+    const parent = e.parentId
+      ? trace.setSpanContext(ROOT_CONTEXT, { traceId, spanId: this.connIds.spanId(e.parentId), traceFlags: TraceFlags.SAMPLED, isRemote: true })
+      : ROOT_CONTEXT;
     const client = e.role === 'client';
     const span = this.tracer.startSpan(
       client ? 'tcp connect' : 'tcp accept',
       { kind: client ? SpanKind.CLIENT : SpanKind.SERVER, startTime: this.clock.toHrTime(e.startNs), attributes },
-      ROOT_CONTEXT,
+      parent,
     );
     if (e.establishedNs) {
       span.addEvent('tcp.established', { 'bpfnet.tcp.handshake.duration': seconds(e.establishedNs - e.startNs) }, this.clock.toHrTime(e.establishedNs));

@@ -1,0 +1,99 @@
+// SPDX-License-Identifier: Apache-2.0
+// sidecar: where a request's time goes between a sidecar proxy and its
+// application. For each connection a named proxy accepts, the kernel times
+// (a) the proxy's accept to its connect upstream, on the thread that serves
+// the connection (the one that accepted it or last read from it), and (b)
+// that connect to the application's accept of it, matched by four-tuple;
+// inbound connections the proxy forwards over an older upstream connection
+// are counted instead (bpf/tcp-lifecycle.bpf.c, sidecar_*).
+//   bpfnet_sidecar_forward_seconds_bucket{sidecar="envoy",le="0.000262144"} 41
+import fs from 'node:fs';
+import { UsageError } from '../errors';
+import { UpdateFlags, type BpfObject } from '../libbpf';
+import { Log2Histogram } from '../metrics/log2-histogram';
+import { CollectedCounter } from '../metrics/collected';
+import type { ProbeContext } from './probe';
+import { PerCpuValue, perScrape, type TcpLifecycle } from './tcp-lifecycle';
+
+/** As in bpf/tcp-lifecycle.h */
+export const MAX_SIDECARS = 16;
+const COMM_LEN = 16;
+
+export interface SidecarSpec {
+  comms: readonly string[];
+  pids: readonly number[];
+}
+
+/** A sidecar as the kernel matches it: its label, and its command or pids. */
+export interface Sidecar {
+  name: string;
+  comms: string[];
+  pids: number[];
+}
+
+/** One sidecar per distinct name: a command, or a pid's command. */
+export function resolveSidecars(spec: SidecarSpec): Sidecar[] {
+  const byName = new Map<string, Sidecar>();
+  const get = (name: string) => byName.get(name) ?? byName.set(name, { name, comms: [], pids: [] }).get(name)!;
+  for (const comm of spec.comms) {
+    if (comm === '' || Buffer.byteLength(comm) >= COMM_LEN) {
+      throw new UsageError(`--sidecar-comm ${JSON.stringify(comm)}: give a command name of 1 to ${COMM_LEN - 1} bytes, as ps -o comm shows it`);
+    }
+    get(comm).comms.push(comm);
+  }
+  for (const pid of spec.pids) {
+    let comm: string;
+    try {
+      comm = fs.readFileSync(`/proc/${pid}/comm`, 'utf8').trimEnd();
+    } catch {
+      throw new UsageError(`--sidecar-pid ${pid}: no such process; check the pid (ps -p ${pid})`);
+    }
+    get(comm).pids.push(pid);
+  }
+  if (byName.size > MAX_SIDECARS) throw new UsageError(`--sidecar-comm and --sidecar-pid name ${byName.size} sidecars; give at most ${MAX_SIDECARS}`);
+  return [...byName.values()];
+}
+
+/** Writes the sidecars into the loaded object's maps. */
+export function applySidecars(obj: BpfObject, sidecars: readonly Sidecar[]): void {
+  const index = Buffer.alloc(4);
+  sidecars.forEach((s, i) => {
+    index.writeUInt32LE(i);
+    for (const comm of s.comms) {
+      const key = Buffer.alloc(COMM_LEN);
+      key.write(comm);
+      obj.map('sidecar_comms').update(key, index, UpdateFlags.Any);
+    }
+    for (const pid of s.pids) {
+      const key = Buffer.alloc(4);
+      key.writeUInt32LE(pid);
+      obj.map('sidecar_pids').update(key, index, UpdateFlags.Any);
+    }
+  });
+}
+
+export function registerSidecarMetrics(tcp: TcpLifecycle, sidecars: readonly Sidecar[], ctx: ProbeContext): void {
+  const { registry, failures } = ctx;
+  const read = perScrape((): PerCpuValue[] => tcp.readArray('sidecar_stats', 'sidecar', sidecars.length));
+  const byName = { labelNames: ['sidecar'], minExp: 10, maxExp: 37, scale: 1e9, registry, failures };
+  new Log2Histogram({
+    ...byName,
+    name: 'bpfnet_sidecar_forward_seconds',
+    help: "From the sidecar's accept() of an inbound connection to its connect() upstream for it.",
+    collect: () => read().map((v, i) => v.hist('forward_ns', { sidecar: sidecars[i]!.name })),
+  });
+  new Log2Histogram({
+    ...byName,
+    name: 'bpfnet_sidecar_upstream_connect_seconds',
+    help: "From the sidecar's connect() upstream to the application's accept() of that connection.",
+    collect: () => read().map((v, i) => v.hist('upstream_ns', { sidecar: sidecars[i]!.name })),
+  });
+  new CollectedCounter({
+    name: 'bpfnet_sidecar_reused_connections_total',
+    help: 'Inbound connections the sidecar forwarded over an upstream connection it had open before (no connect of their own, so no forward or upstream timing for them).',
+    labelNames: ['sidecar'],
+    registry,
+    failures,
+    collect: () => read().map((v, i) => ({ labels: { sidecar: sidecars[i]!.name }, value: v.u64('reused') })),
+  });
+}
