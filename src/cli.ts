@@ -26,6 +26,14 @@ function integers(flag: string, values: unknown): number[] {
   });
 }
 
+function ringBytes(n: number): number {
+  const page = 4096;
+  if (!Number.isInteger(n) || n < page || (n & (n - 1)) !== 0 || n > 2 ** 30) {
+    throw new UsageError(`--event-ring-bytes ${n}: give a power of two from ${page} to ${2 ** 30} (4194304 is the default)`);
+  }
+  return n;
+}
+
 /** A single-valued flag given twice keeps its last value. */
 const lastString = (v: string | string[]): string => (Array.isArray(v) ? v[v.length - 1]! : v);
 const lastNumber = (v: number | number[]): number => (Array.isArray(v) ? v[v.length - 1]! : v);
@@ -63,6 +71,7 @@ function runOptions(y: Argv) {
     .option('sidecar-pid', { type: 'array', string: true, default: [], describe: 'time these sidecar proxies, by process id (repeatable)' })
     .option('otlp-endpoint', { type: 'string', coerce: lastString, describe: 'send a span per TCP connection to this OTLP/HTTP collector (base URL, e.g. http://localhost:4318); OTEL_EXPORTER_OTLP_ENDPOINT works too' })
     .option('trace-sample-ratio', { type: 'number', coerce: lastNumber, describe: 'share of connections (traces) to send spans for, 0 to 1; default OTEL_TRACES_SAMPLER(_ARG), else 1' })
+    .option('event-ring-bytes', { type: 'number', default: DEFAULT_OPTIONS.eventRingBytes, coerce: lastNumber, describe: 'size of the kernel ring buffer that carries connection events to the spans: a power of two, at least 4096' })
     .option('redirect', { type: 'boolean', default: false, coerce: lastBoolean, describe: 'also make same-host TCP connections skip the TCP/IP stack (see the redirect command)' });
 }
 
@@ -105,6 +114,7 @@ export function exporterOptions(a: RunArgs): ExporterOptions {
     netstackSeriesTtl: ttl,
     tracing: { endpoint: a['otlp-endpoint'], sampleRatio: a['trace-sample-ratio'] },
     sidecars: { comms: list(a['sidecar-comm']), pids: integers('sidecar-pid', a['sidecar-pid']) },
+    eventRingBytes: ringBytes(a['event-ring-bytes']),
     redirect: a.redirect ? { cgroup: a['redirect-cgroup'], ports: integers('redirect-ports', a['redirect-ports']) } : undefined,
   };
 }

@@ -11,7 +11,7 @@ import { registerExporterMetrics } from './metrics/exporter';
 import { ScrapeFailures } from './metrics/validate';
 import { packageVersion } from './paths';
 import type { ProbeStatus, RunningGroup } from './probes/probe';
-import { PROBE_GROUPS, PROBE_NAMES } from './probes/registry';
+import { DEFAULT_OPTIONS, PROBE_GROUPS, PROBE_NAMES } from './probes/registry';
 import { TCP_PROBES } from './probes/tcp-lifecycle';
 import { resolveSidecars, type Sidecar, type SidecarSpec } from './probes/sidecar';
 import { ConnectionTracing, resolveTracing, type TracingConfig, type TracingSpec } from './tracing/tracing';
@@ -31,6 +31,8 @@ export interface ExporterOptions {
   tracing?: TracingSpec;
   /** sidecar proxies to time */
   sidecars?: SidecarSpec;
+  /** the connection events' ring buffer, bytes */
+  eventRingBytes?: number;
   /** socket redirect, when wanted */
   redirect?: RedirectSpec;
 }
@@ -164,7 +166,12 @@ export class Exporter {
       filters,
       registry,
       failures,
-      options: { acceptPortLimit: this.opts.acceptPortLimit, netstackSeriesTtl: this.opts.netstackSeriesTtl, sidecars },
+      options: {
+        acceptPortLimit: this.opts.acceptPortLimit,
+        netstackSeriesTtl: this.opts.netstackSeriesTtl,
+        sidecars,
+        eventRingBytes: this.opts.eventRingBytes ?? DEFAULT_OPTIONS.eventRingBytes,
+      },
     };
     for (const group of PROBE_GROUPS) {
       const requested = this.opts.probes.filter((p) => group.probes.includes(p));

@@ -37,6 +37,8 @@ export interface ProbeOptions {
   netstackSeriesTtl: number;
   /** sidecar proxies to time (--sidecar-comm, --sidecar-pid) */
   sidecars: readonly Sidecar[];
+  /** size of the connection events' ring buffer: a power of two, at least a page */
+  eventRingBytes: number;
 }
 
 export interface RunningGroup {

@@ -57,4 +57,4 @@ export const PROBE_NAMES: readonly string[] = PROBE_GROUPS.flatMap((g) => g.prob
 
 export const DEFAULT_PROBES = ['connect', 'accept', 'close'] as const;
 
-export const DEFAULT_OPTIONS = { acceptPortLimit: 1024, netstackSeriesTtl: 600, sidecars: [] } as const;
+export const DEFAULT_OPTIONS = { acceptPortLimit: 1024, netstackSeriesTtl: 600, sidecars: [], eventRingBytes: 4 << 20 } as const;

@@ -165,6 +165,7 @@ export class TcpLifecycle implements RunningGroup {
       obj.program('sidecar_read').autoload = sidecars.length > 0;
       obj.program('sidecar_send').autoload = sidecars.length > 0 && vmlinuxBtf().find('btf_trace_tcp_sendmsg_locked', Kind.Typedef) !== undefined;
       obj.setMaxEntries('tcp_accepts', this.ctx.options.acceptPortLimit + FAMILIES.length);
+      obj.setMaxEntries('tcp_events', this.ctx.options.eventRingBytes);
       for (const h of ACCEPT_HOOKS) for (const p of h.programs) obj.program(p).autoload = h === hook;
       obj.load();
       for (const [name, spec] of Object.entries(SPECS)) this.layouts.set(name, obj.layout(spec));

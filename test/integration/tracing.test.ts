@@ -128,6 +128,33 @@ describe('connection spans', function () {
     }
   });
 
+  it('samples whole traces by --trace-sample-ratio or OTEL_TRACES_SAMPLER: none at 0, about half at 0.5', async function () {
+    const server = await startServer(ns, { host: '127.0.0.1', port: 0, down: 1 });
+    try {
+      for (const [args, env, n, low, high] of [
+        [['--trace-sample-ratio', '0'], {}, 20, 0, 0],
+        [[], { OTEL_TRACES_SAMPLER: 'parentbased_traceidratio', OTEL_TRACES_SAMPLER_ARG: '0' }, 20, 0, 0],
+        [['--trace-sample-ratio', '0.5'], {}, 200, 100, 300],
+      ] as const) {
+        const exporter = await new RunningExporter(['--netns', ns.path, '--otlp-endpoint', receiver.endpoint, ...args], { ...FAST_EXPORT, ...env }).ready();
+        try {
+          const before = receiver.spans.length;
+          await runClient(ns, { host: '127.0.0.1', port: server.port, connections: Array(n).fill({ up: 1 }) });
+          const m = await exporter.settle((x) => x.sum('bpfnet_tcp_closes_total') === 2 * n);
+          await sleep(500); // what is sampled is exported by now
+          const sent = (await exporter.scrape()).value('bpfnet_spans_exported_total');
+          assert.equal(m.sum('bpfnet_tcp_closes_total'), 2 * n);
+          assert.ok(sent >= low && sent <= high, `${args.join(' ')} ${JSON.stringify(env)}: ${sent} of ${2 * n} spans sent`);
+          assert.equal(receiver.spans.length - before, sent);
+        } finally {
+          await exporter.stop();
+        }
+      }
+    } finally {
+      await server.stop();
+    }
+  });
+
   it('keeps serving /metrics while the collector is down, within a bounded queue, counts every span it drops, and recovers', async function () {
     const queue = 50;
     const exporter = await new RunningExporter(['--netns', ns.path, '--otlp-endpoint', receiver.endpoint],
@@ -160,6 +187,32 @@ describe('connection spans', function () {
     } finally {
       await exporter.stop();
       await receiver.start().catch(() => {});
+    }
+  });
+
+  it('counts every event the kernel could not queue while the exporter was stopped: spans sent plus events lost is every connection', async function () {
+    const exporter = await new RunningExporter(['--netns', ns.path, '--otlp-endpoint', receiver.endpoint, '--event-ring-bytes', '4096'], FAST_EXPORT).ready();
+    try {
+      const server = await startServer(ns, { host: '127.0.0.1', port: 0, down: 10 });
+      const before = receiver.spans.length;
+      const n = 60;
+      // a stopped exporter reads nothing: a one-page ring buffer holds a few
+      // dozen events, the kernel counts the rest as lost
+      process.kill(exporter.pid, 'SIGSTOP');
+      try {
+        await runClient(ns, { host: '127.0.0.1', port: server.port, connections: Array(n).fill({ up: 10 }) });
+      } finally {
+        process.kill(exporter.pid, 'SIGCONT');
+      }
+      await server.stop();
+      const lost = (x: Metrics) => x.value('bpfnet_events_lost_total', { probe: 'close' });
+      const m = await exporter.settle((x) => spanCounts(x).exported + lost(x) === 2 * n && spanCounts(x).queued === 0);
+      assert.ok(lost(m) > 0 && spanCounts(m).exported > 0, `lost ${lost(m)}, exported ${spanCounts(m).exported}`);
+      assert.equal(spanCounts(m).exported + lost(m), 2 * n);
+      assert.equal(spanCounts(m).dropped, 0);
+      await receiver.waitFor((s) => s.length === before + spanCounts(m).exported);
+    } finally {
+      await exporter.stop();
     }
   });
 });
