@@ -85,15 +85,19 @@ export class ConnectionTracing {
   private readonly sdk: NodeSDK;
   private readonly queue: ExportQueue;
   private readonly tracer: Tracer;
+  private readonly dropped: Counter<string>;
+  private readonly log: Logger;
+  private warned = false;
 
   constructor(config: TracingConfig, version: string, registry: Registry, log: Logger) {
-    const dropped = new Counter({
+    const dropped = (this.dropped = new Counter({
       name: 'bpfnet_spans_dropped_total',
-      help: 'Spans not delivered to the collector: queue_full (the export queue, OTEL_BSP_MAX_QUEUE_SIZE, was full: the collector is down or slow), export_failed (the collector refused them or did not answer in time), shutdown (still queued when the exporter stopped).',
+      help: 'Spans not delivered to the collector: queue_full (the export queue, OTEL_BSP_MAX_QUEUE_SIZE, was full: the collector is down or slow), export_failed (the collector refused them or did not answer in time), shutdown (still queued when the exporter stopped), error (could not be built; the log says why).',
       labelNames: ['reason'],
       registers: [registry],
-    });
-    for (const reason of ['queue_full', 'export_failed', 'shutdown']) dropped.inc({ reason }, 0);
+    }));
+    for (const reason of ['queue_full', 'export_failed', 'shutdown', 'error']) dropped.inc({ reason }, 0);
+    this.log = log;
     const exported = new Counter({ name: 'bpfnet_spans_exported_total', help: 'Spans the collector accepted.', registers: [registry] });
     const exporter = new OTLPTraceExporter(config.url ? { url: config.url } : {});
     this.queue = new ExportQueue(exporter, {
@@ -132,8 +136,19 @@ export class ConnectionTracing {
     return this.ratio.shouldSample(ROOT_CONTEXT, traceId).decision === SamplingDecision.RECORD_AND_SAMPLED;
   }
 
-  /** A connection's span, if its trace is sampled. */
+  /** A connection's span, if its trace is sampled. Never throws: this runs
+   * inside the ring buffer's drain; a span it cannot build is counted. */
   onConnEvent(e: ConnEvent): void {
+    try {
+      this.span(e);
+    } catch (err) {
+      this.dropped.inc({ reason: 'error' });
+      if (!this.warned) this.log.warn('cannot build a span (counted in bpfnet_spans_dropped_total{reason="error"})', { err: (err as Error).message });
+      this.warned = true;
+    }
+  }
+
+  private span(e: ConnEvent): void {
     const traceId = this.connIds.traceId(e.rootId || e.parentId || e.id);
     if (!this.sampled(traceId)) return;
     const attributes: Attributes = {

@@ -44,7 +44,7 @@ export function httpGet(url: string, headers: Record<string, string> = {}): Prom
       res.on('data', (d) => (body += d));
       res.on('end', () => resolve({ status: res.statusCode ?? 0, body, contentType: String(res.headers['content-type'] ?? '') }));
     });
-    req.on('error', reject);
+    req.on('error', (err) => reject(new Error(`GET ${url}: ${err.message}`)));
     req.setTimeout(10_000, () => req.destroy(new Error(`GET ${url} timed out`)));
   });
 }
@@ -68,6 +68,10 @@ export class RunningExporter {
     });
     this.child = child;
     this.exited = new Promise((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })));
+    // an exporter that dies while a test uses it says why, there and then
+    void this.exited.then(({ code, signal }) => {
+      if (!this.stopping && (code !== 0 || signal)) process.stderr.write(`\nexporter ${child.pid} died (${signal ?? code}):\n${this.stderrText.slice(-4000)}\n`);
+    });
     this.url = new Promise((resolve, reject) => {
       child.stderr!.setEncoding('utf8');
       child.stderr!.on('data', (d: string) => {
@@ -78,11 +82,13 @@ export class RunningExporter {
       void this.exited.then(({ code }) => reject(new Error(`exporter exited (${code}) before listening:\n${this.stderrText}`)));
     });
     this.cleanup = onCleanup(`exporter ${child.pid}`, () => {
+      this.stopping = true;
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
     });
   }
 
   private readonly child: ChildProcess;
+  private stopping = false;
 
   get pid(): number {
     return this.child.pid!;
@@ -128,6 +134,7 @@ export class RunningExporter {
   }
 
   async stop(signal: NodeJS.Signals = 'SIGTERM'): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
+    this.stopping = true;
     this.child.kill(signal);
     const r = await this.exited;
     await this.cleanup();

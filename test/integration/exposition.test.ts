@@ -9,6 +9,7 @@ import { runClient, spawnEchoAgent, startEchoServer, startServer, streamResults 
 import { TestCgroup } from '../helpers/cgroup';
 import { httpGet, RunningExporter } from '../helpers/exporter';
 import { createNetns, type Netns } from '../helpers/netns';
+import { OtlpReceiver } from '../helpers/otlp-receiver';
 import { requireRoot } from '../helpers/privileges';
 
 const OPENMETRICS = 'application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1';
@@ -18,12 +19,15 @@ describe('exposition', function () {
   let cg: TestCgroup;
   let exporter: RunningExporter;
   let url: string;
+  let receiver: OtlpReceiver;
 
   before(async function () {
     requireRoot();
     ns = createNetns('expo');
     cg = new TestCgroup('expo');
-    exporter = await new RunningExporter(['--probes', 'connect,accept,close,netsubsys', '--netns', ns.path, '--redirect', '--redirect-cgroup', cg.path]).ready();
+    receiver = await new OtlpReceiver().start();
+    exporter = await new RunningExporter(['--probes', 'connect,accept,close,netsubsys', '--netns', ns.path, '--redirect', '--redirect-cgroup', cg.path,
+      '--otlp-endpoint', receiver.endpoint, '--sidecar-comm', 'sidecar-proxy']).ready();
     url = await exporter.url;
     const server = await startServer(ns, { host: '::1', port: 0, down: 4096 });
     await runClient(ns, { host: '::1', port: server.port, connections: Array(3).fill({ up: 1000 }) });
@@ -39,6 +43,7 @@ describe('exposition', function () {
     await exporter?.stop();
     await ns?.destroy();
     await cg?.destroy();
+    await receiver?.stop();
   });
 
   it('passes promtool check metrics with no findings', async function () {
@@ -54,7 +59,9 @@ describe('exposition', function () {
       'bpfnet_build_info', 'bpfnet_redirect_enabled', 'bpfnet_redirect_sockets', 'bpfnet_redirect_connections_total',
       'bpfnet_redirect_messages_total', 'bpfnet_redirect_bytes_total', 'bpfnet_redirect_fallbacks_total', 'bpfnet_redirect_map_full_total',
       'bpfnet_netstack_latency_seconds_bucket', 'bpfnet_skb_drops_total', 'bpfnet_tcp_resets_total', 'bpfnet_tcp_retransmitted_segments_total',
-      'bpfnet_netstack_map_full_total']) {
+      'bpfnet_netstack_map_full_total', 'bpfnet_sidecar_forward_seconds_bucket', 'bpfnet_sidecar_upstream_connect_seconds_bucket',
+      'bpfnet_sidecar_reused_connections_total', 'bpfnet_events_lost_total', 'bpfnet_spans_exported_total', 'bpfnet_spans_dropped_total',
+      'bpfnet_spans_queued']) {
       assert.match(body, new RegExp(`^${name}[{ ]`, 'm'), name);
     }
   });

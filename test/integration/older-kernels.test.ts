@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
-// The counting tests, the socket redirect's tests and the network stack
-// probe's tests again, on Debian 12's LTS kernel (6.1), booted by kvm-run under emulation: CO-RE must relocate
+// The counting tests, the socket redirect's, the network stack probe's, the
+// spans' and the sidecar's tests again, on Debian 12's LTS kernel (6.1), booted by kvm-run under emulation: CO-RE must relocate
 // the programs to an older kernel's structs, and an older verifier must
 // accept them.
 import assert from 'node:assert/strict';
@@ -53,6 +53,13 @@ describe('older kernels', function () {
   it('follows packets through the stack, counts drops, resets and retransmissions on Linux 6.1', async function () {
     // its qdisc delay (103 ms) leaves room for an emulated sender's lateness
     await testsOn61(this, 'build/js/test/integration/netsubsys.test.js', 6);
+  });
+
+  it('sends connection spans, counts lost events and sidecar reuse on Linux 6.1', async function () {
+    // (the sidecar's delay buckets and the collector-down load test stay on
+    // the host: they depend on user-space timing, which emulation stretches)
+    const files = ['tracing', 'sidecar'].map((f) => `build/js/test/integration/${f}.test.js`);
+    await testsOn61(this, `--grep 'exact attributes|no span work|samples whole|could not queue|reused' ${files.join(' ')}`, 5);
   });
 });
 
