@@ -159,8 +159,10 @@ export function unregisterCallback(handle: Ptr): void {
 
 /** Waits up to timeoutMs on a worker thread for epfd to have an event;
  * done(err, n) then runs on the main thread with the number of ready events. */
-export function epollWaitAsync(epfd: number, timeoutMs: number, done: (err: unknown, n: number) => void): void {
-  native.epollWait.async(epfd, Buffer.alloc(16), 1, timeoutMs, done);
+/** epoll_wait() on a worker thread. events must stay alive (referenced by
+ * the caller) until done runs: koffi writes it from that thread. */
+export function epollWaitAsync(epfd: number, events: Buffer, timeoutMs: number, done: (err: unknown, n: number) => void): void {
+  native.epollWait.async(epfd, events, 1, timeoutMs, done);
 }
 
 /** The bytes at ptr, copied out of C memory. */

@@ -28,6 +28,8 @@ export class RingBuffer {
   private onClosed: (() => void) | null = null;
   /** samples handed to onSample since creation */
   samples = 0;
+  /** epoll_wait's output, written by the worker thread: kept for its lifetime */
+  private readonly events = Buffer.alloc(16);
 
   constructor(
     private readonly map: BpfMap,
@@ -60,7 +62,7 @@ export class RingBuffer {
     const epfd = check(`epoll fd of ring buffer ${this.map.name}`, () => native.ringbufEpollFd(this.live()) as number);
     const wait = (): void => {
       this.waiting = true;
-      epollWaitAsync(epfd, WAIT_MS, (err, n) => {
+      epollWaitAsync(epfd, this.events, WAIT_MS, (err, n) => {
         this.waiting = false;
         if (this.closing) return this.free();
         if (err) onError(err as Error);

@@ -66,9 +66,10 @@ describe('connection spans', function () {
       assert.equal(receiver.spans.length, 5, JSON.stringify(receiver.spans.map((s) => [s.name, s.attributes['network.local.port']])));
       assert.deepEqual(receiver.errors, []);
 
-      const find = (kind: number, localPort: number) => {
-        const found = spans.filter((s) => s.kind === kind && s.attributes['network.local.port'] === localPort);
-        assert.equal(found.length, 1, `one span of kind ${kind} from port ${localPort}`);
+      // (an IPv4 and an IPv6 listener may have the same port number)
+      const find = (kind: number, family: string, localPort: number) => {
+        const found = spans.filter((s) => s.kind === kind && s.attributes['network.type'] === family && s.attributes['network.local.port'] === localPort);
+        assert.equal(found.length, 1, `one ${family} span of kind ${kind} from port ${localPort}`);
         return found[0]!;
       };
       const expect = (s: ReceivedSpan, want: Record<string, unknown>) => {
@@ -78,8 +79,8 @@ describe('connection spans', function () {
         ['ipv4', '127.0.0.1', v4, c4, 1000, 5000],
         ['ipv6', '::1', v6, c6, 20, 10],
       ] as const) {
-        const cs = find(CLIENT, client.localPort);
-        const ss = find(SERVER, server.port);
+        const cs = find(CLIENT, family, client.localPort);
+        const ss = find(SERVER, family, server.port);
         const common = { 'network.transport': 'tcp', 'network.type': family, 'network.local.address': addr, 'network.peer.address': addr, 'bpfnet.tcp.retransmits': 0 };
         // the agents name themselves (process.title): the kernel's comm
         expect(cs, { ...common, 'network.peer.port': server.port, 'process.pid': client.pid, 'process.executable.name': 'test-client', 'bpfnet.tcp.sent_bytes': up, 'bpfnet.tcp.received_bytes': down });

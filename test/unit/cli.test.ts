@@ -19,9 +19,11 @@ describe('command line parsing', function () {
   it('takes lists repeated, comma-separated, or both', function () {
     const o = exporterOptions({
       listen: ':1', probes: 'connect, close', pid: ['1,2', '3'], netns: ['/a'], cgroup: [], port: ['80,443'],
-      'accept-port-limit': 10, 'enable-bpf-stats': false, 'log-level': 'info', _: [], $0: '',
+      'accept-port-limit': 10, 'enable-bpf-stats': false, 'log-level': 'info', 'netstack-series-ttl': 600, 'event-ring-bytes': 4194304,
+      'sidecar-comm': ['envoy', 'pilot-agent'], 'sidecar-pid': [], _: [], $0: '',
     } as never);
     assert.deepEqual(o.probes, ['connect', 'close']);
     assert.deepEqual(o.filters, { pids: [1, 2, 3], netns: ['/a'], cgroups: [], ports: [80, 443] });
+    assert.deepEqual(o.sidecars, { comms: ['envoy', 'pilot-agent'], pids: [] });
   });
 });
