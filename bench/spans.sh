@@ -1,0 +1,128 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# Benchmark of the span path: how many connection-close events a second the
+# event path carries (the kernel's ring buffer, decoding, one span each,
+# OTLP/HTTP export) with no event lost in the kernel, and the exporter's CPU
+# and memory at that rate. A connection churn (bench/churn.c) in a network
+# namespace makes two close events per connection (client and server); the
+# exporter runs --probes close --netns of it --otlp-endpoint to a sink
+# (bench/otlp-sink.js) and sends a span for each. Steps of more client
+# threads raise the rate; each step measures for S seconds:
+#   events/s: closes the exporter counted (bpfnet_tcp_closes_total);
+#   lost: bpfnet_events_lost_total; spans exported and dropped;
+#   exporter CPU: user + system time over the window, as a share of one core
+#   (it is pinned to CPU 0; the churn and the sink run on CPU 1);
+#   RSS: the exporter's resident memory at the end of the step.
+# Capacity on one core = events/s / CPU share, where the share is below 1.
+#
+#   bash bench/spans.sh [--seconds S] [--clients LIST] [--no-build]
+#
+# Needs root, clang, iproute2, taskset, curl, node and the built exporter.
+# Everything it starts runs in a network namespace of its own and is removed
+# on exit, Ctrl-C or failure.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. bench/lib.sh
+
+SECONDS_PER_STEP=10
+CLIENTS_LIST=1,2,4,8
+BUILD=1
+ARGS_GIVEN="$*"
+usage() { sed -n '/^# Benchmark of the span path/,/^# on exit, Ctrl-C or failure\.$/p' "$0" | sed 's/^# \{0,1\}//'; }
+while [ $# -gt 0 ]; do
+  case $1 in
+    --seconds) SECONDS_PER_STEP=$2; shift ;;
+    --clients) CLIENTS_LIST=$2; shift ;;
+    --no-build) BUILD=0 ;;
+    -h|--help) usage; exit 0 ;;
+    *) usage >&2; exit 2 ;;
+  esac
+  shift
+done
+[[ $SECONDS_PER_STEP =~ ^[1-9][0-9]*$ ]] || die "--seconds: a positive whole number"
+[[ $CLIENTS_LIST =~ ^[1-9][0-9]*(,[1-9][0-9]*)*$ ]] || die "--clients: positive whole numbers, comma-separated"
+[ "$(id -u)" = 0 ] || die "run as root: it creates a network namespace and loads BPF programs"
+for tool in clang ip taskset curl node; do command -v "$tool" >/dev/null || die "$tool is missing"; done
+
+BENCH_TMP=$(mktemp -d /tmp/bpfnet-bench.XXXXXX)
+trap cleanup EXIT
+trap 'log "bench: interrupted"; exit 130' INT
+trap 'log "bench: terminated"; exit 143' TERM
+
+OUT=build/bench/$(date -u +%Y%m%dT%H%M%SZ)
+BIN=build/bench
+mkdir -p "$OUT" "$BIN"
+[ "$BUILD" = 0 ] || npm run build >/dev/null
+clang -O2 -Wall -Wextra -pthread -o "$BIN/churn" bench/churn.c
+TRACER_CPU=0 WORKLOAD_CPU=1
+[ "$(nproc)" -ge 2 ] || TRACER_CPU= WORKLOAD_CPU=
+
+make_netns spans
+NS=$NETNS
+ip netns exec "$NS" sysctl -qw net.ipv4.ip_local_port_range="1024 65535" net.ipv4.tcp_max_tw_buckets=16384
+
+pinned "$WORKLOAD_CPU" node bench/otlp-sink.js
+"${CMD[@]}" >"$BENCH_TMP/sink.out" &
+SINK_PID=$!
+track_pid "$SINK_PID"
+for ((i = 0; i < 100; i++)); do
+  SINK_PORT=$(sed -n 's/^ready //p' "$BENCH_TMP/sink.out")
+  [ -n "$SINK_PORT" ] && break
+  sleep 0.05
+done
+[ -n "$SINK_PORT" ] || die "the OTLP sink did not start"
+
+# a queue and batches sized for tens of thousands of spans a second
+export OTEL_BSP_MAX_QUEUE_SIZE=65536 OTEL_BSP_MAX_EXPORT_BATCH_SIZE=4096 OTEL_BSP_SCHEDULE_DELAY=200
+start_exporter "$TRACER_CPU" --probes close --netns "/run/netns/$NS" --otlp-endpoint "http://127.0.0.1:$SINK_PORT"
+
+{
+  echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+  echo "machine: $(nproc) CPUs ($(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)), kernel $(uname -r), node $(node --version)"
+  echo "exporter: commit $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src bpf || echo ', with uncommitted changes'); --probes close, spans to a sink; OTEL_BSP_MAX_QUEUE_SIZE=65536, _MAX_EXPORT_BATCH_SIZE=4096, _SCHEDULE_DELAY=200"
+  echo "pinning: exporter on CPU ${TRACER_CPU:-any}; churn and sink on CPU ${WORKLOAD_CPU:-any}"
+  echo "steps: churn with $CLIENTS_LIST client threads, ${SECONDS_PER_STEP} s each, after 2 s of warm-up"
+  echo "command: bash bench/spans.sh $ARGS_GIVEN"
+} | tee "$OUT/machine.txt" >&2
+
+metric() { # file name{labels}
+  awk -v m="$2" '$1 == m { v = $2 } END { printf "%.15g\n", v + 0 }' "$1"
+}
+rss_kib() { awk '/^VmRSS:/ { print $2 }' /proc/"$1"/status; }
+
+TCK=$(getconf CLK_TCK)
+printf '| client threads | events/s | lost | spans exported | spans dropped | exporter CPU (one core) | events/s per core | RSS |\n|---:|---:|---:|---:|---:|---:|---:|---:|\n' >"$OUT/results.md"
+IFS=, read -r -a STEPS <<<"$CLIENTS_LIST"
+for c in "${STEPS[@]}"; do
+  ip netns exec "$NS" ${WORKLOAD_CPU:+taskset -c "$WORKLOAD_CPU"} "$BIN/churn" -t $((SECONDS_PER_STEP + 2)) -w 0.1 -c "$c" -n 4 -b 64 >"$BENCH_TMP/churn.out" &
+  churn=$!
+  track_pid "$churn"
+  sleep 2
+  scrape "$BENCH_TMP/a.prom"
+  t0=$(cpu_ticks "$EXP_PID")
+  sleep "$SECONDS_PER_STEP"
+  scrape "$BENCH_TMP/b.prom"
+  t1=$(cpu_ticks "$EXP_PID")
+  rss=$(rss_kib "$EXP_PID")
+  wait "$churn" || die "churn failed"
+  untrack_pid "$churn"
+  sleep 1 # the last spans leave
+  scrape "$BENCH_TMP/c.prom"
+  d() { awk -v a="$(metric "$BENCH_TMP/$1.prom" "$3")" -v b="$(metric "$BENCH_TMP/$2.prom" "$3")" 'BEGIN { printf "%.15g", b - a }'; }
+  closes=$(awk -v a="$(awk '$1 ~ /^bpfnet_tcp_closes_total/ { s += $2 } END { print s + 0 }' "$BENCH_TMP/a.prom")" \
+    -v b="$(awk '$1 ~ /^bpfnet_tcp_closes_total/ { s += $2 } END { print s + 0 }' "$BENCH_TMP/b.prom")" 'BEGIN { print b - a }')
+  lost=$(awk '$1 ~ /^bpfnet_events_lost_total/ { s += $2 } END { print s + 0 }' "$BENCH_TMP/c.prom")
+  exported=$(d a c bpfnet_spans_exported_total)
+  dropped=$(awk '$1 ~ /^bpfnet_spans_dropped_total/ { s += $2 } END { print s + 0 }' "$BENCH_TMP/c.prom")
+  awk -v c="$c" -v n="$closes" -v s="$SECONDS_PER_STEP" -v lost="$lost" -v ex="$exported" -v dr="$dropped" \
+      -v ticks=$((t1 - t0)) -v tck="$TCK" -v rss="$rss" 'BEGIN {
+    rate = n / s; cpu = ticks / tck / s; per = "-"
+    if (cpu > 0) per = sprintf("%.0f", rate / cpu)
+    printf "| %d | %.0f | %d | %d | %d | %.1f %% | %s | %.0f MiB |\n", c, rate, lost, ex, dr, cpu * 100, per, rss / 1024 }' >>"$OUT/results.md"
+  log "  $c client threads: $(tail -1 "$OUT/results.md")"
+  cp "$BENCH_TMP/c.prom" "$OUT/metrics-$c.prom"
+done
+stop_exporter
+stop_pid "$SINK_PID" TERM
+log ""
+{ echo "## Results"; echo; sed 's/^/    /' "$OUT/machine.txt"; echo; cat "$OUT/results.md"; echo; echo "Raw data: $OUT/"; } | tee "$OUT/report.md"
