@@ -5,9 +5,12 @@
  *
  * A packet is followed by its skb's address from point to point: each point
  * takes the time since the previous one as a sample of the stage between
- * them, and moves the entry on. Entries of packets that never reach the next
- * point (a pure ACK freed without a tracepoint, a TCP segment merged into
- * another) stay in LRU maps, which evict the oldest: memory stays bounded.
+ * them, and moves the entry on. Where the kernel hands a packet on within one
+ * call on one CPU, the entry is a per-CPU slot (or ring); across CPUs and
+ * time (a TCP segment on its way to its reader, a packet a qdisc holds) it
+ * is in an LRU map. Entries of packets that never reach the next point (a
+ * pure ACK freed without a tracepoint, a TCP segment merged into another)
+ * are evicted, oldest first: memory stays bounded.
  * The tracepoints are all tp_btf (BTF and kernel 5.5+; drop reasons 5.17+). */
 #include "bpfnet.h"
 #include "filter.h"

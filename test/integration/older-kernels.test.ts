@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 // The counting tests, the socket redirect's, the network stack probe's, the
-// spans' and the sidecar's tests again, on Debian 12's LTS kernel (6.1), booted by kvm-run under emulation: CO-RE must relocate
-// the programs to an older kernel's structs, and an older verifier must
-// accept them.
+// spans' and the sidecar's tests again, on Debian 12's LTS kernel (6.1),
+// booted by kvm-run under emulation: CO-RE must relocate the programs to an
+// older kernel's structs, and an older verifier must accept them.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
