@@ -90,6 +90,21 @@ export class BpfMap {
     return into;
   }
 
+  /** The value at index of an array map (u32 keys), which holds every
+   * index below its size. */
+  at(index: number): Buffer {
+    const key = Buffer.alloc(4);
+    key.writeUInt32LE(index);
+    const value = this.lookup(key);
+    if (!value) throw new Error(`${this.name}[${index}] is missing`);
+    return value;
+  }
+
+  /** A per-CPU array's u64 counter at index (first field), summed over CPUs. */
+  counterAt(index: number): number {
+    return sumPerCpu(this.at(index), this.stride, 0);
+  }
+
   update(key: Buffer, value: Buffer, flags: bigint = UpdateFlags.Any): void {
     check(`update map ${this.name}`, () => native.update(this.fd, key, value, flags) as number);
   }

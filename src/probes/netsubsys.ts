@@ -12,7 +12,7 @@ import { bpfObjectPath } from '../paths';
 import { CollectedCounter, type Sample } from '../metrics/collected';
 import { HIST_SLOTS, Log2Histogram, type Log2Sample } from '../metrics/log2-histogram';
 import type { ProbeContext, ProbeGroup, ProbeStatus, RunningGroup } from './probe';
-import { FAMILIES, PerCpuValue, perScrape } from './tcp-lifecycle';
+import { FAMILIES, PerCpuValue, perCpuArray, perScrape } from './tcp-lifecycle';
 
 /** Label values in the order of the C enums in bpf/netsubsys.h. */
 export const DIRECTIONS = ['rx', 'tx'] as const;
@@ -200,25 +200,13 @@ export class Netsubsys implements RunningGroup {
 
   /** Resets and retransmissions by family. */
   readTcp(): PerCpuValue[] {
-    const map = this.live().map('netstack_tcp');
-    const key = Buffer.alloc(4);
-    return FAMILIES.map((_, i) => {
-      key.writeUInt32LE(i);
-      const value = map.lookup(key);
-      if (!value) throw new Error(`netstack_tcp[${i}] is missing`);
-      return new PerCpuValue(value, map.stride, this.layouts.get('tcp')!);
-    });
+    return perCpuArray(this.live().map('netstack_tcp'), this.layouts.get('tcp')!, FAMILIES.length);
   }
 
   /** Samples or drops not counted because their map was full, by map. */
   readErrors(): Sample[] {
     const map = this.live().map('netstack_errors');
-    const key = Buffer.alloc(4);
-    return MAP_ERRORS.map((name, i) => {
-      key.writeUInt32LE(i);
-      const value = map.lookup(key);
-      return { labels: { map: name }, value: value ? sumPerCpu(value, map.stride, 0) : 0 };
-    });
+    return MAP_ERRORS.map((name, i) => ({ labels: { map: name }, value: map.counterAt(i) }));
   }
 
   close(): void {

@@ -5,7 +5,7 @@
 // process). Needs BTF and kernel 5.12+ (tp_btf, bpf_skc_to_tcp_sock, BPF
 // compare-and-exchange). Each probe's metrics live in its own module; this
 // one loads, attaches, and reads the shared maps.
-import { BpfError, BpfObject, RingBuffer, type BpfLink, type BpfProgram, cString, sumPerCpu, sumPerCpuArray, type Layout, type StructSpec } from '../libbpf';
+import { BpfError, BpfObject, RingBuffer, type BpfLink, type BpfMap, type BpfProgram, cString, sumPerCpu, sumPerCpuArray, type Layout, type StructSpec } from '../libbpf';
 import { CONN_EVENT_SPEC, decodeConnEvent } from '../tracing/conn-event';
 import { Kind, vmlinuxBtf } from '../libbpf';
 import { applySidecars } from './sidecar';
@@ -22,6 +22,8 @@ export const TCP_PROBES = ['connect', 'accept', 'close'] as const;
 export const FAMILIES = ['ipv4', 'ipv6'] as const;
 export const ROLES = ['client', 'server'] as const;
 export const CONNECT_RESULTS = ['established', 'refused', 'timeout', 'aborted'] as const;
+/** enum lifecycle_error */
+const LIFECYCLE_ERRORS = ['conn_table_full', 'lost_connect', 'lost_close'] as const;
 
 const HIST: StructSpec = { struct: 'hist', fields: { slots: { array: 'u64', length: HIST_SLOTS }, sum: 'u64' } };
 
@@ -64,6 +66,11 @@ export class PerCpuValue {
       sum: sumPerCpu(this.value, this.stride, base + h.offset('sum')),
     };
   }
+}
+
+/** Every index of a per-CPU array map of structs, read once. */
+export function perCpuArray(map: BpfMap, layout: Layout, count: number): PerCpuValue[] {
+  return Array.from({ length: count }, (_, i) => new PerCpuValue(map.at(i), map.stride, layout));
 }
 
 /** A latency histogram by family, 1.024 us to 137 s, read from one field
@@ -224,16 +231,10 @@ export class TcpLifecycle implements RunningGroup {
     this.ring.start((err) => this.ctx.log.warn('cannot read connection events', { err: err.message }));
   }
 
-  /** Events the ring buffer had no room for: [failed connects, closes]. */
+  /** Events the ring buffer had no room for, of failed connects and closes. */
   readEventsLost(): { connect: number; close: number } {
     const map = this.live().map('tcp_lifecycle_errors');
-    const at = (i: number) => {
-      const key = Buffer.alloc(4);
-      key.writeUInt32LE(i);
-      const value = map.lookup(key);
-      return value ? sumPerCpu(value, map.stride, 0) : 0;
-    };
-    return { connect: at(1), close: at(2) };
+    return { connect: map.counterAt(LIFECYCLE_ERRORS.indexOf('lost_connect')), close: map.counterAt(LIFECYCLE_ERRORS.indexOf('lost_close')) };
   }
 
   programs(): BpfProgram[] {
@@ -246,18 +247,7 @@ export class TcpLifecycle implements RunningGroup {
 
   /** Reads every key of a per-CPU array map of the given struct. */
   readArray(mapName: string, spec: keyof typeof SPECS, keys: number): PerCpuValue[] {
-    const obj = this.live();
-    const map = obj.map(mapName);
-    const layout = this.layouts.get(spec)!;
-    const key = Buffer.alloc(4);
-    const out: PerCpuValue[] = [];
-    for (let i = 0; i < keys; i++) {
-      key.writeUInt32LE(i);
-      const value = map.lookup(key);
-      if (!value) throw new Error(`${mapName}[${i}] is missing`);
-      out.push(new PerCpuValue(value, map.stride, layout));
-    }
-    return out;
+    return perCpuArray(this.live().map(mapName), this.layouts.get(spec)!, keys);
   }
 
   /** Accepts by (family, port, command); port 0 stands for what did not fit. */
@@ -280,9 +270,7 @@ export class TcpLifecycle implements RunningGroup {
 
   /** Connections not measured because the connection table was full. */
   readUntracked(): number {
-    const map = this.live().map('tcp_lifecycle_errors');
-    const value = map.lookup(Buffer.alloc(4));
-    return value ? sumPerCpu(value, map.stride, 0) : 0;
+    return this.live().map('tcp_lifecycle_errors').counterAt(LIFECYCLE_ERRORS.indexOf('conn_table_full'));
   }
 
   get loaded(): boolean {

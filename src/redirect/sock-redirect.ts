@@ -17,7 +17,7 @@ import { EnvironmentError } from '../errors';
 import { BpfError, BpfMap, BpfObject, type BpfLink, type BpfProgram, type Layout } from '../libbpf';
 import type { Logger } from '../log';
 import { bpfObjectPath } from '../paths';
-import { PerCpuValue } from '../probes/tcp-lifecycle';
+import { perCpuArray } from '../probes/tcp-lifecycle';
 import { mountsOfType } from '../system';
 
 export const REDIRECT_FAMILIES = ['ipv4', 'ipv6'] as const;
@@ -168,20 +168,13 @@ export class SockRedirect {
   readStats(): RedirectStats[] {
     const map = this.live().map('redirect_stats');
     const layout = this.layouts.get('stats')!;
-    return REDIRECT_FAMILIES.map((_, family) => {
-      const key = Buffer.alloc(4);
-      key.writeUInt32LE(family);
-      const value = map.lookup(key);
-      if (!value) throw new Error(`redirect_stats[${family}] is missing`);
-      const v = new PerCpuValue(value, map.stride, layout);
-      return {
-        connections: v.u64('connections'),
-        messages: v.u64('messages'),
-        bytes: v.u64('bytes'),
-        fallbacks: v.array('fallbacks', FALLBACK_REASONS.length),
-        mapFull: v.u64('map_full'),
-      };
-    });
+    return perCpuArray(map, layout, REDIRECT_FAMILIES.length).map((v) => ({
+      connections: v.u64('connections'),
+      messages: v.u64('messages'),
+      bytes: v.u64('bytes'),
+      fallbacks: v.array('fallbacks', FALLBACK_REASONS.length),
+      mapFull: v.u64('map_full'),
+    }));
   }
 
   /** Sockets in the sockhash now, by family: one key read per socket. */

@@ -13,38 +13,17 @@
  *   sidecar-proxy -u UPSTREAM_PORT [-m loop|threads|reuse] [-d DELAY_MS]
  *
  * Listens on an ephemeral port and prints "ready PORT"; runs until killed. */
-#define _GNU_SOURCE
-#include <arpa/inet.h>
-#include <errno.h>
-#include <netinet/in.h>
+#include "net.h" /* bench/net.h: die, full, listen_loopback */
 #include <pthread.h>
 #include <signal.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #define MAX_REQUEST (1 << 20)
 
 static int upstream_port, delay_ms, reuse;
 static int reuse_fd = -1; /* reuse: the one upstream connection, once made */
 
-static void die(const char *what)
-{
-	fprintf(stderr, "sidecar-proxy: %s: %s\n", what, strerror(errno));
-	exit(1);
-}
-
-static struct sockaddr_in loopback(int port)
-{
-	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(port), .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-
-	return a;
-}
-
-/* reads until the peer's FIN, or len bytes if exact; returns the count */
-static ssize_t read_all(int fd, char *buf, size_t len, int exact)
+/* reads until the peer's FIN (or len bytes); returns the count */
+static ssize_t read_to_end(int fd, char *buf, size_t len)
 {
 	size_t done = 0;
 
@@ -54,29 +33,16 @@ static ssize_t read_all(int fd, char *buf, size_t len, int exact)
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0)
-			return exact ? -1 : (ssize_t)done;
+			break;
 		done += n;
 	}
 	return done;
 }
 
-static int write_all(int fd, const char *buf, size_t len)
-{
-	for (size_t done = 0; done < len;) {
-		ssize_t n = send(fd, buf + done, len - done, MSG_NOSIGNAL);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return -1;
-		done += n;
-	}
-	return 0;
-}
-
 static int connect_upstream(void)
 {
-	struct sockaddr_in a = loopback(upstream_port);
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(upstream_port),
+				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
 	int fd = socket(AF_INET, SOCK_STREAM, 0);
 
 	if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof(a)))
@@ -88,7 +54,7 @@ static int connect_upstream(void)
 static void serve(int down)
 {
 	char *req = malloc(MAX_REQUEST), *ans = malloc(MAX_REQUEST);
-	ssize_t n = read_all(down, req, MAX_REQUEST, 0), m;
+	ssize_t n = read_to_end(down, req, MAX_REQUEST), m;
 	int up;
 
 	usleep(delay_ms * 1000);
@@ -96,17 +62,17 @@ static void serve(int down)
 		if (reuse_fd < 0)
 			reuse_fd = connect_upstream();
 		/* the upstream echoes: the answer is as long as the request */
-		if (write_all(reuse_fd, req, n) || read_all(reuse_fd, ans, n, 1) != n)
+		if (!full(reuse_fd, req, n, 1) || !full(reuse_fd, ans, n, 0))
 			die("reused upstream");
 		m = n;
 	} else {
 		up = connect_upstream();
-		if (write_all(up, req, n) || shutdown(up, SHUT_WR))
+		if (!full(up, req, n, 1) || shutdown(up, SHUT_WR))
 			die("forward");
-		m = read_all(up, ans, MAX_REQUEST, 0);
+		m = read_to_end(up, ans, MAX_REQUEST);
 		close(up);
 	}
-	write_all(down, ans, m);
+	full(down, ans, m, 1);
 	close(down);
 	free(req);
 	free(ans);
@@ -121,7 +87,7 @@ static void *worker(void *arg)
 int main(int argc, char **argv)
 {
 	const char *mode = "loop";
-	struct sockaddr_in a = loopback(0);
+	struct sockaddr_in a;
 	socklen_t alen = sizeof(a);
 	int opt, lfd;
 	pthread_t t;
@@ -140,10 +106,9 @@ int main(int argc, char **argv)
 		return fprintf(stderr, "sidecar-proxy: bad arguments\n"), 2;
 	reuse = !strcmp(mode, "reuse");
 	signal(SIGPIPE, SIG_IGN);
-	lfd = socket(AF_INET, SOCK_STREAM, 0);
-	if (lfd < 0 || bind(lfd, (struct sockaddr *)&a, sizeof(a)) || listen(lfd, 128) ||
-	    getsockname(lfd, (struct sockaddr *)&a, &alen))
-		die("listen");
+	lfd = listen_loopback(0, 0, 128);
+	if (getsockname(lfd, (struct sockaddr *)&a, &alen))
+		die("getsockname");
 	printf("ready %d\n", ntohs(a.sin_port));
 	fflush(stdout);
 	for (;;) {

@@ -61,7 +61,7 @@ describe('sidecar latency', function () {
   before(async function () {
     requireRoot();
     fs.mkdirSync(path.dirname(PROXY), { recursive: true });
-    execFileSync('clang', ['-O2', '-Wall', '-pthread', '-o', PROXY, path.join(ROOT, 'test', 'helpers', 'sidecar-proxy.c')]);
+    execFileSync('clang', ['-O2', '-Wall', '-pthread', '-I', path.join(ROOT, 'bench'), '-o', PROXY, path.join(ROOT, 'test', 'helpers', 'sidecar-proxy.c')]);
     ns = createNetns('sidecar');
     receiver = await new OtlpReceiver().start();
     exporter = await new RunningExporter(['--netns', ns.path, '--sidecar-comm', 'sidecar-proxy', '--otlp-endpoint', receiver.endpoint],
