@@ -25,7 +25,9 @@
 # --configs: exporter (--probes netsubsys, every packet of the host) and
 # exporter-netns (the same with --netns of the receiving namespace: the
 # programs still run for every packet, and measure only that namespace's);
-# both by default. --cost-seconds: length of each BPF statistics run (2;
+# both by default; and floor: an empty program on each of the probe's
+# tracepoints (bench/netsubsys-floor.bpf.c), what a packet pays for the
+# programs being there at all, the least any program on them can cost. --cost-seconds: length of each BPF statistics run (2;
 # 0: none). --exporter: run the exporter of another built checkout (a clean
 # clone of a commit, a worktree with a change to try) instead of this one.
 # --report: re-print a run's tables from its raw data.
@@ -92,7 +94,7 @@ for w in "${WORKLOAD_LIST[@]}"; do
 done
 IFS=, read -r -a CONFIG_LIST <<<"$CONFIGS"
 for c in "${CONFIG_LIST[@]}"; do
-  case $c in exporter|exporter-netns) ;; *) bad "--configs: unknown configuration '$c' (exporter, exporter-netns)" ;; esac
+  case $c in exporter|exporter-netns|floor) ;; *) bad "--configs: unknown configuration '$c' (exporter, exporter-netns, floor)" ;; esac
 done
 [ ${#WORKLOAD_LIST[@]} -gt 0 ] && [ ${#CONFIG_LIST[@]} -gt 0 ] || bad "--workloads and --configs need at least one name"
 
@@ -289,6 +291,8 @@ trap 'log "bench: interrupted"; exit 130' INT
 trap 'log "bench: terminated"; exit 143' TERM
 mkdir -p "$OUT/metrics"
 clang -O2 -Wall -Wextra -o "$BIN/udp-flood" bench/udp-flood.c
+clang -g -O2 -target bpf -mcpu=v3 -D__TARGET_ARCH_"$(uname -m | sed -e 's/x86_64/x86/' -e 's/aarch64/arm64/')" -Wall -Werror \
+  -I "$EXPORTER_ROOT/build/bpf" -I bpf/include -c bench/netsubsys-floor.bpf.c -o "$BIN/netsubsys-floor.bpf.o"
 for prog in server client; do
   clang -O2 -Wall -Wextra -pthread -o "$BIN/redirect-$prog" "bench/redirect-$prog.c"
 done
@@ -384,11 +388,31 @@ start_config() { # config [exporter flags...]
     baseline) ;;
     exporter) start_exporter "$TRACER_CPU" --probes netsubsys "$@" ;;
     exporter-netns) start_exporter "$TRACER_CPU" --probes netsubsys --netns "/run/netns/$NSB" "$@" ;;
+    floor) start_floor ;;
   esac
 }
 
 stop_config() { # config
-  [ "$1" = baseline ] || stop_exporter
+  case $1 in
+    baseline) ;;
+    floor) stop_pid "$FLOOR_PID" TERM ;;
+    *) stop_exporter ;;
+  esac
+}
+
+# The empty programs, attached by the exporter's binding; FLOOR_PID.
+start_floor() {
+  local i
+  pinned "$TRACER_CPU" node bench/attach-all.js "$BIN/netsubsys-floor.bpf.o"
+  "${CMD[@]}" >"$BENCH_TMP/floor.out" 2>&1 &
+  FLOOR_PID=$!
+  track_pid "$FLOOR_PID"
+  for ((i = 0; i < 100; i++)); do
+    grep -q '^attached' "$BENCH_TMP/floor.out" && return 0
+    kill -0 "$FLOOR_PID" 2>/dev/null || die "the empty programs did not attach: $(tail -3 "$BENCH_TMP/floor.out")"
+    sleep 0.1
+  done
+  die "the empty programs did not attach in 10 s"
 }
 
 # Sums of metrics over all their label sets in a scraped file, tab-separated
@@ -418,7 +442,7 @@ run_phase() { # phase round config
       "$(field mbps "$LINE")" "$(field rps "$LINE")" "$(field p50_us "$LINE")" "$(field p99_us "$LINE")" |
       sed 's/\t\t/\t-\t/g; s/\t\t/\t-\t/g; s/\t$/\t-/' >>"$OUT/phases.tsv"
   done
-  if [ "$3" != baseline ]; then
+  if [ "$3" != baseline ] && [ "$3" != floor ]; then
     kill -0 "$EXP_PID" 2>/dev/null || die "the exporter stopped: $(tail -3 "$BENCH_TMP/exporter.log")"
     scrape "$BENCH_TMP/phase.prom"
     grep -E '^bpfnet_(netstack|skb_drops|bpf_program_recursion)' "$BENCH_TMP/phase.prom" >"$OUT/metrics/phase-$1.prom" || true
@@ -437,6 +461,7 @@ part_cost() {
   local cfg w prog units secs
   printf 'config\tworkload\tprogram\truns\trun_ns\tunits\tseconds\n' >"$OUT/cost.tsv"
   for cfg in "${CONFIG_LIST[@]}"; do
+    [ "$cfg" = floor ] && continue # empty programs: nothing to attribute
     log "kernel cost: $cfg with --enable-bpf-stats, $COST_SECONDS s of each workload"
     start_config "$cfg" --enable-bpf-stats
     sleep "$GUARD"

@@ -14,8 +14,10 @@
 #   (it is pinned to CPU 0; the churn and the sink run on CPU 1);
 #   RSS: the exporter's resident memory at the end of the step.
 # Capacity on one core = events/s / CPU share, where the share is below 1.
+# Each OTLP encoding (--protocols: http/protobuf, the default, and http/json)
+# gets the same steps, in one run, with an exporter of its own.
 #
-#   bash bench/spans.sh [--seconds S] [--clients LIST] [--no-build]
+#   bash bench/spans.sh [--seconds S] [--clients LIST] [--protocols LIST] [--no-build]
 #
 # Needs root, clang, iproute2, taskset, curl, node and the built exporter.
 # Everything it starts runs in a network namespace of its own and is removed
@@ -26,6 +28,7 @@ cd "$(dirname "$0")/.."
 
 SECONDS_PER_STEP=10
 CLIENTS_LIST=1,2,4,8
+PROTOCOLS=http/protobuf,http/json
 BUILD=1
 ARGS_GIVEN="$*"
 usage() { sed -n '/^# Benchmark of the span path/,/^# on exit, Ctrl-C or failure\.$/p' "$0" | sed 's/^# \{0,1\}//'; }
@@ -33,6 +36,7 @@ while [ $# -gt 0 ]; do
   case $1 in
     --seconds) SECONDS_PER_STEP=$2; shift ;;
     --clients) CLIENTS_LIST=$2; shift ;;
+    --protocols) PROTOCOLS=$2; shift ;;
     --no-build) BUILD=0 ;;
     -h|--help) usage; exit 0 ;;
     *) usage >&2; exit 2 ;;
@@ -41,6 +45,7 @@ while [ $# -gt 0 ]; do
 done
 [[ $SECONDS_PER_STEP =~ ^[1-9][0-9]*$ ]] || die "--seconds: a positive whole number"
 [[ $CLIENTS_LIST =~ ^[1-9][0-9]*(,[1-9][0-9]*)*$ ]] || die "--clients: positive whole numbers, comma-separated"
+[[ $PROTOCOLS =~ ^http/(protobuf|json)(,http/(protobuf|json))*$ ]] || die "--protocols: http/protobuf, http/json or both, comma-separated"
 [ "$(id -u)" = 0 ] || die "run as root: it creates a network namespace and loads BPF programs"
 for tool in clang ip taskset curl node; do command -v "$tool" >/dev/null || die "$tool is missing"; done
 
@@ -74,14 +79,13 @@ done
 
 # a queue and batches sized for tens of thousands of spans a second
 export OTEL_BSP_MAX_QUEUE_SIZE=65536 OTEL_BSP_MAX_EXPORT_BATCH_SIZE=4096 OTEL_BSP_SCHEDULE_DELAY=200
-start_exporter "$TRACER_CPU" --probes close --netns "/run/netns/$NS" --otlp-endpoint "http://127.0.0.1:$SINK_PORT"
 
 {
   echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
   echo "machine: $(nproc) CPUs ($(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)), kernel $(uname -r), node $(node --version)"
   echo "exporter: commit $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src bpf || echo ', with uncommitted changes'); --probes close, spans to a sink; OTEL_BSP_MAX_QUEUE_SIZE=65536, _MAX_EXPORT_BATCH_SIZE=4096, _SCHEDULE_DELAY=200"
   echo "pinning: exporter on CPU ${TRACER_CPU:-any}; churn and sink on CPU ${WORKLOAD_CPU:-any}"
-  echo "steps: churn with $CLIENTS_LIST client threads, ${SECONDS_PER_STEP} s each, after 2 s of warm-up"
+  echo "steps: churn with $CLIENTS_LIST client threads, ${SECONDS_PER_STEP} s each, after 2 s of warm-up, for each of $PROTOCOLS"
   echo "command: bash bench/spans.sh $ARGS_GIVEN"
 } | tee "$OUT/machine.txt" >&2
 
@@ -91,8 +95,11 @@ metric() { # file name{labels}
 rss_kib() { awk '/^VmRSS:/ { print $2 }' /proc/"$1"/status; }
 
 TCK=$(getconf CLK_TCK)
-printf '| client threads | events/s | lost | spans exported | spans dropped | exporter CPU (one core) | events/s per core | RSS |\n|---:|---:|---:|---:|---:|---:|---:|---:|\n' >"$OUT/results.md"
+printf '| protocol | client threads | events/s | lost | spans exported | spans dropped | exporter CPU (one core) | events/s per core | RSS |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n' >"$OUT/results.md"
 IFS=, read -r -a STEPS <<<"$CLIENTS_LIST"
+IFS=, read -r -a PROTOS <<<"$PROTOCOLS"
+for proto in "${PROTOS[@]}"; do
+OTEL_EXPORTER_OTLP_TRACES_PROTOCOL=$proto start_exporter "$TRACER_CPU" --probes close --netns "/run/netns/$NS" --otlp-endpoint "http://127.0.0.1:$SINK_PORT"
 for c in "${STEPS[@]}"; do
   ip netns exec "$NS" ${WORKLOAD_CPU:+taskset -c "$WORKLOAD_CPU"} "$BIN/churn" -t $((SECONDS_PER_STEP + 2)) -w 0.1 -c "$c" -n 4 -b 64 >"$BENCH_TMP/churn.out" &
   churn=$!
@@ -114,15 +121,16 @@ for c in "${STEPS[@]}"; do
   lost=$(awk '$1 ~ /^bpfnet_events_lost_total/ { s += $2 } END { print s + 0 }' "$BENCH_TMP/c.prom")
   exported=$(d a c bpfnet_spans_exported_total)
   dropped=$(awk '$1 ~ /^bpfnet_spans_dropped_total/ { s += $2 } END { print s + 0 }' "$BENCH_TMP/c.prom")
-  awk -v c="$c" -v n="$closes" -v s="$SECONDS_PER_STEP" -v lost="$lost" -v ex="$exported" -v dr="$dropped" \
+  awk -v p="$proto" -v c="$c" -v n="$closes" -v s="$SECONDS_PER_STEP" -v lost="$lost" -v ex="$exported" -v dr="$dropped" \
       -v ticks=$((t1 - t0)) -v tck="$TCK" -v rss="$rss" 'BEGIN {
     rate = n / s; cpu = ticks / tck / s; per = "-"
     if (cpu > 0) per = sprintf("%.0f", rate / cpu)
-    printf "| %d | %.0f | %d | %d | %d | %.1f %% | %s | %.0f MiB |\n", c, rate, lost, ex, dr, cpu * 100, per, rss / 1024 }' >>"$OUT/results.md"
+    printf "| %s | %d | %.0f | %d | %d | %d | %.1f %% | %s | %.0f MiB |\n", p, c, rate, lost, ex, dr, cpu * 100, per, rss / 1024 }' >>"$OUT/results.md"
   log "  $c client threads: $(tail -1 "$OUT/results.md")"
-  cp "$BENCH_TMP/c.prom" "$OUT/metrics-$c.prom"
+  cp "$BENCH_TMP/c.prom" "$OUT/metrics-${proto#http/}-$c.prom"
 done
 stop_exporter
+done
 stop_pid "$SINK_PID" TERM
 log ""
 { echo "## Results"; echo; sed 's/^/    /' "$OUT/machine.txt"; echo; cat "$OUT/results.md"; echo; echo "Raw data: $OUT/"; } | tee "$OUT/report.md"

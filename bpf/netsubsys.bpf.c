@@ -9,8 +9,8 @@
  * call on one CPU, the entry is a per-CPU slot (or ring); across CPUs and
  * time (a TCP segment on its way to its reader, a packet a qdisc holds) it
  * is in an LRU map. Entries of packets that never reach the next point (a
- * pure ACK freed without a tracepoint, a TCP segment merged into another)
- * are evicted, oldest first: memory stays bounded.
+ * TCP segment merged into another in the receive queue, freed without a
+ * tracepoint) are evicted, oldest first: memory stays bounded.
  * The tracepoints are all tp_btf (BTF and kernel 5.5+; drop reasons 5.17+). */
 #include "bpfnet.h"
 #include "filter.h"
@@ -82,11 +82,11 @@ struct {
 
 /* received packets in flight, and transmitted ones a qdisc holds, by skb
  * address: apart, since a veth hands the very skb it transmits to its
- * peer's receive path */
+ * peer's receive path. One LRU list for all CPUs: an insert and a delete
+ * cost 40 % less here than with per-CPU lists (BENCHMARKS.md). */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 16384);
-	__uint(map_flags, BPF_F_NO_COMMON_LRU);
 	__type(key, __u64);
 	__type(value, struct pkt);
 } netstack_rx SEC(".maps");
@@ -94,7 +94,6 @@ struct {
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 16384);
-	__uint(map_flags, BPF_F_NO_COMMON_LRU);
 	__type(key, __u64);
 	__type(value, struct pkt);
 } netstack_tx SEC(".maps");
@@ -319,18 +318,37 @@ static __always_inline struct rx_entry *rx_take(__u64 skb)
 	return NULL;
 }
 
-/* Whether the packet at the stack's door is TCP: what its socket stages
- * need (IP's protocol, or IPv6's first next header). */
-static __always_inline bool is_tcp(const struct sk_buff *skb)
+/* Whether the packet at the stack's door is a TCP segment with payload: the
+ * only packets whose socket stages can end in a read. Pure ACKs (half the
+ * packets of a bulk transfer) are left alone: followed, each would cost a
+ * hash insert and stay until evicted. IPv4's protocol or IPv6's first next
+ * header; a GRO packet's IPv4 length is the merged one, 0 under BIG TCP. */
+static __always_inline bool tcp_with_payload(const struct sk_buff *skb)
 {
 	unsigned char *l3 = skb->data;
-	__u8 proto = 0;
+	__u8 h[10], tcp_off = 0;
+	__u32 len, l4;
 
-	if (skb->protocol == bpf_htons(0x0800))
-		bpf_probe_read_kernel(&proto, 1, l3 + 9);
-	else if (skb->protocol == bpf_htons(ETH_P_IPV6))
-		bpf_probe_read_kernel(&proto, 1, l3 + 6);
-	return proto == IPPROTO_TCP;
+	if (skb->protocol == bpf_htons(0x0800)) {
+		if (bpf_probe_read_kernel(h, 10, l3) || h[9] != IPPROTO_TCP)
+			return false;
+		len = (__u32)h[2] << 8 | h[3];
+		l4 = (h[0] & 0xf) * 4;
+		if (len == 0)
+			return true;
+	} else if (skb->protocol == bpf_htons(ETH_P_IPV6)) {
+		if (bpf_probe_read_kernel(h, 8, l3) || h[6] != IPPROTO_TCP)
+			return false;
+		len = ((__u32)h[4] << 8 | h[5]) + 40;
+		l4 = 40;
+		if (len == 40)
+			return true; /* a jumbogram's or BIG TCP's */
+	} else {
+		return false;
+	}
+	if (bpf_probe_read_kernel(&tcp_off, 1, l3 + l4 + 12))
+		return false;
+	return len > l4 + (tcp_off >> 4) * 4;
 }
 
 SEC("tp_btf/netif_rx")
@@ -359,7 +377,7 @@ int BPF_PROG(rx_receive_skb, struct sk_buff *skb)
 	if (e)
 		observe(&e->p, DIR_RX, STAGE_DEVICE_TO_STACK, e->p.ts, now, NULL);
 	locate(&fresh, skb->dev);
-	if (!is_tcp(skb) || !netns_allowed(fresh.netns))
+	if (!tcp_with_payload(skb) || !netns_allowed(fresh.netns))
 		return 0;
 	/* a bridge's port passed it up before: the stack stage starts again */
 	p = bpf_map_lookup_elem(&netstack_rx, &key);
@@ -453,7 +471,9 @@ int BPF_PROG(tx_dev_queue, struct sk_buff *skb)
 	if (!slot || !netns_allowed(p.netns))
 		return 0;
 	p.ts = bpf_ktime_get_ns();
-	if (sk) {
+	/* only a TCP socket has a send call to time (its protocol read as
+	 * CO-RE has it: a bitfield before Linux 5.6) */
+	if (sk && BPF_CORE_READ_BITFIELD(sk, sk_protocol) == IPPROTO_TCP) {
 		sent = bpf_map_lookup_elem(&netstack_sends, &skey);
 		if (sent) {
 			observe(&p, DIR_TX, STAGE_SEND_TO_QDISC, *sent, p.ts, sk);

@@ -6,7 +6,7 @@
 // compare-and-exchange). Each probe's metrics live in its own module; this
 // one loads, attaches, and reads the shared maps.
 import { BpfError, BpfObject, RingBuffer, type BpfLink, type BpfMap, type BpfProgram, cString, sumPerCpu, sumPerCpuArray, type Layout, type StructSpec } from '../libbpf';
-import { CONN_EVENT_SPEC, decodeConnEvent } from '../tracing/conn-event';
+import { CONN_EVENT_SPEC, connEventDecoder } from '../tracing/conn-event';
 import { Kind, vmlinuxBtf } from '../libbpf';
 import { applySidecars } from './sidecar';
 import { applyFilters } from '../filters';
@@ -226,8 +226,8 @@ export class TcpLifecycle implements RunningGroup {
 
   /** Hands each connection event to sink, from the event loop, decoded. */
   private startEvents(obj: BpfObject, sink: NonNullable<ProbeContext['events']>): void {
-    const layout = obj.layout(CONN_EVENT_SPEC);
-    this.ring = new RingBuffer(obj.map('tcp_events'), (data) => sink.onConnEvent(decodeConnEvent(data, layout)));
+    const decode = connEventDecoder(obj.layout(CONN_EVENT_SPEC));
+    this.ring = new RingBuffer(obj.map('tcp_events'), (data) => sink.onConnEvent(decode(data)));
     this.ring.start((err) => this.ctx.log.warn('cannot read connection events', { err: err.message }));
   }
 

@@ -19,22 +19,23 @@ export const CONN_EVENT_SPEC: StructSpec = {
 const KINDS = ['connect_failed', 'close'] as const;
 const FIN_FROM = ['none', 'local', 'peer'] as const;
 
-/** Times are the kernel's monotonic clock in ns; 0n: did not happen. */
+/** Times are the kernel's monotonic clock in ns, 0: did not happen. Plain
+ * numbers: exact below 2^53 (ids, bytes; times for 104 days of uptime). */
 export interface ConnEvent {
   kind: (typeof KINDS)[number];
   family: (typeof FAMILIES)[number];
   role: (typeof ROLES)[number];
   result: (typeof CONNECT_RESULTS)[number];
-  startNs: bigint;
-  establishedNs: bigint;
-  finNs: bigint;
+  startNs: number;
+  establishedNs: number;
+  finNs: number;
   finFrom: (typeof FIN_FROM)[number];
-  endNs: bigint;
+  endNs: number;
   /** the connection's id; with sidecars, the inbound connection it serves
-   * (parentId) and the first of the chain (rootId); 0n: none */
-  id: bigint;
-  parentId: bigint;
-  rootId: bigint;
+   * (parentId) and the first of the chain (rootId); 0: none */
+  id: number;
+  parentId: number;
+  rootId: number;
   sentBytes: number;
   receivedBytes: number;
   retransmits: number;
@@ -69,33 +70,44 @@ export function formatAddress(bytes: Buffer, offset: number, family: string): st
   return `${groups.slice(0, best).join(':')}::${groups.slice(best + bestLen).join(':')}`;
 }
 
-export function decodeConnEvent(buf: Buffer, l: Layout): ConnEvent {
-  const u64 = (f: string) => buf.readBigUInt64LE(l.offset(f));
+/** The decoder of conn_event for one object's layout: offsets are looked up
+ * once, here, not per event. */
+export function connEventDecoder(l: Layout): (buf: Buffer) => ConnEvent {
+  const [start, established, fin, end, id, parent, root, sent, received] = [
+    'start_ns', 'established_ns', 'fin_ns', 'end_ns', 'id', 'parent_id', 'root_id', 'sent_bytes', 'received_bytes',
+  ].map((f) => l.offset(f)) as [number, number, number, number, number, number, number, number, number];
+  const [kind, familyAt, role, result, finFrom, retransmits, srtt, tgid, comm] = [
+    'kind', 'family', 'role', 'result', 'fin_from', 'retransmits', 'srtt_us', 'tgid', 'comm',
+  ].map((f) => l.offset(f)) as [number, number, number, number, number, number, number, number, number];
   const ends = l.offset('ends');
   const t = l.nested('ends');
-  const family = FAMILIES[buf.readUInt8(l.offset('family'))] ?? 'ipv4';
-  return {
-    kind: KINDS[buf.readUInt8(l.offset('kind'))] ?? 'close',
-    family,
-    role: ROLES[buf.readUInt8(l.offset('role'))] ?? 'client',
-    result: CONNECT_RESULTS[buf.readUInt8(l.offset('result'))] ?? 'aborted',
-    startNs: u64('start_ns'),
-    establishedNs: u64('established_ns'),
-    finNs: u64('fin_ns'),
-    finFrom: FIN_FROM[buf.readUInt8(l.offset('fin_from'))] ?? 'none',
-    endNs: u64('end_ns'),
-    id: u64('id'),
-    parentId: u64('parent_id'),
-    rootId: u64('root_id'),
-    sentBytes: Number(u64('sent_bytes')),
-    receivedBytes: Number(u64('received_bytes')),
-    retransmits: buf.readUInt32LE(l.offset('retransmits')),
-    srttUs: buf.readUInt32LE(l.offset('srtt_us')),
-    pid: buf.readUInt32LE(l.offset('tgid')),
-    comm: cString(buf, l.offset('comm'), 16),
-    localAddress: formatAddress(buf, ends + t.offset('laddr'), family),
-    localPort: buf.readUInt16LE(ends + t.offset('lport')),
-    peerAddress: formatAddress(buf, ends + t.offset('raddr'), family),
-    peerPort: buf.readUInt16LE(ends + t.offset('rport')),
+  const [laddr, raddr, lport, rport] = ['laddr', 'raddr', 'lport', 'rport'].map((f) => ends + t.offset(f)) as [number, number, number, number];
+  return (buf) => {
+    const u64 = (at: number) => buf.readUInt32LE(at) + buf.readUInt32LE(at + 4) * 4294967296;
+    const family = FAMILIES[buf[familyAt]!] ?? 'ipv4';
+    return {
+      kind: KINDS[buf[kind]!] ?? 'close',
+      family,
+      role: ROLES[buf[role]!] ?? 'client',
+      result: CONNECT_RESULTS[buf[result]!] ?? 'aborted',
+      startNs: u64(start),
+      establishedNs: u64(established),
+      finNs: u64(fin),
+      finFrom: FIN_FROM[buf[finFrom]!] ?? 'none',
+      endNs: u64(end),
+      id: u64(id),
+      parentId: u64(parent),
+      rootId: u64(root),
+      sentBytes: u64(sent),
+      receivedBytes: u64(received),
+      retransmits: buf.readUInt32LE(retransmits),
+      srttUs: buf.readUInt32LE(srtt),
+      pid: buf.readUInt32LE(tgid),
+      comm: cString(buf, comm, 16),
+      localAddress: formatAddress(buf, laddr, family),
+      localPort: buf.readUInt16LE(lport),
+      peerAddress: formatAddress(buf, raddr, family),
+      peerPort: buf.readUInt16LE(rport),
+    };
   };
 }

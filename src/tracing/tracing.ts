@@ -6,14 +6,17 @@
 //
 // Span and trace ids follow from the kernel's connection ids (ids.ts): a
 // sidecar's outbound connection and the application's accepted one are
-// children of the inbound connection they serve. A span is built
-// only if its trace is sampled, and ended spans go through a bounded queue
-// (export-queue.ts) whose drops are counted.
+// children of the inbound connection they serve. A span is built only if its
+// trace is sampled, as a finished record (conn-span.ts), and goes through a
+// bounded queue (export-queue.ts) whose drops are counted. The SDK provides
+// the resource (service name, OTEL_RESOURCE_ATTRIBUTES, the detectors) and
+// the exporter.
 import os from 'node:os';
-import { ROOT_CONTEXT, SpanKind, SpanStatusCode, TraceFlags, trace, type Attributes, type Tracer } from '@opentelemetry/api';
+import { ROOT_CONTEXT, TraceFlags, trace } from '@opentelemetry/api';
 import { resourceFromAttributes } from '@opentelemetry/resources';
-import { ParentBasedSampler, SamplingDecision, TraceIdRatioBasedSampler } from '@opentelemetry/sdk-trace';
-import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
+import { AlwaysOnSampler, type ReadableSpan } from '@opentelemetry/sdk-trace';
+import { OTLPTraceExporter as JsonExporter } from '@opentelemetry/exporter-trace-otlp-http';
+import { OTLPTraceExporter as ProtobufExporter } from '@opentelemetry/exporter-trace-otlp-proto';
 import { NodeSDK } from '@opentelemetry/sdk-node';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import { UsageError } from '../errors';
@@ -21,7 +24,8 @@ import type { Logger } from '../log';
 import { KernelClock } from './clock';
 import type { ConnEvent } from './conn-event';
 import { ExportQueue, queueSettingsFromEnv, type DropReason } from './export-queue';
-import { ConnectionIds, PresetIdGenerator } from './ids';
+import { ConnSpan, type SpanOrigin } from './conn-span';
+import { ConnectionIds } from './ids';
 
 export interface TracingSpec {
   /** --otlp-endpoint: the collector's base URL, as OTEL_EXPORTER_OTLP_ENDPOINT */
@@ -30,9 +34,13 @@ export interface TracingSpec {
   sampleRatio?: number;
 }
 
+/** OTLP over HTTP: protobuf (the specification's default) or JSON. */
+export type OtlpProtocol = 'http/protobuf' | 'http/json';
+
 export interface TracingConfig {
   /** the traces URL; undefined: the exporter reads it from OTEL_* */
   url?: string;
+  protocol: OtlpProtocol;
   ratio: number;
   /** where spans go, for the log */
   target: string;
@@ -45,6 +53,15 @@ function envRatio(env: NodeJS.ProcessEnv): number {
   const arg = Number(env.OTEL_TRACES_SAMPLER_ARG ?? '1');
   if (!(arg >= 0 && arg <= 1)) throw new UsageError(`OTEL_TRACES_SAMPLER_ARG ${env.OTEL_TRACES_SAMPLER_ARG}: give a ratio from 0 to 1`);
   return arg;
+}
+
+function envProtocol(env: NodeJS.ProcessEnv): OtlpProtocol {
+  const [name, value] = env.OTEL_EXPORTER_OTLP_TRACES_PROTOCOL
+    ? ['OTEL_EXPORTER_OTLP_TRACES_PROTOCOL', env.OTEL_EXPORTER_OTLP_TRACES_PROTOCOL]
+    : ['OTEL_EXPORTER_OTLP_PROTOCOL', env.OTEL_EXPORTER_OTLP_PROTOCOL ?? 'http/protobuf'];
+  const p = value.trim().toLowerCase();
+  if (p === 'http/protobuf' || p === 'http/json') return p;
+  throw new UsageError(`${name} ${value}: not supported; give http/protobuf (the default) or http/json`);
 }
 
 /** Whether spans are wanted, and how; undefined: no endpoint, no span work. */
@@ -72,19 +89,15 @@ export function resolveTracing(spec: TracingSpec, env: NodeJS.ProcessEnv = proce
   } else {
     return undefined;
   }
-  return { url, ratio: spec.sampleRatio ?? envRatio(env), target };
+  return { url, protocol: envProtocol(env), ratio: spec.sampleRatio ?? envRatio(env), target };
 }
 
-const seconds = (ns: bigint) => Number(ns) / 1e9;
-
 export class ConnectionTracing {
-  private readonly ids = new PresetIdGenerator();
-  private readonly connIds = new ConnectionIds();
-  private readonly clock = new KernelClock();
-  private readonly ratio: TraceIdRatioBasedSampler;
+  private readonly ids = new ConnectionIds();
+  private readonly ratio: number;
   private readonly sdk: NodeSDK;
   private readonly queue: ExportQueue;
-  private readonly tracer: Tracer;
+  private readonly origin: SpanOrigin;
   private readonly dropped: Counter<string>;
   private readonly log: Logger;
   private warned = false;
@@ -99,7 +112,8 @@ export class ConnectionTracing {
     for (const reason of ['queue_full', 'export_failed', 'shutdown', 'error']) dropped.inc({ reason }, 0);
     this.log = log;
     const exported = new Counter({ name: 'bpfnet_spans_exported_total', help: 'Spans the collector accepted.', registers: [registry] });
-    const exporter = new OTLPTraceExporter(config.url ? { url: config.url } : {});
+    const Exporter = config.protocol === 'http/json' ? JsonExporter : ProtobufExporter;
+    const exporter = new Exporter(config.url ? { url: config.url } : {});
     this.queue = new ExportQueue(exporter, {
       ...queueSettingsFromEnv(),
       onDrop: (reason: DropReason, n: number) => dropped.inc({ reason }, n),
@@ -115,25 +129,29 @@ export class ConnectionTracing {
       },
     });
 
-    this.ratio = new TraceIdRatioBasedSampler(config.ratio);
+    this.ratio = config.ratio;
     this.sdk = new NodeSDK({
       serviceName: process.env.OTEL_SERVICE_NAME ? undefined : 'bpfnet-exporter',
       resource: resourceFromAttributes({ 'service.version': version, 'host.name': os.hostname() }),
       spanProcessors: [this.queue],
-      sampler: new ParentBasedSampler({ root: this.ratio }),
-      idGenerator: this.ids,
+      sampler: new AlwaysOnSampler(),
       instrumentations: [],
       metricReaders: [],
       logRecordProcessors: [],
       textMapPropagator: null,
     });
     this.sdk.start();
-    this.tracer = trace.getTracer('bpfnet-exporter', version);
-    log.info('sending connection spans', { to: config.target, sampleRatio: config.ratio });
+    this.origin = { ...ConnectionTracing.sdkOrigin(version), clock: new KernelClock() };
+    log.info('sending connection spans', { to: config.target, protocol: config.protocol, sampleRatio: config.ratio });
   }
 
-  private sampled(traceId: string): boolean {
-    return this.ratio.shouldSample(ROOT_CONTEXT, traceId).decision === SamplingDecision.RECORD_AND_SAMPLED;
+  /** The resource and scope the SDK gives its spans, read off a span that
+   * is never ended (so never exported). */
+  private static sdkOrigin(version: string): Omit<SpanOrigin, 'clock'> {
+    const parent = trace.setSpanContext(ROOT_CONTEXT, { traceId: '1'.repeat(32), spanId: '1'.repeat(16), traceFlags: TraceFlags.SAMPLED, isRemote: true });
+    const span = trace.getTracer('bpfnet-exporter', version).startSpan('resource', {}, parent) as Partial<ReadableSpan>;
+    if (!span.resource || !span.instrumentationScope) throw new Error('the OpenTelemetry SDK did not start a recording span');
+    return { resource: span.resource, instrumentationScope: span.instrumentationScope };
   }
 
   /** A connection's span, if its trace is sampled. Never throws: this runs
@@ -149,43 +167,10 @@ export class ConnectionTracing {
   }
 
   private span(e: ConnEvent): void {
-    const traceId = this.connIds.traceId(e.rootId || e.parentId || e.id);
-    if (!this.sampled(traceId)) return;
-    const attributes: Attributes = {
-      'network.transport': 'tcp',
-      'network.type': e.family,
-      'network.local.address': e.localAddress,
-      'network.local.port': e.localPort,
-      'network.peer.address': e.peerAddress,
-      'network.peer.port': e.peerPort,
-      'process.pid': e.pid,
-      'bpfnet.tcp.sent_bytes': e.sentBytes,
-      'bpfnet.tcp.received_bytes': e.receivedBytes,
-      'bpfnet.tcp.retransmits': e.retransmits,
-    };
-    if (e.comm) attributes['process.executable.name'] = e.comm;
-    if (e.srttUs) attributes['bpfnet.tcp.srtt'] = e.srttUs / 1e6;
-    if (e.kind === 'connect_failed') {
-      attributes['error.type'] = e.result;
-      attributes['bpfnet.tcp.connect.result'] = e.result;
-    }
-    this.ids.nextTraceId = traceId;
-    this.ids.nextSpanId = this.connIds.spanId(e.id);
-    const parent = e.parentId
-      ? trace.setSpanContext(ROOT_CONTEXT, { traceId, spanId: this.connIds.spanId(e.parentId), traceFlags: TraceFlags.SAMPLED, isRemote: true })
-      : ROOT_CONTEXT;
-    const client = e.role === 'client';
-    const span = this.tracer.startSpan(
-      client ? 'tcp connect' : 'tcp accept',
-      { kind: client ? SpanKind.CLIENT : SpanKind.SERVER, startTime: this.clock.toHrTime(e.startNs), attributes },
-      parent,
-    );
-    if (e.establishedNs) {
-      span.addEvent('tcp.established', { 'bpfnet.tcp.handshake.duration': seconds(e.establishedNs - e.startNs) }, this.clock.toHrTime(e.establishedNs));
-    }
-    if (e.finNs) span.addEvent('tcp.fin', { 'bpfnet.tcp.fin.from': e.finFrom }, this.clock.toHrTime(e.finNs));
-    if (e.kind === 'connect_failed') span.setStatus({ code: SpanStatusCode.ERROR, message: `connect ${e.result}` });
-    span.end(this.clock.toHrTime(e.endNs));
+    const root = e.rootId || e.parentId || e.id;
+    if (!this.ids.sampled(root, this.ratio)) return;
+    const parent = e.parentId ? this.ids.spanId(e.parentId) : '';
+    this.queue.onEnd(new ConnSpan(e, this.ids.traceId(root), this.ids.spanId(e.id), parent, this.origin));
   }
 
   /** Exports what is queued (within a few seconds) and stops. */

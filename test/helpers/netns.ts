@@ -14,6 +14,7 @@ export interface TcpCounters {
   EstabResets: number;
   RetransSegs: number;
   OutRsts: number;
+  InSegs: number;
   [name: string]: number;
 }
 

@@ -86,6 +86,8 @@ const hex = (b64: unknown) => Buffer.from((b64 as string) ?? '', 'base64').toStr
 export class OtlpReceiver {
   readonly spans: ReceivedSpan[] = [];
   readonly errors: string[] = [];
+  /** the content-type of every request received */
+  readonly contentTypes = new Set<string>();
   requests = 0;
   private server: http.Server | undefined;
   port = 0;
@@ -128,6 +130,7 @@ export class OtlpReceiver {
         if (req.method !== 'POST' || req.url !== '/v1/traces') throw new Error(`${req.method} ${req.url}: not POST /v1/traces`);
         const body = Buffer.concat(chunks);
         const type = req.headers['content-type'] ?? '';
+        this.contentTypes.add(type);
         let message: object;
         if (type.startsWith('application/json')) {
           const sent = fromOtlpJson(JSON.parse(body.toString('utf8'))) as object;

@@ -100,6 +100,12 @@ describe('command line', function () {
       assert.equal(dir.code, 2);
     });
 
+    it('exits 2 for an OTLP protocol it does not speak (OTEL_EXPORTER_OTLP_TRACES_PROTOCOL=grpc)', async function () {
+      const r = await runCli(['--listen', '127.0.0.1:0', '--otlp-endpoint', 'http://127.0.0.1:4318'], { env: { OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: 'grpc' } });
+      assert.match(oneLine(r.stderr), /OTEL_EXPORTER_OTLP_TRACES_PROTOCOL grpc: not supported; give http\/protobuf \(the default\) or http\/json/);
+      assert.equal(r.code, 2);
+    });
+
     it('exits 1 when the listen port is in use', async function () {
       const busy = net.createServer().listen(0, '127.0.0.1');
       await new Promise((r) => busy.once('listening', r));

@@ -45,6 +45,15 @@ function mapEntries(name: string): number {
   return (JSON.parse(execFileSync('bpftool', ['-j', 'map', 'dump', 'id', String(ours[0]!.id)], { encoding: 'utf8', maxBuffer: 1 << 28 })) as unknown[]).length;
 }
 
+/** Entries of a packet-tracking map (struct pkt values) on devices of the
+ * network namespace with this inode number, by bpftool's BTF view. */
+function entriesIn(name: string, netns: string): number {
+  const maps = JSON.parse(execFileSync('bpftool', ['-j', 'map', 'show'], { encoding: 'utf8' })) as { id: number; name: string }[];
+  const id = maps.find((m) => m.name === name)!.id;
+  const dump = JSON.parse(execFileSync('bpftool', ['-j', 'map', 'dump', 'id', String(id)], { encoding: 'utf8', maxBuffer: 1 << 28 })) as { formatted: { value: { netns: number } } }[];
+  return dump.filter((e) => String(e.formatted.value.netns) === netns).length;
+}
+
 describe('netsubsys probe', function () {
   let a: Netns;
   let b: Netns;
@@ -185,6 +194,19 @@ describe('netsubsys probe', function () {
       if (name === 'send_to_qdisc' && !HAS_SEND_STAGE) continue;
       assert.ok(added(before, m, stage(ns, direction, name, ifname)).get('count')! > 0, `${direction} ${name} on ${ifname}`);
     }
+  });
+
+  it('follows only TCP segments with payload: the acknowledgements a sender receives leave no entries', async function () {
+    const server = await startServer(b, { host: '10.210.0.2', port: 0, down: 0 });
+    const tracked = entriesIn('netstack_rx', inode(a));
+    const segsBefore = a.tcpCounters().InSegs;
+    await runClient(a, { host: '10.210.0.2', port: server.port, connections: [{ up: 4 << 20 }] });
+    await server.stop();
+    // a received only acknowledgements (and b's FIN): none has payload
+    const acks = a.tcpCounters().InSegs - segsBefore;
+    assert.ok(acks >= 20, `a received ${acks} segments`);
+    const after = entriesIn('netstack_rx', inode(a));
+    assert.ok(after <= tracked, `${tracked} packets of a's namespace tracked before, ${after} after ${acks} acknowledgements`);
   });
 
   it('applies --netns, --port, --cgroup and --pid to what it counts', async function () {

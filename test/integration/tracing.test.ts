@@ -49,70 +49,79 @@ describe('connection spans', function () {
     await ns?.destroy();
   });
 
-  it('sends one span per connection with exact attributes and bytes, and failed connects as errors', async function () {
-    const exporter = await new RunningExporter(['--netns', ns.path, '--otlp-endpoint', receiver.endpoint], FAST_EXPORT).ready();
-    try {
-      const t0 = wallNs();
-      const v4 = await startServer(ns, { host: '127.0.0.1', port: 0, down: 5000 });
-      const c4 = await connectOnce(ns, '127.0.0.1', v4.port, 1000);
-      const v6 = await startServer(ns, { host: '::1', port: 0, down: 10 });
-      const c6 = await connectOnce(ns, '::1', v6.port, 20);
-      const refused = await runClient(ns, { host: '127.0.0.1', port: 9, connections: [{ up: 1 }] });
-      await v4.stop();
-      await v6.stop();
-      const spans = await receiver.waitFor((s) => s.length >= 5);
-      const t1 = wallNs();
-      await sleep(300); // nothing more comes
-      assert.equal(receiver.spans.length, 5, JSON.stringify(receiver.spans.map((s) => [s.name, s.attributes['network.local.port']])));
-      assert.deepEqual(receiver.errors, []);
+  for (const [protocol, contentType] of [
+    ['http/protobuf', 'application/x-protobuf'],
+    ['http/json', 'application/json'],
+  ] as const) {
+    it(`sends one span per connection with exact attributes and bytes, and failed connects as errors (${protocol})`, async function () {
+      const env = protocol === 'http/protobuf' ? FAST_EXPORT : { ...FAST_EXPORT, OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: protocol };
+      receiver.spans.length = 0;
+      receiver.contentTypes.clear();
+      const exporter = await new RunningExporter(['--netns', ns.path, '--otlp-endpoint', receiver.endpoint], env).ready();
+      try {
+        const t0 = wallNs();
+        const v4 = await startServer(ns, { host: '127.0.0.1', port: 0, down: 5000 });
+        const c4 = await connectOnce(ns, '127.0.0.1', v4.port, 1000);
+        const v6 = await startServer(ns, { host: '::1', port: 0, down: 10 });
+        const c6 = await connectOnce(ns, '::1', v6.port, 20);
+        const refused = await runClient(ns, { host: '127.0.0.1', port: 9, connections: [{ up: 1 }] });
+        await v4.stop();
+        await v6.stop();
+        const spans = await receiver.waitFor((s) => s.length >= 5);
+        const t1 = wallNs();
+        await sleep(300); // nothing more comes
+        assert.equal(receiver.spans.length, 5, JSON.stringify(receiver.spans.map((s) => [s.name, s.attributes['network.local.port']])));
+        assert.deepEqual(receiver.errors, []);
 
-      // (an IPv4 and an IPv6 listener may have the same port number)
-      const find = (kind: number, family: string, localPort: number) => {
-        const found = spans.filter((s) => s.kind === kind && s.attributes['network.type'] === family && s.attributes['network.local.port'] === localPort);
-        assert.equal(found.length, 1, `one ${family} span of kind ${kind} from port ${localPort}`);
-        return found[0]!;
-      };
-      const expect = (s: ReceivedSpan, want: Record<string, unknown>) => {
-        for (const [k, v] of Object.entries(want)) assert.deepEqual(s.attributes[k], v, k);
-      };
-      for (const [family, addr, server, client, up, down] of [
-        ['ipv4', '127.0.0.1', v4, c4, 1000, 5000],
-        ['ipv6', '::1', v6, c6, 20, 10],
-      ] as const) {
-        const cs = find(CLIENT, family, client.localPort);
-        const ss = find(SERVER, family, server.port);
-        const common = { 'network.transport': 'tcp', 'network.type': family, 'network.local.address': addr, 'network.peer.address': addr, 'bpfnet.tcp.retransmits': 0 };
-        // the agents name themselves (process.title): the kernel's comm
-        expect(cs, { ...common, 'network.peer.port': server.port, 'process.pid': client.pid, 'process.executable.name': 'test-client', 'bpfnet.tcp.sent_bytes': up, 'bpfnet.tcp.received_bytes': down });
-        expect(ss, { ...common, 'network.peer.port': client.localPort, 'process.pid': server.pid, 'process.executable.name': 'test-server', 'bpfnet.tcp.sent_bytes': down, 'bpfnet.tcp.received_bytes': up });
-        assert.deepEqual([cs.name, ss.name], ['tcp connect', 'tcp accept']);
-        for (const s of [cs, ss]) {
-          assert.equal(s.parentSpanId, '');
-          assert.equal(s.status.code, 0);
-          assert.ok((s.attributes['bpfnet.tcp.srtt'] as number) > 0);
-          // in order, inside the test's wall-clock window
-          const [est, fin] = [s.events.find((e) => e.name === 'tcp.established')!, s.events.find((e) => e.name === 'tcp.fin')!];
-          assert.ok(t0 - 1_000_000n <= s.startNs && s.startNs <= est.timeNs && est.timeNs <= fin.timeNs && fin.timeNs <= s.endNs && s.endNs <= t1 + 1_000_000n,
-            `${s.name}: ${[t0, s.startNs, est.timeNs, fin.timeNs, s.endNs, t1].join(' <= ')}`);
-          assert.equal(est.attributes['bpfnet.tcp.handshake.duration'], Number(est.timeNs - s.startNs) / 1e9);
+        // (an IPv4 and an IPv6 listener may have the same port number)
+        const find = (kind: number, family: string, localPort: number) => {
+          const found = spans.filter((s) => s.kind === kind && s.attributes['network.type'] === family && s.attributes['network.local.port'] === localPort);
+          assert.equal(found.length, 1, `one ${family} span of kind ${kind} from port ${localPort}`);
+          return found[0]!;
+        };
+        const expect = (s: ReceivedSpan, want: Record<string, unknown>) => {
+          for (const [k, v] of Object.entries(want)) assert.deepEqual(s.attributes[k], v, k);
+        };
+        for (const [family, addr, server, client, up, down] of [
+          ['ipv4', '127.0.0.1', v4, c4, 1000, 5000],
+          ['ipv6', '::1', v6, c6, 20, 10],
+        ] as const) {
+          const cs = find(CLIENT, family, client.localPort);
+          const ss = find(SERVER, family, server.port);
+          const common = { 'network.transport': 'tcp', 'network.type': family, 'network.local.address': addr, 'network.peer.address': addr, 'bpfnet.tcp.retransmits': 0 };
+          // the agents name themselves (process.title): the kernel's comm
+          expect(cs, { ...common, 'network.peer.port': server.port, 'process.pid': client.pid, 'process.executable.name': 'test-client', 'bpfnet.tcp.sent_bytes': up, 'bpfnet.tcp.received_bytes': down });
+          expect(ss, { ...common, 'network.peer.port': client.localPort, 'process.pid': server.pid, 'process.executable.name': 'test-server', 'bpfnet.tcp.sent_bytes': down, 'bpfnet.tcp.received_bytes': up });
+          assert.deepEqual([cs.name, ss.name], ['tcp connect', 'tcp accept']);
+          for (const s of [cs, ss]) {
+            assert.equal(s.parentSpanId, '');
+            assert.equal(s.status.code, 0);
+            assert.ok((s.attributes['bpfnet.tcp.srtt'] as number) > 0);
+            // in order, inside the test's wall-clock window
+            const [est, fin] = [s.events.find((e) => e.name === 'tcp.established')!, s.events.find((e) => e.name === 'tcp.fin')!];
+            assert.ok(t0 - 1_000_000n <= s.startNs && s.startNs <= est.timeNs && est.timeNs <= fin.timeNs && fin.timeNs <= s.endNs && s.endNs <= t1 + 1_000_000n,
+              `${s.name}: ${[t0, s.startNs, est.timeNs, fin.timeNs, s.endNs, t1].join(' <= ')}`);
+            assert.equal(est.attributes['bpfnet.tcp.handshake.duration'], Number(est.timeNs - s.startNs) / 1e9);
+          }
+          // the client sends its FIN first; the server answers after it
+          assert.deepEqual([cs.events.find((e) => e.name === 'tcp.fin')!.attributes['bpfnet.tcp.fin.from'], ss.events.find((e) => e.name === 'tcp.fin')!.attributes['bpfnet.tcp.fin.from']], ['local', 'peer']);
+          assert.notEqual(cs.traceId, ss.traceId);
         }
-        // the client sends its FIN first; the server answers after it
-        assert.deepEqual([cs.events.find((e) => e.name === 'tcp.fin')!.attributes['bpfnet.tcp.fin.from'], ss.events.find((e) => e.name === 'tcp.fin')!.attributes['bpfnet.tcp.fin.from']], ['local', 'peer']);
-        assert.notEqual(cs.traceId, ss.traceId);
-      }
-      const failed = spans.filter((s) => s.status.code === STATUS_ERROR);
-      assert.equal(failed.length, 1);
-      expect(failed[0]!, { 'network.peer.port': 9, 'process.pid': refused.pid, 'error.type': 'refused', 'bpfnet.tcp.connect.result': 'refused', 'bpfnet.tcp.sent_bytes': 0 });
-      assert.deepEqual([failed[0]!.kind, failed[0]!.name, failed[0]!.events.map((e) => e.name)], [CLIENT, 'tcp connect', []]);
-      assert.equal(spans[0]!.resource['service.name'], 'bpfnet-exporter');
+        const failed = spans.filter((s) => s.status.code === STATUS_ERROR);
+        assert.equal(failed.length, 1);
+        expect(failed[0]!, { 'network.peer.port': 9, 'process.pid': refused.pid, 'error.type': 'refused', 'bpfnet.tcp.connect.result': 'refused', 'bpfnet.tcp.sent_bytes': 0 });
+        assert.deepEqual([failed[0]!.kind, failed[0]!.name, failed[0]!.events.map((e) => e.name)], [CLIENT, 'tcp connect', []]);
+        assert.equal(spans[0]!.resource['service.name'], 'bpfnet-exporter');
+        assert.deepEqual([...receiver.contentTypes], [contentType]);
 
-      const m = await exporter.settle((x) => spanCounts(x).exported === 5);
-      assert.deepEqual(spanCounts(m), { exported: 5, dropped: 0, queued: 0 });
-      assert.equal(m.sum('bpfnet_events_lost_total'), 0);
-    } finally {
-      await exporter.stop();
-    }
-  });
+        const m = await exporter.settle((x) => spanCounts(x).exported === 5);
+        assert.deepEqual(spanCounts(m), { exported: 5, dropped: 0, queued: 0 });
+        assert.equal(m.sum('bpfnet_events_lost_total'), 0);
+      } finally {
+        await exporter.stop();
+      }
+    });
+  }
 
   it('does no span work without an endpoint', async function () {
     const exporter = await new RunningExporter(['--netns', ns.path]).ready();
