@@ -14,10 +14,16 @@
 #   (it is pinned to CPU 0; the churn and the sink run on CPU 1);
 #   RSS: the exporter's resident memory at the end of the step.
 # Capacity on one core = events/s / CPU share, where the share is below 1.
+# Then the capacity itself, since one CPU of churn makes fewer events than
+# one core of exporter can carry: a drain. The exporter (a 64 MiB ring, a
+# 262,144-span queue) is stopped (SIGSTOP) while the churn makes events for
+# --drain-seconds, then continued; the time and CPU it takes until every
+# event is a span the sink accepted is its rate flat out, on one core.
 # Each OTLP encoding (--protocols: http/protobuf, the default, and http/json)
 # gets the same steps, in one run, with an exporter of its own.
 #
-#   bash bench/spans.sh [--seconds S] [--clients LIST] [--protocols LIST] [--no-build]
+#   bash bench/spans.sh [--seconds S] [--clients LIST] [--protocols LIST]
+#                       [--drain-seconds S] [--no-build]
 #
 # Needs root, clang, iproute2, taskset, curl, node and the built exporter.
 # Everything it starts runs in a network namespace of its own and is removed
@@ -29,6 +35,7 @@ cd "$(dirname "$0")/.."
 SECONDS_PER_STEP=10
 CLIENTS_LIST=1,2,4,8
 PROTOCOLS=http/protobuf,http/json
+DRAIN_SECONDS=8
 BUILD=1
 ARGS_GIVEN="$*"
 usage() { sed -n '/^# Benchmark of the span path/,/^# on exit, Ctrl-C or failure\.$/p' "$0" | sed 's/^# \{0,1\}//'; }
@@ -37,6 +44,7 @@ while [ $# -gt 0 ]; do
     --seconds) SECONDS_PER_STEP=$2; shift ;;
     --clients) CLIENTS_LIST=$2; shift ;;
     --protocols) PROTOCOLS=$2; shift ;;
+    --drain-seconds) DRAIN_SECONDS=$2; shift ;;
     --no-build) BUILD=0 ;;
     -h|--help) usage; exit 0 ;;
     *) usage >&2; exit 2 ;;
@@ -45,6 +53,7 @@ while [ $# -gt 0 ]; do
 done
 [[ $SECONDS_PER_STEP =~ ^[1-9][0-9]*$ ]] || die "--seconds: a positive whole number"
 [[ $CLIENTS_LIST =~ ^[1-9][0-9]*(,[1-9][0-9]*)*$ ]] || die "--clients: positive whole numbers, comma-separated"
+[[ $DRAIN_SECONDS =~ ^[0-9]+$ ]] || die "--drain-seconds: a whole number (0: no drain)"
 [[ $PROTOCOLS =~ ^http/(protobuf|json)(,http/(protobuf|json))*$ ]] || die "--protocols: http/protobuf, http/json or both, comma-separated"
 [ "$(id -u)" = 0 ] || die "run as root: it creates a network namespace and loads BPF programs"
 for tool in clang ip taskset curl node; do command -v "$tool" >/dev/null || die "$tool is missing"; done
@@ -95,6 +104,40 @@ metric() { # file name{labels}
 rss_kib() { awk '/^VmRSS:/ { print $2 }' /proc/"$1"/status; }
 
 TCK=$(getconf CLK_TCK)
+closes_in() { awk '$1 ~ /^bpfnet_tcp_closes_total/ { s += $2 } END { print s + 0 }' "$1"; }
+sum_of() { awk -v m="$2" 'index($1, m) == 1 { s += $2 } END { print s + 0 }' "$1"; }
+
+# The drain of one encoding: a row of drain.md.
+drain() { # protocol
+  local a=$BENCH_TMP/drain-a.prom b=$BENCH_TMP/drain-b.prom t0 t1 k0 k1 events done_ i
+  OTEL_BSP_MAX_QUEUE_SIZE=262144 OTEL_EXPORTER_OTLP_TRACES_PROTOCOL=$1 start_exporter "$TRACER_CPU" --probes close \
+    --netns "/run/netns/$NS" --otlp-endpoint "http://127.0.0.1:$SINK_PORT" --event-ring-bytes 67108864
+  scrape "$a"
+  kill -STOP "$EXP_PID"
+  ip netns exec "$NS" ${WORKLOAD_CPU:+taskset -c "$WORKLOAD_CPU"} "$BIN/churn" -t "$DRAIN_SECONDS" -w 0 -c 4 -n 4 -b 64 >"$BENCH_TMP/churn.out" \
+    || { kill -CONT "$EXP_PID"; die "churn failed"; }
+  k0=$(cpu_ticks "$EXP_PID")
+  t0=$(date +%s.%N)
+  kill -CONT "$EXP_PID"
+  for ((i = 0; i < 1200; i++)); do
+    scrape "$b"
+    events=$(($(closes_in "$b") - $(closes_in "$a")))
+    done_=$(awk -v e="$(sum_of "$b" bpfnet_spans_exported_total)" -v d="$(sum_of "$b" bpfnet_spans_dropped_total)" \
+      -v l="$(sum_of "$b" bpfnet_events_lost_total)" 'BEGIN { print e + d + l }')
+    [ "$done_" -ge "$events" ] && break
+    sleep 0.1
+  done
+  t1=$(date +%s.%N)
+  k1=$(cpu_ticks "$EXP_PID")
+  awk -v p="$1" -v n="$events" -v t0="$t0" -v t1="$t1" -v ticks=$((k1 - k0)) -v tck="$TCK" \
+      -v lost="$(sum_of "$b" bpfnet_events_lost_total)" -v ex="$(sum_of "$b" bpfnet_spans_exported_total)" \
+      -v dr="$(sum_of "$b" bpfnet_spans_dropped_total)" -v hwm="$(awk '/^VmHWM:/ { print $2 }' /proc/"$EXP_PID"/status)" 'BEGIN {
+    s = t1 - t0; cpu = ticks / tck
+    printf "| %s | %d | %d | %d | %d | %.2f s | %.2f s | %.0f | %.0f | %.0f MiB |\n", p, n, lost, ex, dr, s, cpu, n / s, n / cpu, hwm / 1024 }' >>"$OUT/drain.md"
+  log "  drain: $(tail -1 "$OUT/drain.md")"
+  cp "$b" "$OUT/metrics-drain-${1#http/}.prom"
+  stop_exporter
+}
 printf '| protocol | client threads | events/s | lost | spans exported | spans dropped | exporter CPU (one core) | events/s per core | RSS |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n' >"$OUT/results.md"
 IFS=, read -r -a STEPS <<<"$CLIENTS_LIST"
 IFS=, read -r -a PROTOS <<<"$PROTOCOLS"
@@ -130,7 +173,15 @@ for c in "${STEPS[@]}"; do
   cp "$BENCH_TMP/c.prom" "$OUT/metrics-${proto#http/}-$c.prom"
 done
 stop_exporter
+if [ "$DRAIN_SECONDS" -gt 0 ]; then
+  [ -s "$OUT/drain.md" ] || printf '| protocol | events | lost | spans exported | spans dropped | drain time | exporter CPU | events/s | events per CPU-second | peak RSS |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n' >"$OUT/drain.md"
+  drain "$proto"
+fi
 done
 stop_pid "$SINK_PID" TERM
 log ""
-{ echo "## Results"; echo; sed 's/^/    /' "$OUT/machine.txt"; echo; cat "$OUT/results.md"; echo; echo "Raw data: $OUT/"; } | tee "$OUT/report.md"
+{
+  echo "## Results"; echo; sed 's/^/    /' "$OUT/machine.txt"; echo; cat "$OUT/results.md"; echo
+  if [ -s "$OUT/drain.md" ]; then echo "Drain of ${DRAIN_SECONDS} s of churn's events, flat out on one core:"; echo; cat "$OUT/drain.md"; echo; fi
+  echo "Raw data: $OUT/"
+} | tee "$OUT/report.md"

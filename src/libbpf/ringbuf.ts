@@ -1,9 +1,12 @@
 // SPDX-License-Identifier: Apache-2.0
 // Consumer of a BPF ring buffer map. A worker thread waits (epoll_wait) for
-// the ring to have data; the main thread then drains everything there in one
-// ring_buffer__consume, so the event loop never blocks and the cost of the
-// thread hop is paid per batch, not per event. Samples are copied out and
-// handed to onSample on the main thread.
+// the ring to have data; the main thread then drains what is there with
+// ring_buffer__consume, so the event loop never blocks on the ring and the
+// cost of the thread hop is paid per batch, not per event. A drain stops
+// after BATCH samples and goes on in the next turn of the event loop, so that
+// a full ring (a burst, or a consumer that was stopped) never holds off
+// scrapes and exports for long. Samples are copied out and handed to
+// onSample on the main thread.
 import { check, checkPtr } from './errors';
 import type { BpfMap } from './map';
 import {
@@ -18,6 +21,10 @@ import {
 
 /** How long a wait lasts before it re-checks whether the ring was closed. */
 const WAIT_MS = 100;
+/** Samples handed over in one turn of the event loop, by default. */
+const BATCH = 4096;
+/** What the sample callback returns to make libbpf stop, the sample taken. */
+const STOP = -125; // -ECANCELED
 
 export class RingBuffer {
   private ptr: Ptr | null;
@@ -30,15 +37,18 @@ export class RingBuffer {
   samples = 0;
   /** epoll_wait's output, written by the worker thread: kept for its lifetime */
   private readonly events = Buffer.alloc(16);
+  /** samples the current drain may still hand over */
+  private budget = Infinity;
 
   constructor(
     private readonly map: BpfMap,
     private readonly onSample: (data: Buffer) => void,
+    private readonly batch = BATCH,
   ) {
     this.callback = registerCallback((_ctx: Ptr, data: Ptr, size: number | bigint) => {
       this.samples++;
       this.onSample(readBytes(data, Number(size)));
-      return 0;
+      return --this.budget > 0 ? 0 : STOP;
     }, sampleFnPointer);
     try {
       this.ptr = checkPtr(`ring buffer on map ${map.name}`, () => native.ringbufNew(map.fd, this.callback, null, null) as Ptr | null);
@@ -50,8 +60,20 @@ export class RingBuffer {
 
   /** Drains what is in the ring now; returns the number of samples. */
   consume(): number {
+    return this.consumeUpTo(Infinity).taken;
+  }
+
+  /** Hands over at most limit samples; more: whether the ring may hold others. */
+  private consumeUpTo(limit: number): { taken: number; more: boolean } {
     const ptr = this.live();
-    return check(`consume ring buffer ${this.map.name}`, () => native.ringbufConsume(ptr) as number);
+    const before = this.samples;
+    this.budget = limit;
+    const stopped = check(`consume ring buffer ${this.map.name}`, () => {
+      const r = native.ringbufConsume(ptr) as number;
+      return r === STOP && this.budget <= 0 ? 0 : r;
+    }) === 0 && this.budget <= 0;
+    this.budget = Infinity;
+    return { taken: this.samples - before, more: stopped };
   }
 
   /** Drains the ring whenever it has data, from the event loop, until close().
@@ -60,20 +82,28 @@ export class RingBuffer {
     if (this.running) return;
     this.running = true;
     const epfd = check(`epoll fd of ring buffer ${this.map.name}`, () => native.ringbufEpollFd(this.live()) as number);
+    // a batch, then either the next batch (in the next turn) or a wait
+    const drain = (): void => {
+      if (this.closing) return this.free();
+      let more = false;
+      try {
+        more = this.consumeUpTo(this.batch).more;
+      } catch (e) {
+        onError(e as Error);
+      }
+      if (more) setImmediate(drain);
+      else wait();
+    };
     const wait = (): void => {
       this.waiting = true;
       epollWaitAsync(epfd, this.events, WAIT_MS, (err, n) => {
         this.waiting = false;
         if (this.closing) return this.free();
-        if (err) onError(err as Error);
-        else if (n > 0) {
-          try {
-            this.consume();
-          } catch (e) {
-            onError(e as Error);
-          }
-        }
-        wait();
+        if (err) {
+          onError(err as Error);
+          wait();
+        } else if (n > 0) drain();
+        else wait();
       });
     };
     wait();

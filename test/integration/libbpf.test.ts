@@ -88,6 +88,30 @@ describe('libbpf binding', function () {
     assert.equal(obj.program('emit').info().name, 'emit');
   });
 
+  it('drains a full ring in batches, giving the event loop a turn between them', async function () {
+    const seen: number[] = [];
+    const rb = new RingBuffer(obj.map('records'), (data) => seen.push(Number(data.readBigUInt64LE(0))), 16);
+    const closeRing = onCleanup('ring buffer', () => rb.close());
+    const args = Buffer.alloc(8);
+    args.writeUInt32LE(64, 0);
+    obj.program('emit').testRun(args);
+    // what the event loop sees between turns: the count so far
+    const turns: number[] = [];
+    const watch = () => {
+      turns.push(seen.length);
+      if (seen.length < 64) setImmediate(watch);
+    };
+    rb.start();
+    setImmediate(watch);
+    for (let i = 0; i < 100 && seen.length < 64; i++) await new Promise((r) => setTimeout(r, 10));
+    await closeRing();
+    assert.deepEqual(seen, Array.from({ length: 64 }, (_, i) => i));
+    // never more than a batch between two turns; each batch was whole
+    const steps = turns.slice(1).map((n, i) => n - turns[i]!);
+    assert.ok(steps.every((d) => d === 0 || d === 16), `counts seen between turns: ${turns}`);
+    assert.deepEqual([...new Set(turns)].filter((n) => n > 0), [16, 32, 48, 64]);
+  });
+
   it('pins a map and opens it again by path', function () {
     const dir = '/sys/fs/bpf';
     if (!fs.existsSync(dir) || !fs.readFileSync('/proc/mounts', 'utf8').includes(' /sys/fs/bpf bpf ')) {
