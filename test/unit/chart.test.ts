@@ -322,6 +322,14 @@ describe('Helm chart', function () {
       assert.deepEqual([...given].sort(), [...exporterHelp().keys()].sort());
     });
 
+    it('choose the OTLP encoding by OTEL_EXPORTER_OTLP_TRACES_PROTOCOL, only when spans are sent', function () {
+      const protocol = (v: Values) => (container(render(v).one('DaemonSet')).env as Obj[]).filter((e) => e.name === 'OTEL_EXPORTER_OTLP_TRACES_PROTOCOL').map((e) => e.value);
+      assert.deepEqual(protocol({}), []);
+      assert.deepEqual(protocol({ exporter: { spans: { otlpEndpoint: 'http://otel-collector:4318' } } }), ['http/protobuf']);
+      assert.deepEqual(protocol(allOn), ['http/json']);
+      assert.deepEqual(schemaErrors(mergeValues(chart.values, { exporter: { spans: { protocol: 'grpc' } } })), ['exporter.spans.protocol: must be equal to one of the allowed values']);
+    });
+
     it('start the exporter with arguments it accepts: it stops only for lack of privileges', async function () {
       const cases: Values[] = [{}, allOnHere(), { exporter: { probes: [], redirect: { enabled: true } } }];
       const runs = await Promise.all(cases.map((v) => runExporter(render(v).one('DaemonSet'))));
