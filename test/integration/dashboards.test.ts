@@ -10,7 +10,7 @@
 // quantiles, counters only through rate() or increase(). And promtool has
 // nothing to say about the live /metrics.
 import assert from 'node:assert/strict';
-import { execFileSync, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { runClient, spawnEchoAgent, startClient, startEchoServer, startServer, streamResults } from '../helpers/agent';
@@ -21,10 +21,10 @@ import { OtlpReceiver } from '../helpers/otlp-receiver';
 import { requireRoot } from '../helpers/privileges';
 import { RunningPrometheus } from '../helpers/prometheus';
 import { interpolate, selectors, selectorText, type Selector } from '../helpers/promql';
+import { buildSidecarProxy, startSidecarProxy } from '../helpers/sidecar-proxy';
 
 const ROOT = path.resolve(__dirname, '..', '..', '..', '..');
 const DASHBOARDS = path.join(ROOT, 'dashboards');
-const PROXY = path.join(ROOT, 'build', 'test-bin', 'sidecar-proxy');
 const FILES = ['exporter-health.json', 'netsubsys.json', 'sidecar.json', 'sock-redirect.json', 'tcp-connections.json'];
 const DS = { type: 'prometheus', uid: '${datasource}' };
 /** the variables every dashboard filters by, in the order they narrow */
@@ -196,21 +196,6 @@ describe('dashboards', function () {
   });
 });
 
-/** The proxy named as the sidecar, inside ns; resolves with its port. */
-async function startProxy(ns: Netns, upstreamPort: number): Promise<{ port: number; stop: () => void }> {
-  const child = ns.spawn(PROXY, ['-m', 'loop', '-d', '5', '-u', String(upstreamPort)]);
-  const port = await new Promise<number>((resolve, reject) => {
-    let out = '';
-    child.stdout!.on('data', (d) => {
-      out += d;
-      const m = /^ready (\d+)$/m.exec(out);
-      if (m) resolve(Number(m[1]));
-    });
-    child.on('exit', (code) => reject(new Error(`sidecar-proxy exited ${code}`)));
-  });
-  return { port, stop: () => child.kill('SIGKILL') };
-}
-
 /** Traffic through every probe, inside ns (and the redirect's cgroup). */
 async function makeTraffic(ns: Netns, cg: TestCgroup): Promise<void> {
   const host = '127.0.0.1';
@@ -254,7 +239,7 @@ async function makeTraffic(ns: Netns, cg: TestCgroup): Promise<void> {
 
   // client -> sidecar proxy -> application
   const app = await startServer(ns, { host, port: 0, down: 300 });
-  const proxy = await startProxy(ns, app.port);
+  const proxy = await startSidecarProxy(ns, { mode: 'loop', delayMs: 5, upstreamPort: app.port });
   try {
     const { results } = await runClient(ns, { host, port: proxy.port, connections: Array(3).fill({ up: 100 }) });
     assert.deepEqual(results.map((r) => r.received), [300, 300, 300]);
@@ -318,8 +303,7 @@ describe('dashboards on a real Prometheus scraping the exporter', function () {
 
   before(async function () {
     requireRoot();
-    fs.mkdirSync(path.dirname(PROXY), { recursive: true });
-    execFileSync('clang', ['-O2', '-Wall', '-pthread', '-I', path.join(ROOT, 'bench'), '-o', PROXY, path.join(ROOT, 'test', 'helpers', 'sidecar-proxy.c')]);
+    buildSidecarProxy();
     ns = createNetns('dashboards');
     cg = new TestCgroup('dashboards');
     receiver = await new OtlpReceiver().start();

@@ -6,19 +6,15 @@
 // or on two; a proxy that reuses one upstream connection is counted as such;
 // and the spans of a forwarded connection are children of the inbound one.
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import fs from 'node:fs';
-import path from 'node:path';
 import { AgentProcess, runClient, startEchoServer, startServer } from '../helpers/agent';
 import { RunningExporter } from '../helpers/exporter';
 import { createNetns, type Netns } from '../helpers/netns';
 import { OtlpReceiver } from '../helpers/otlp-receiver';
 import { requireRoot } from '../helpers/privileges';
 import type { Metrics } from '../helpers/prom-text';
+import { buildSidecarProxy, startSidecarProxy } from '../helpers/sidecar-proxy';
 import { Kind, vmlinuxBtf } from '../../src/libbpf';
 
-const ROOT = path.resolve(__dirname, '..', '..', '..', '..');
-const PROXY = path.join(ROOT, 'build', 'test-bin', 'sidecar-proxy');
 const SIDECAR = { sidecar: 'sidecar-proxy' };
 const LE_16MS = '0.016777216'; // 2^24 ns
 const LE_33MS = '0.033554432'; // 2^25 ns
@@ -26,21 +22,6 @@ const CLIENT = 3;
 // reuse is seen where the kernel traces sends (tcp:tcp_sendmsg_locked, 6.2+)
 const SEES_REUSE = vmlinuxBtf().find('btf_trace_tcp_sendmsg_locked', Kind.Typedef) !== undefined;
 const SERVER = 2;
-
-/** The proxy inside ns, in a shape; resolves with its port once it listens. */
-async function startProxy(ns: Netns, mode: string, upstreamPort: number): Promise<{ port: number; stop: () => void }> {
-  const child = ns.spawn(PROXY, ['-m', mode, '-d', '20', '-u', String(upstreamPort)]);
-  const port = await new Promise<number>((resolve, reject) => {
-    let out = '';
-    child.stdout!.on('data', (d) => {
-      out += d;
-      const m = /^ready (\d+)$/m.exec(out);
-      if (m) resolve(Number(m[1]));
-    });
-    child.on('exit', (code) => reject(new Error(`sidecar-proxy exited ${code}`)));
-  });
-  return { port, stop: () => child.kill('SIGKILL') };
-}
 
 /** Cumulative bucket counts and the count a histogram gained since before. */
 function gained(before: Metrics, m: Metrics, name: string): Record<string, number> {
@@ -60,8 +41,7 @@ describe('sidecar latency', function () {
 
   before(async function () {
     requireRoot();
-    fs.mkdirSync(path.dirname(PROXY), { recursive: true });
-    execFileSync('clang', ['-O2', '-Wall', '-pthread', '-I', path.join(ROOT, 'bench'), '-o', PROXY, path.join(ROOT, 'test', 'helpers', 'sidecar-proxy.c')]);
+    buildSidecarProxy();
     ns = createNetns('sidecar');
     receiver = await new OtlpReceiver().start();
     exporter = await new RunningExporter(['--netns', ns.path, '--sidecar-comm', 'sidecar-proxy', '--otlp-endpoint', receiver.endpoint],
@@ -74,11 +54,11 @@ describe('sidecar latency', function () {
     await ns?.destroy();
   });
 
-  for (const mode of ['loop', 'threads']) {
+  for (const mode of ['loop', 'threads'] as const) {
     it(`times the proxy's 20 ms before it connects upstream, and the application's accept, when the proxy ${mode === 'loop' ? 'accepts and connects on one thread' : 'connects on a thread of its own'}`, async function () {
       const n = 5;
       const app = await startServer(ns, { host: '127.0.0.1', port: 0, down: 300 });
-      const proxy = await startProxy(ns, mode, app.port);
+      const proxy = await startSidecarProxy(ns, { mode, delayMs: 20, upstreamPort: app.port });
       try {
         const before = await exporter.scrape();
         const spansBefore = receiver.spans.length;
@@ -118,7 +98,7 @@ describe('sidecar latency', function () {
   it(`counts inbound connections forwarded over a reused upstream connection${SEES_REUSE ? '' : ' (none on this kernel: it does not trace sends)'}`, async function () {
     const n = 4;
     const app = await startEchoServer(ns, { role: 'echo', host: '127.0.0.1', port: 0 });
-    const proxy = await startProxy(ns, 'reuse', app.port);
+    const proxy = await startSidecarProxy(ns, { mode: 'reuse', delayMs: 20, upstreamPort: app.port });
     try {
       const before = await exporter.scrape();
       const { results } = await runClient(ns, { host: '127.0.0.1', port: proxy.port, connections: Array(n).fill({ up: 100 }) });
