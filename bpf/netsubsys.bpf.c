@@ -98,11 +98,13 @@ struct {
 	__type(value, struct pkt);
 } netstack_tx SEC(".maps");
 
-/* TCP sockets with a send call not yet seen at a device: when it started */
+/* TCP sockets with a send call not yet seen at a device: when it started
+ * (0: none). Storage of the socket itself: found without a hash, freed with
+ * the socket. */
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 16384);
-	__type(key, __u64);
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
 	__type(value, __u64);
 } netstack_sends SEC(".maps");
 
@@ -434,22 +436,20 @@ int BPF_PROG(rx_read, const struct sk_buff *skb, int len)
 
 /* ---- transmit ----------------------------------------------------------- */
 
-/* A TCP send call: the first one since the socket's last packet left (a
- * lookup first: an LRU map's insert takes a free entry even to fail). */
+/* A TCP send call: the first one since the socket's last packet left. */
 SEC("tp_btf/tcp_sendmsg_locked")
-int BPF_PROG(tx_tcp_sendmsg, const struct sock *sk)
+int BPF_PROG(tx_tcp_sendmsg, struct sock *sk)
 {
 	struct filter_config *cfg = filters();
-	__u64 key = (__u64)sk, now;
+	__u64 *sent;
 
 	if (!netns_passes(cfg, sk->__sk_common.skc_net.net->ns.inum))
 		return 0;
 	if (cfg && cfg->pid)
 		note_process(sk);
-	if (bpf_map_lookup_elem(&netstack_sends, &key))
-		return 0;
-	now = bpf_ktime_get_ns();
-	bpf_map_update_elem(&netstack_sends, &key, &now, BPF_NOEXIST);
+	sent = bpf_sk_storage_get(&netstack_sends, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	if (sent && !*sent)
+		*sent = bpf_ktime_get_ns();
 	return 0;
 }
 
@@ -464,7 +464,7 @@ int BPF_PROG(tx_dev_queue, struct sk_buff *skb)
 {
 	struct tx_slot *slot = tx_slot(TX_QUEUED);
 	struct sock *sk = skb->sk;
-	__u64 key = (__u64)skb, skey = (__u64)sk, *sent;
+	__u64 key = (__u64)skb, *sent;
 	struct pkt p = { .sk = (__u64)sk, .point = POINT_QUEUED };
 
 	locate(&p, skb->dev);
@@ -474,10 +474,10 @@ int BPF_PROG(tx_dev_queue, struct sk_buff *skb)
 	/* only a TCP socket has a send call to time (its protocol read as
 	 * CO-RE has it: a bitfield before Linux 5.6) */
 	if (sk && BPF_CORE_READ_BITFIELD(sk, sk_protocol) == IPPROTO_TCP) {
-		sent = bpf_map_lookup_elem(&netstack_sends, &skey);
-		if (sent) {
+		sent = bpf_sk_storage_get(&netstack_sends, sk, 0, 0);
+		if (sent && *sent) {
 			observe(&p, DIR_TX, STAGE_SEND_TO_QDISC, *sent, p.ts, sk);
-			bpf_map_delete_elem(&netstack_sends, &skey);
+			*sent = 0;
 		}
 	}
 	if (tx_always_hashed) {
