@@ -56,6 +56,10 @@ export function resolveSidecars(spec: SidecarSpec): Sidecar[] {
 
 /** Writes the sidecars into the loaded object's maps. */
 export function applySidecars(obj: BpfObject, sidecars: readonly Sidecar[]): void {
+  // MAX_SIDECARS is checked at the command line, before any object is open:
+  // the object's own bound (its per-sidecar statistics) must be the same
+  const slots = obj.map('sidecar_stats').maxEntries;
+  if (slots !== MAX_SIDECARS) throw new Error(`tcp-lifecycle.bpf.o has ${slots} sidecar slots, the exporter expects ${MAX_SIDECARS}: rebuild both from one checkout`);
   const index = Buffer.alloc(4);
   sidecars.forEach((s, i) => {
     index.writeUInt32LE(i);
