@@ -108,6 +108,31 @@ struct {
 	__type(value, __u64);
 } netstack_sends SEC(".maps");
 
+/* TCP segments that reached their established socket and wait for their
+ * first read: a few per socket, in the socket's storage, matched at the read
+ * by sequence number. A segment the receive queue merged into the one
+ * before it (freed without a tracepoint) is cleared when that one is read,
+ * instead of staying in a hash until evicted. More unread segments than
+ * slots: the oldest is forgotten (its socket_to_read is not timed). */
+#define SK_RX_SLOTS 8
+
+struct rx_seg {
+	__u32 seq;
+	__u32 end_seq;
+	struct pkt p; /* p.ts 0: a free slot */
+};
+
+struct sk_rx {
+	struct rx_seg e[SK_RX_SLOTS];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct sk_rx);
+} netstack_sk_rx SEC(".maps");
+
 /* with --pid: sockets a listed process has sent or read on, by address, with
  * their inode number (a socket at the address of a closed one has another) */
 struct {
@@ -393,18 +418,67 @@ int BPF_PROG(rx_receive_skb, struct sk_buff *skb)
 
 /* A TCP segment reaches its established socket (straight from the softirq,
  * or from the socket's backlog once its owner releases it). */
+/* A TCP segment's sequence number and end (seq, end_seq: adjacent in the
+ * control block, read at once); 0 if read. */
+static __always_inline long seq_range(const struct tcp_skb_cb *cb, __u32 *range)
+{
+	return bpf_probe_read_kernel(range, 2 * sizeof(__u32), (const void *)cb + bpf_core_field_offset(struct tcp_skb_cb, seq));
+}
+
 SEC("tp_btf/tcp_probe")
 int BPF_PROG(rx_tcp_probe, struct sock *sk, const struct sk_buff *skb)
 {
-	__u64 key = (__u64)skb, now = bpf_ktime_get_ns();
+	__u64 key = (__u64)skb, now = bpf_ktime_get_ns(), oldest = ~0ULL;
 	struct pkt *p = bpf_map_lookup_elem(&netstack_rx, &key);
+	struct tcp_skb_cb *cb = (struct tcp_skb_cb *)&skb->cb[0];
+	struct sk_rx *st;
+	__u32 slot = 0;
 
 	if (!p || p->point != POINT_STACK)
 		return 0;
 	observe(p, DIR_RX, STAGE_STACK_TO_SOCKET, p->ts, now, sk);
-	p->ts = now;
-	p->point = POINT_SOCKET;
+	/* from here on the socket's storage follows it: a free slot, else the
+	 * oldest */
+	st = bpf_sk_storage_get(&netstack_sk_rx, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	if (st) {
+		for (__u32 i = 0; i < SK_RX_SLOTS; i++) {
+			if (st->e[i].p.ts < oldest) {
+				oldest = st->e[i].p.ts;
+				slot = i;
+			}
+		}
+		if (slot < SK_RX_SLOTS && !seq_range(cb, &st->e[slot].seq)) {
+			st->e[slot].p = *p;
+			st->e[slot].p.ts = now;
+			st->e[slot].p.point = POINT_SOCKET;
+		}
+	}
+	bpf_map_delete_elem(&netstack_rx, &key);
 	return 0;
+}
+
+/* The first read of a segment waiting in its socket: the one that starts
+ * at the skb's sequence number; the others the skb covers (merged into it)
+ * are cleared, and so are any before it. */
+static __always_inline void socket_read(struct sock *sk, const struct sk_buff *skb, __u64 now)
+{
+	struct tcp_skb_cb *cb = (struct tcp_skb_cb *)&skb->cb[0];
+	struct sk_rx *st = bpf_sk_storage_get(&netstack_sk_rx, sk, 0, 0);
+	__u32 range[2], seq, end_seq;
+
+	if (!st || seq_range(cb, range))
+		return;
+	seq = range[0];
+	end_seq = range[1];
+	for (__u32 i = 0; i < SK_RX_SLOTS; i++) {
+		struct rx_seg *e = &st->e[i];
+
+		if (!e->p.ts || (__s32)(e->seq - end_seq) >= 0)
+			continue;
+		if (e->seq == seq)
+			observe(&e->p, DIR_RX, STAGE_SOCKET_TO_READ, e->p.ts, now, sk);
+		e->p.ts = 0;
+	}
 }
 
 /* The application copies the packet's payload out (its first read of it). */
@@ -413,23 +487,26 @@ int BPF_PROG(rx_read, const struct sk_buff *skb, int len)
 {
 	__u64 key = (__u64)skb, now;
 	struct pkt *p = bpf_map_lookup_elem(&netstack_rx, &key);
-	struct sock *sk;
-	__u16 family;
+	struct sock *sk = skb->sk;
+	__u16 family = sk ? sk->__sk_common.skc_family : 0;
 
-	if (!p)
-		return 0;
-	now = bpf_ktime_get_ns();
-	sk = skb->sk;
-	family = sk ? sk->__sk_common.skc_family : 0;
 	/* only an inet packet came the receive path (a unix socket's skb
 	 * may sit at the address of a packet that left no trace) */
-	if (family == AF_INET || family == AF_INET6) {
-		note_process(sk);
-		if (p->point == POINT_SOCKET)
-			observe(p, DIR_RX, STAGE_SOCKET_TO_READ, p->ts, now, sk);
-		else if (p->point == POINT_STACK)
-			observe(p, DIR_RX, STAGE_STACK_TO_READ, p->ts, now, sk);
+	if (family != AF_INET && family != AF_INET6) {
+		if (p)
+			bpf_map_delete_elem(&netstack_rx, &key);
+		return 0;
 	}
+	if (BPF_CORE_READ_BITFIELD(sk, sk_protocol) != IPPROTO_TCP)
+		return 0;
+	now = bpf_ktime_get_ns();
+	note_process(sk);
+	if (!p) {
+		socket_read(sk, skb, now);
+		return 0;
+	}
+	/* never at an established socket's point: the stack and the queue */
+	observe(p, DIR_RX, STAGE_STACK_TO_READ, p->ts, now, sk);
 	bpf_map_delete_elem(&netstack_rx, &key);
 	return 0;
 }

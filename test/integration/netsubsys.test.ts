@@ -196,9 +196,10 @@ describe('netsubsys probe', function () {
     }
   });
 
-  it('follows only TCP segments with payload: the acknowledgements a sender receives leave no entries', async function () {
+  it('leaves no entries behind a transfer: none for acknowledgements, none for segments the receive queue merged', async function () {
     const server = await startServer(b, { host: '10.210.0.2', port: 0, down: 0 });
     const tracked = entriesIn('netstack_rx', inode(a));
+    const trackedB = entriesIn('netstack_rx', inode(b));
     const segsBefore = a.tcpCounters().InSegs;
     await runClient(a, { host: '10.210.0.2', port: server.port, connections: [{ up: 4 << 20 }] });
     await server.stop();
@@ -207,6 +208,10 @@ describe('netsubsys probe', function () {
     assert.ok(acks >= 20, `a received ${acks} segments`);
     const after = entriesIn('netstack_rx', inode(a));
     assert.ok(after <= tracked, `${tracked} packets of a's namespace tracked before, ${after} after ${acks} acknowledgements`);
+    // b read every segment: those merged into another in its receive queue
+    // (freed without a tracepoint) went with the one they were merged into
+    const afterB = entriesIn('netstack_rx', inode(b));
+    assert.ok(afterB <= trackedB, `${trackedB} packets of b's namespace tracked before, ${afterB} after 4 MB read`);
   });
 
   it('applies --netns, --port, --cgroup and --pid to what it counts', async function () {
