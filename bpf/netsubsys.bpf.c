@@ -7,11 +7,12 @@
  * takes the time since the previous one as a sample of the stage between
  * them, and moves the entry on. Where the kernel hands a packet on within one
  * call on one CPU, the entry is a per-CPU slot (or ring); across CPUs and
- * time (a TCP segment on its way to its reader, a packet a qdisc holds) it
- * is in an LRU map. Entries of packets that never reach the next point (a
- * TCP segment merged into another in the receive queue, freed without a
- * tracepoint) are evicted, oldest first: memory stays bounded.
- * The tracepoints are all tp_btf (BTF and kernel 5.5+; drop reasons 5.17+). */
+ * time (a TCP segment on its way to its socket, a packet a qdisc holds) it
+ * is in an LRU map, whose entries of packets that never reach the next point
+ * are evicted, oldest first; from its socket to its read, in the socket's
+ * storage. Memory stays bounded.
+ * The tracepoints are all tp_btf (BTF and kernel 5.5+; drop reasons 5.17+;
+ * socket storage from tracing programs 5.11+). */
 #include "bpfnet.h"
 #include "filter.h"
 #include "netsubsys.h"
