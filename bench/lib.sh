@@ -53,6 +53,19 @@ cleanup() {
   return 0
 }
 
+# The start of a run: a scratch directory (BENCH_TMP), the traps that clean
+# up on exit, Ctrl-C or failure (with the given function, cleanup by
+# default), and the run's output directory OUT (created) beside BIN.
+bench_start() { # [cleanup function]
+  BENCH_TMP=$(mktemp -d /tmp/bpfnet-bench.XXXXXX)
+  trap "${1:-cleanup}" EXIT
+  trap 'log "bench: interrupted"; exit 130' INT
+  trap 'log "bench: terminated"; exit 143' TERM
+  OUT=build/bench/$(date -u +%Y%m%dT%H%M%SZ)
+  BIN=build/bench
+  mkdir -p "$OUT" "$BIN"
+}
+
 # Creates a network namespace with loopback up, named in NETNS. (Not for
 # $(...): the subshell would register it for cleanup, not us.)
 make_netns() { # suffix

@@ -282,13 +282,8 @@ NCPU=$(nproc)
 WORKLOAD_CPU=${BENCH_WORKLOAD_CPU:-} TRACER_CPU=${BENCH_TRACER_CPU:-}
 [ "$NCPU" -lt 2 ] || WORKLOAD_CPU=${WORKLOAD_CPU:-1} TRACER_CPU=${TRACER_CPU:-0}
 
-OUT=build/bench/$(date -u +%Y%m%dT%H%M%SZ)
-BIN=build/bench
 EXP_PID=
-BENCH_TMP=$(mktemp -d /tmp/bpfnet-bench.XXXXXX)
-trap cleanup EXIT # bench/lib.sh: every registered process and namespace
-trap 'log "bench: interrupted"; exit 130' INT
-trap 'log "bench: terminated"; exit 143' TERM
+bench_start # bench/lib.sh: every registered process and namespace removed at exit
 mkdir -p "$OUT/metrics"
 clang -O2 -Wall -Wextra -o "$BIN/udp-flood" bench/udp-flood.c
 clang -g -O2 -target bpf -mcpu=v3 -D__TARGET_ARCH_"$(uname -m | sed -e 's/x86_64/x86/' -e 's/aarch64/arm64/')" -Wall -Werror \

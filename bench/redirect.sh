@@ -252,7 +252,6 @@ if [ "$NCPU" -ge 2 ]; then
   WORKLOAD_CPUS=${WORKLOAD_CPUS:-1} TRACER_CPU=${TRACER_CPU:-0}
 fi
 
-BENCH_TMP=$(mktemp -d /tmp/bpfnet-bench.XXXXXX)
 CG= PIN_DIR=
 redirect_cleanup() {
   local d i
@@ -276,13 +275,7 @@ redirect_cleanup() {
   done
   return 0
 }
-trap redirect_cleanup EXIT
-trap 'log "bench: interrupted"; exit 130' INT
-trap 'log "bench: terminated"; exit 143' TERM
-
-OUT=build/bench/$(date -u +%Y%m%dT%H%M%SZ)
-BIN=build/bench
-mkdir -p "$OUT"
+bench_start redirect_cleanup
 for prog in server client proxy; do
   clang -O2 -Wall -Wextra -pthread -o "$BIN/redirect-$prog" "bench/redirect-$prog.c"
 done

@@ -88,14 +88,7 @@ else
   WORKLOAD_CPU=${BENCH_WORKLOAD_CPU:-} TRACER_CPU=${BENCH_TRACER_CPU:-}
 fi
 
-BENCH_TMP=$(mktemp -d /tmp/bpfnet-bench.XXXXXX)
-trap cleanup EXIT
-trap 'log "bench: interrupted"; exit 130' INT
-trap 'log "bench: terminated"; exit 143' TERM
-
-OUT=build/bench/$(date -u +%Y%m%dT%H%M%SZ)
-BIN=build/bench
-mkdir -p "$OUT"
+bench_start
 
 if [ "$BUILD" = 1 ]; then
   log "building the BPF objects and the exporter"

@@ -58,14 +58,7 @@ done
 [ "$(id -u)" = 0 ] || die "run as root: it creates a network namespace and loads BPF programs"
 for tool in clang ip taskset curl node; do command -v "$tool" >/dev/null || die "$tool is missing"; done
 
-BENCH_TMP=$(mktemp -d /tmp/bpfnet-bench.XXXXXX)
-trap cleanup EXIT
-trap 'log "bench: interrupted"; exit 130' INT
-trap 'log "bench: terminated"; exit 143' TERM
-
-OUT=build/bench/$(date -u +%Y%m%dT%H%M%SZ)
-BIN=build/bench
-mkdir -p "$OUT" "$BIN"
+bench_start
 [ "$BUILD" = 0 ] || npm run build >/dev/null
 clang -O2 -Wall -Wextra -pthread -o "$BIN/churn" bench/churn.c
 TRACER_CPU=0 WORKLOAD_CPU=1
@@ -98,14 +91,11 @@ export OTEL_BSP_MAX_QUEUE_SIZE=65536 OTEL_BSP_MAX_EXPORT_BATCH_SIZE=4096 OTEL_BS
   echo "command: bash bench/spans.sh $ARGS_GIVEN"
 } | tee "$OUT/machine.txt" >&2
 
-metric() { # file name{labels}
-  awk -v m="$2" '$1 == m { v = $2 } END { printf "%.15g\n", v + 0 }' "$1"
-}
 rss_kib() { awk '/^VmRSS:/ { print $2 }' /proc/"$1"/status; }
 
 TCK=$(getconf CLK_TCK)
-closes_in() { awk '$1 ~ /^bpfnet_tcp_closes_total/ { s += $2 } END { print s + 0 }' "$1"; }
-sum_of() { awk -v m="$2" 'index($1, m) == 1 { s += $2 } END { print s + 0 }' "$1"; }
+# A metric's sum over all its label sets in a scraped file.
+sum_of() { awk -v m="$2" 'index($1, m) == 1 { s += $2 } END { printf "%.15g\n", s + 0 }' "$1"; }
 
 # The drain of one encoding: a row of drain.md.
 drain() { # protocol
@@ -121,7 +111,7 @@ drain() { # protocol
   kill -CONT "$EXP_PID"
   for ((i = 0; i < 1200; i++)); do
     scrape "$b"
-    events=$(($(closes_in "$b") - $(closes_in "$a")))
+    events=$(($(sum_of "$b" bpfnet_tcp_closes_total) - $(sum_of "$a" bpfnet_tcp_closes_total)))
     done_=$(awk -v e="$(sum_of "$b" bpfnet_spans_exported_total)" -v d="$(sum_of "$b" bpfnet_spans_dropped_total)" \
       -v l="$(sum_of "$b" bpfnet_events_lost_total)" 'BEGIN { print e + d + l }')
     [ "$done_" -ge "$events" ] && break
@@ -158,12 +148,10 @@ for c in "${STEPS[@]}"; do
   untrack_pid "$churn"
   sleep 1 # the last spans leave
   scrape "$BENCH_TMP/c.prom"
-  d() { awk -v a="$(metric "$BENCH_TMP/$1.prom" "$3")" -v b="$(metric "$BENCH_TMP/$2.prom" "$3")" 'BEGIN { printf "%.15g", b - a }'; }
-  closes=$(awk -v a="$(awk '$1 ~ /^bpfnet_tcp_closes_total/ { s += $2 } END { print s + 0 }' "$BENCH_TMP/a.prom")" \
-    -v b="$(awk '$1 ~ /^bpfnet_tcp_closes_total/ { s += $2 } END { print s + 0 }' "$BENCH_TMP/b.prom")" 'BEGIN { print b - a }')
-  lost=$(awk '$1 ~ /^bpfnet_events_lost_total/ { s += $2 } END { print s + 0 }' "$BENCH_TMP/c.prom")
-  exported=$(d a c bpfnet_spans_exported_total)
-  dropped=$(awk '$1 ~ /^bpfnet_spans_dropped_total/ { s += $2 } END { print s + 0 }' "$BENCH_TMP/c.prom")
+  closes=$(($(sum_of "$BENCH_TMP/b.prom" bpfnet_tcp_closes_total) - $(sum_of "$BENCH_TMP/a.prom" bpfnet_tcp_closes_total)))
+  lost=$(sum_of "$BENCH_TMP/c.prom" bpfnet_events_lost_total)
+  exported=$(($(sum_of "$BENCH_TMP/c.prom" bpfnet_spans_exported_total) - $(sum_of "$BENCH_TMP/a.prom" bpfnet_spans_exported_total)))
+  dropped=$(sum_of "$BENCH_TMP/c.prom" bpfnet_spans_dropped_total)
   awk -v p="$proto" -v c="$c" -v n="$closes" -v s="$SECONDS_PER_STEP" -v lost="$lost" -v ex="$exported" -v dr="$dropped" \
       -v ticks=$((t1 - t0)) -v tck="$TCK" -v rss="$rss" 'BEGIN {
     rate = n / s; cpu = ticks / tck / s; per = "-"

@@ -39,6 +39,8 @@ export class RingBuffer {
   private readonly events = Buffer.alloc(16);
   /** samples the current drain may still hand over */
   private budget = Infinity;
+  /** whether the current drain stopped on its budget (samples may be left) */
+  private stopped = false;
 
   constructor(
     private readonly map: BpfMap,
@@ -48,7 +50,9 @@ export class RingBuffer {
     this.callback = registerCallback((_ctx: Ptr, data: Ptr, size: number | bigint) => {
       this.samples++;
       this.onSample(readBytes(data, Number(size)));
-      return --this.budget > 0 ? 0 : STOP;
+      if (--this.budget > 0) return 0;
+      this.stopped = true;
+      return STOP;
     }, sampleFnPointer);
     try {
       this.ptr = checkPtr(`ring buffer on map ${map.name}`, () => native.ringbufNew(map.fd, this.callback, null, null) as Ptr | null);
@@ -68,12 +72,17 @@ export class RingBuffer {
     const ptr = this.live();
     const before = this.samples;
     this.budget = limit;
-    const stopped = check(`consume ring buffer ${this.map.name}`, () => {
-      const r = native.ringbufConsume(ptr) as number;
-      return r === STOP && this.budget <= 0 ? 0 : r;
-    }) === 0 && this.budget <= 0;
-    this.budget = Infinity;
-    return { taken: this.samples - before, more: stopped };
+    this.stopped = false;
+    try {
+      check(`consume ring buffer ${this.map.name}`, () => {
+        const r = native.ringbufConsume(ptr) as number;
+        // the callback's own STOP comes back as libbpf's result: not an error
+        return this.stopped ? 0 : r;
+      });
+    } finally {
+      this.budget = Infinity;
+    }
+    return { taken: this.samples - before, more: this.stopped };
   }
 
   /** Drains the ring whenever it has data, from the event loop, until close().
