@@ -12,7 +12,8 @@ import { bpfObjectPath } from '../paths';
 import { CollectedCounter, type Sample } from '../metrics/collected';
 import { HIST_SLOTS, Log2Histogram, type Log2Sample } from '../metrics/log2-histogram';
 import type { ProbeContext, ProbeGroup, ProbeStatus, RunningGroup } from './probe';
-import { FAMILIES, PerCpuValue, perCpuArray, perScrape } from './tcp-lifecycle';
+import { PerCpuValue, perCpuArray, perScrape } from '../metrics/per-cpu';
+import { FAMILIES } from './tcp-lifecycle';
 
 /** Label values in the order of the C enums in bpf/netsubsys.h. */
 export const DIRECTIONS = ['rx', 'tx'] as const;

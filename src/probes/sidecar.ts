@@ -13,7 +13,8 @@ import { UpdateFlags, type BpfObject } from '../libbpf';
 import { Log2Histogram } from '../metrics/log2-histogram';
 import { CollectedCounter } from '../metrics/collected';
 import type { ProbeContext } from './probe';
-import { PerCpuValue, perScrape, type TcpLifecycle } from './tcp-lifecycle';
+import { PerCpuValue, perScrape } from '../metrics/per-cpu';
+import type { TcpLifecycle } from './tcp-lifecycle';
 
 /** As in bpf/tcp-lifecycle.h */
 export const MAX_SIDECARS = 16;

@@ -7,7 +7,8 @@
 //   bpfnet_tcp_accepts_total{comm="nginx",family="ipv6",port="443"} 1200
 import { CollectedCounter } from '../metrics/collected';
 import type { ProbeContext } from './probe';
-import { FAMILIES, latencyByFamily, perScrape, type TcpLifecycle } from './tcp-lifecycle';
+import { perScrape } from '../metrics/per-cpu';
+import { FAMILIES, latencyByFamily, type TcpLifecycle } from './tcp-lifecycle';
 
 export function registerAcceptMetrics(tcp: TcpLifecycle, ctx: ProbeContext): void {
   const { registry, failures } = ctx;

@@ -7,7 +7,8 @@
 import { CollectedCounter, type Sample } from '../metrics/collected';
 import { Log2Histogram, type Log2Sample } from '../metrics/log2-histogram';
 import type { ProbeContext } from './probe';
-import { FAMILIES, ROLES, perScrape, type PerCpuValue, type TcpLifecycle } from './tcp-lifecycle';
+import { perScrape, type PerCpuValue } from '../metrics/per-cpu';
+import { FAMILIES, ROLES, type TcpLifecycle } from './tcp-lifecycle';
 
 interface Keyed {
   labels: { family: string; role: string };

@@ -4,7 +4,8 @@
 //   bpfnet_tcp_connects_total{family="ipv4",result="refused"} 3
 import { CollectedCounter } from '../metrics/collected';
 import type { ProbeContext } from './probe';
-import { CONNECT_RESULTS, FAMILIES, latencyByFamily, perScrape, type TcpLifecycle } from './tcp-lifecycle';
+import { perScrape } from '../metrics/per-cpu';
+import { CONNECT_RESULTS, FAMILIES, latencyByFamily, type TcpLifecycle } from './tcp-lifecycle';
 
 export function registerConnectMetrics(tcp: TcpLifecycle, ctx: ProbeContext): void {
   const { registry, failures } = ctx;

@@ -5,15 +5,15 @@
 // process). Needs BTF and kernel 5.12+ (tp_btf, bpf_skc_to_tcp_sock, BPF
 // compare-and-exchange). Each probe's metrics live in its own module; this
 // one loads, attaches, and reads the shared maps.
-import { BpfError, BpfObject, RingBuffer, type BpfLink, type BpfMap, type BpfProgram, cString, sumPerCpu, sumPerCpuArray, type Layout, type StructSpec } from '../libbpf';
+import { BpfError, BpfObject, RingBuffer, type BpfLink, type BpfProgram, cString, sumPerCpu, type Layout, type StructSpec } from '../libbpf';
 import { CONN_EVENT_SPEC, connEventDecoder } from '../tracing/conn-event';
 import { Kind, vmlinuxBtf } from '../libbpf';
 import { applySidecars } from './sidecar';
 import { applyFilters } from '../filters';
 import { TRACEFS_FIX, tracefsMount } from '../system';
 import { bpfObjectPath } from '../paths';
-import { HIST_SLOTS, Log2Histogram, type Log2Sample } from '../metrics/log2-histogram';
-import type { Labels } from '../metrics/collected';
+import { HIST_SLOTS, Log2Histogram } from '../metrics/log2-histogram';
+import { PerCpuValue, perCpuArray } from '../metrics/per-cpu';
 import type { ProbeContext, ProbeStatus, RunningGroup } from './probe';
 
 export const TCP_PROBES = ['connect', 'accept', 'close'] as const;
@@ -41,38 +41,6 @@ export const SPECS = {
   },
 } satisfies Record<string, StructSpec>;
 
-/** A per-CPU map value, summed over CPUs, with readers by field name. */
-export class PerCpuValue {
-  constructor(
-    private readonly value: Buffer,
-    private readonly stride: number,
-    private readonly layout: Layout,
-  ) {}
-
-  u64(field: string): number {
-    return sumPerCpu(this.value, this.stride, this.layout.offset(field));
-  }
-
-  array(field: string, length: number): number[] {
-    return sumPerCpuArray(this.value, this.stride, this.layout.offset(field), length);
-  }
-
-  hist(field: string, labels: Labels): Log2Sample {
-    const base = this.layout.offset(field);
-    const h = this.layout.nested(field);
-    return {
-      labels,
-      slots: sumPerCpuArray(this.value, this.stride, base + h.offset('slots'), HIST_SLOTS),
-      sum: sumPerCpu(this.value, this.stride, base + h.offset('sum')),
-    };
-  }
-}
-
-/** Every index of a per-CPU array map of structs, read once. */
-export function perCpuArray(map: BpfMap, layout: Layout, count: number): PerCpuValue[] {
-  return Array.from({ length: count }, (_, i) => new PerCpuValue(map.at(i), map.stride, layout));
-}
-
 /** A latency histogram by family, 1.024 us to 137 s, read from one field
  * of a per-family per-CPU array (read once per scrape). */
 export function latencyByFamily(ctx: ProbeContext, name: string, help: string, read: () => PerCpuValue[], field: string): Log2Histogram {
@@ -87,19 +55,6 @@ export function latencyByFamily(ctx: ProbeContext, name: string, help: string, r
     failures: ctx.failures,
     collect: () => read().map((stats, f) => stats.hist(field, { family: FAMILIES[f]! })),
   });
-}
-
-/** Memoizes a read for the rest of the current scrape (one turn of the event
- * loop), so metrics fed by one map read it once per scrape. */
-export function perScrape<T>(read: () => T): () => T {
-  let cached: { value: T } | undefined;
-  return () => {
-    if (!cached) {
-      cached = { value: read() };
-      setImmediate(() => (cached = undefined));
-    }
-    return cached.value;
-  };
 }
 
 /** Ways to learn which process accepted a connection, best first. */

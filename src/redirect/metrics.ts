@@ -5,7 +5,7 @@
 import type { Registry } from 'prom-client';
 import { CollectedCounter, CollectedGauge, type Sample } from '../metrics/collected';
 import type { ScrapeFailures } from '../metrics/validate';
-import { perScrape } from '../probes/tcp-lifecycle';
+import { perScrape } from '../metrics/per-cpu';
 import { FALLBACK_REASONS, REDIRECT_FAMILIES, type RedirectStats, type SockRedirect } from './sock-redirect';
 
 export function registerRedirectMetrics(redirect: () => SockRedirect | undefined, registry: Registry, failures: ScrapeFailures): void {

@@ -17,7 +17,7 @@ import { EnvironmentError } from '../errors';
 import { BpfError, BpfMap, BpfObject, type BpfLink, type BpfProgram, type Layout } from '../libbpf';
 import type { Logger } from '../log';
 import { bpfObjectPath } from '../paths';
-import { perCpuArray } from '../probes/tcp-lifecycle';
+import { perCpuArray } from '../metrics/per-cpu';
 import { mountsOfType } from '../system';
 
 export const REDIRECT_FAMILIES = ['ipv4', 'ipv6'] as const;
