@@ -10,8 +10,12 @@ enum fallback_reason {
 	FALLBACK_PEER_MISSING,		/* no paired socket to send to */
 	FALLBACK_REDIRECT_FAILED,	/* the kernel refused the redirect */
 	FALLBACK_POLICY,		/* redirect is paused (stopping, or switched off) */
-	FALLBACK_STACK_USED,		/* this socket sent bytes through the stack before:
-					 * its peer may not have read them all */
+	FALLBACK_STACK_USED,		/* bytes this socket sent through the stack are
+					 * not all read yet: redirecting could reorder */
+	FALLBACK_RECEIVER_FULL,		/* the peer has not read what was redirected to it:
+					 * the stack's flow control holds the sender back */
+	FALLBACK_MEMORY_PRESSURE,	/* TCP memory (the host's, or the receiver's
+					 * memory cgroup's) is under pressure */
 	FALLBACK_REASON_COUNT,
 };
 
@@ -41,6 +45,13 @@ struct redirect_control {
 	__u32 paused;			/* 1: every message takes the normal stack */
 	__u32 owner_pid;		/* the exporter that attached the programs */
 	__u64 owner_start;		/* its start time (/proc/PID/stat field 22) */
+};
+
+/* What redirect_queued_sum finds: bytes redirected to sockets of the
+ * sockhash and not read by them yet */
+struct redirect_queued {
+	__u64 bytes[REDIRECT_FAMILY_COUNT];	/* over all sockets */
+	__u64 max[REDIRECT_FAMILY_COUNT];	/* the most one socket holds */
 };
 
 #endif /* BPFNET_SOCK_REDIRECT_H */

@@ -31,6 +31,25 @@ export function registerRedirectMetrics(redirect: () => SockRedirect | undefined
       return r ? r.countSockets().map((value, f) => ({ labels: { family: REDIRECT_FAMILIES[f]! }, value })) : [];
     },
   });
+  const queued = perScrape(() => redirect()?.readQueued());
+  const byFamilyQueued = (field: 'bytes' | 'max') => (): Sample[] => {
+    const q = queued();
+    return q ? q[field].map((value, f) => ({ labels: { family: REDIRECT_FAMILIES[f]! }, value })) : [];
+  };
+  new CollectedGauge({
+    ...common,
+    name: 'bpfnet_redirect_queued_bytes',
+    help: 'Bytes redirected to sockets of the sockhash that their readers have not read yet, over all sockets. A sender stays at most about its peer\'s receive buffer plus its own send buffer ahead before the stack takes over (reason="receiver_full").',
+    labelNames: ['family'],
+    collect: byFamilyQueued('bytes'),
+  });
+  new CollectedGauge({
+    ...common,
+    name: 'bpfnet_redirect_queued_bytes_max',
+    help: 'The most redirected bytes one socket of the sockhash holds unread now: its reader is the slowest.',
+    labelNames: ['family'],
+    collect: byFamilyQueued('max'),
+  });
   new CollectedCounter({
     ...common,
     name: 'bpfnet_redirect_connections_total',
@@ -55,7 +74,7 @@ export function registerRedirectMetrics(redirect: () => SockRedirect | undefined
   new CollectedCounter({
     ...common,
     name: 'bpfnet_redirect_fallbacks_total',
-    help: 'Messages of sockets in the sockhash that took the normal stack: peer_missing (no paired peer), redirect_failed (the kernel refused), policy (redirect paused), stack_used (the socket sent through the stack before, so redirecting could reorder).',
+    help: 'Messages of sockets in the sockhash that took the normal stack: peer_missing (no paired peer), redirect_failed (the kernel refused), policy (redirect paused), stack_used (bytes the socket sent through the stack are not all read yet, so redirecting could reorder), receiver_full (its reader is as far behind as the stack would let it be: the stack takes over and holds the sender back), memory_pressure (TCP memory of the host or of the reader\'s memory cgroup is under pressure).',
     labelNames: ['family', 'reason'],
     collect: () =>
       stats().flatMap((s, f) =>

@@ -22,7 +22,7 @@ import { mountsOfType } from '../system';
 
 export const REDIRECT_FAMILIES = ['ipv4', 'ipv6'] as const;
 /** Fallback reasons in the order of enum fallback_reason (bpf/sock-redirect.h). */
-export const FALLBACK_REASONS = ['peer_missing', 'redirect_failed', 'policy', 'stack_used'] as const;
+export const FALLBACK_REASONS = ['peer_missing', 'redirect_failed', 'policy', 'stack_used', 'receiver_full', 'memory_pressure'] as const;
 
 export const BPFFS = '/sys/fs/bpf';
 export const PIN_ROOT = path.join(BPFFS, 'bpfnet-exporter');
@@ -51,7 +51,18 @@ const SPECS = {
   },
   control: { struct: 'redirect_control', fields: { paused: 'u32', owner_pid: 'u32', owner_start: 'u64' } },
   key: { struct: 'sock_key', fields: { local_port: 'u16', remote_port: 'u16', family: 'u32' } },
+  queued: {
+    struct: 'redirect_queued',
+    fields: { bytes: { array: 'u64', length: REDIRECT_FAMILIES.length }, max: { array: 'u64', length: REDIRECT_FAMILIES.length } },
+  },
 } as const;
+
+export interface QueuedBytes {
+  /** bytes redirected to sockets of the sockhash and not read yet, by family */
+  bytes: number[];
+  /** the most one socket holds, by family */
+  max: number[];
+}
 
 /** The pins of the redirect on one cgroup. */
 export function pinDir(cgroupId: bigint): string {
@@ -175,6 +186,16 @@ export class SockRedirect {
       fallbacks: v.array('fallbacks', FALLBACK_REASONS.length),
       mapFull: v.u64('map_full'),
     }));
+  }
+
+  /** What the sockets in the sockhash hold unread now: one run of a
+   * program that walks them in the kernel. */
+  readQueued(): QueuedBytes {
+    const layout = this.layouts.get('queued')!;
+    const ctx = Buffer.alloc(layout.size);
+    this.live().program('redirect_queued_sum').testRun(ctx);
+    const read = (field: 'bytes' | 'max') => REDIRECT_FAMILIES.map((_, f) => Number(ctx.readBigUInt64LE(layout.offset(field) + 8 * f)));
+    return { bytes: read('bytes'), max: read('max') };
   }
 
   /** Sockets in the sockhash now, by family: one key read per socket. */

@@ -18,7 +18,9 @@ export function loBytes(ns: Netns): number {
   return Number(ns.run('cat', '/sys/class/net/lo/statistics/tx_bytes'));
 }
 
-export const fallbacks = (m: Metrics, reason?: string) => m.sum('bpfnet_redirect_fallbacks_total', reason ? { reason } : {});
+/** Messages that took the stack, of one reason and family, or all. */
+export const fallbacks = (m: Metrics, reason?: string, family?: string) =>
+  m.sum('bpfnet_redirect_fallbacks_total', { ...(reason ? { reason } : {}), ...(family ? { family } : {}) });
 
 /** Every stream came back whole: what each side hashed is what the other
  * sent; and each was `bytes` long (0: lengths differ). */
