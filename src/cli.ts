@@ -42,7 +42,7 @@ const lastBoolean = (v: boolean | boolean[]): boolean => (Array.isArray(v) ? v[v
 /** Flags of the socket redirect, for run --redirect and the redirect command. */
 function redirectFlags<T>(y: Argv<T>) {
   return y
-    .option('redirect-cgroup', { type: 'string', coerce: lastString, describe: 'cgroup v2 directory whose sockets redirect applies to (and its descendants); default: the root of the cgroup2 mount' })
+    .option('redirect-cgroup', { type: 'string', coerce: lastString, describe: 'cgroup v2 directory whose sockets redirect applies to (and its descendants), absolute or relative to the cgroup2 mount; "kubepods": the pods of a Kubernetes node (kubepods.slice or kubepods); required' })
     .option('redirect-ports', { type: 'array', string: true, default: [], describe: 'redirect only connections with one of these ports, local or remote, at either end (repeatable; at most 64)' });
 }
 

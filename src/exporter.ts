@@ -2,6 +2,7 @@
 // The running exporter: checks the environment, serves HTTP, starts the
 // requested probes, and undoes all of it on stop().
 import fs from 'node:fs';
+import path from 'node:path';
 import { Registry } from 'prom-client';
 import { EnvironmentError, UsageError } from './errors';
 import { resolveCgroupDir, resolveFilters, resolvePort, type FilterSpec } from './filters';
@@ -38,7 +39,8 @@ export interface ExporterOptions {
 }
 
 export interface RedirectSpec {
-  /** cgroup v2 directory; undefined: the root of the cgroup2 mount */
+  /** cgroup v2 directory (absolute, or relative to the cgroup2 mount), or
+   * "kubepods"; required: redirect changes how the node's traffic flows */
   cgroup?: string;
   ports: readonly number[];
 }
@@ -63,16 +65,34 @@ export function checkBtf(): void {
 
 /** The redirect's cgroup and ports, checked. */
 export function resolveRedirect(spec: RedirectSpec): RedirectOptions {
-  let cgroup = spec.cgroup;
-  if (cgroup === undefined) {
-    cgroup = cgroup2Mount();
-    if (!cgroup) throw new EnvironmentError('redirect needs cgroup v2, and none is mounted: mount -t cgroup2 none /sys/fs/cgroup');
+  const mount = cgroup2Mount();
+  if (!mount) throw new EnvironmentError('redirect needs cgroup v2, and none is mounted: mount -t cgroup2 none /sys/fs/cgroup');
+  const cgroup = spec.cgroup?.trim();
+  if (!cgroup) {
+    throw new UsageError(
+      `--redirect-cgroup is missing: name the cgroup whose sockets to redirect: kubepods (the pods of a Kubernetes node), ${mount} (every process of this host), or a directory under it`,
+    );
   }
   const ports = [...new Set(spec.ports.map((p) => resolvePort(p, '--redirect-ports')))];
   if (ports.length > MAX_REDIRECT_PORTS) {
     throw new UsageError(`--redirect-ports: ${ports.length} ports; give at most ${MAX_REDIRECT_PORTS}`);
   }
-  return { cgroup: resolveCgroupDir(cgroup, '--redirect-cgroup'), ports };
+  return { cgroup: resolveCgroupDir(cgroup === KUBEPODS ? podsCgroup(mount) : cgroup, '--redirect-cgroup'), ports };
+}
+
+/** --redirect-cgroup kubepods: the pods' cgroup of a Kubernetes node. */
+export const KUBEPODS = 'kubepods';
+
+/** Where kubelet puts pods under a cgroup2 mount: kubepods.slice (systemd
+ * cgroup driver) or kubepods (cgroupfs). */
+export function podsCgroup(mount: string): string {
+  const found = ['kubepods.slice', 'kubepods'].map((d) => path.join(mount, d)).find((d) => fs.existsSync(d));
+  if (!found) {
+    throw new UsageError(
+      `--redirect-cgroup ${KUBEPODS}: neither kubepods.slice (systemd cgroup driver) nor kubepods (cgroupfs) is under ${mount}; on a host that is not a Kubernetes node, name the cgroup to redirect`,
+    );
+  }
+  return found;
 }
 
 /** Attaching sockops to a cgroup needs CAP_NET_ADMIN besides what loading needs. */

@@ -233,7 +233,12 @@ describe('socket redirect lifecycle', function () {
     const file = path.join(os.tmpdir(), `bpfnet-t${process.pid}-not-a-cgroup`);
     fs.mkdirSync(file, { recursive: true });
     const tooMany = Array.from({ length: 65 }, (_, i) => String(1000 + i)).join(',');
+    const missing = '--redirect-cgroup is missing: name the cgroup whose sockets to redirect: kubepods (the pods of a Kubernetes node), ';
     const cases: [string[], string][] = [
+      [[], missing],
+      [['--redirect-cgroup', ''], missing],
+      [['--redirect-cgroup', ' '], missing],
+      [['--redirect-cgroup', 'kubepods'], '--redirect-cgroup kubepods: neither kubepods.slice (systemd cgroup driver) nor kubepods (cgroupfs) is under '],
       [['--redirect-cgroup', '/nonexistent/cg'], '--redirect-cgroup /nonexistent/cg: no such cgroup; give a directory under '],
       [['--redirect-cgroup', file], `--redirect-cgroup ${file}: not a cgroup v2 directory; give a directory under `],
       [['--redirect-cgroup', cg.path, '--redirect-ports', '70000'], '--redirect-ports 70000: not a port; give 1 to 65535'],
@@ -247,6 +252,10 @@ describe('socket redirect lifecycle', function () {
         assert.equal(r.stderr.split('\n').filter(Boolean).length, 1, r.stderr);
         assert.ok(r.stderr.startsWith(`bpfnet-exporter: ${message}`), r.stderr);
       }
+      // one empty templated value (a chart's, a unit file's) is no cgroup either, for run --redirect too
+      const env = await runCli(['run', '--redirect', '--listen', '127.0.0.1:0'], { env: { BPFNET_REDIRECT_CGROUP: '' } });
+      assert.equal(env.code, 2, env.stderr);
+      assert.ok(env.stderr.startsWith(`bpfnet-exporter: ${missing}`), env.stderr);
     } finally {
       fs.rmSync(file, { recursive: true, force: true });
     }

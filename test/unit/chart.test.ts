@@ -79,6 +79,8 @@ describe('Helm chart', function () {
         errors: ['exporter.redirect.ports: must NOT have more than 64 items'],
         cli: /--redirect-ports: 65 ports; give at most 64/,
       },
+      { values: { exporter: { redirect: { enabled: true, cgroup: '' } } }, errors: ['exporter.redirect.cgroup: must NOT have fewer than 1 characters', 'exporter.redirect.cgroup: must match pattern "\\S"'], cli: /--redirect-cgroup is missing: name the cgroup/ },
+      { values: { exporter: { redirect: { enabled: true, cgroup: ' ' } } }, errors: ['exporter.redirect.cgroup: must match pattern "\\S"'], cli: /--redirect-cgroup is missing: name the cgroup/ },
     ];
 
     it('rejects what the exporter refuses, naming the key; the exporter refuses it too', async function () {
@@ -331,9 +333,14 @@ describe('Helm chart', function () {
     });
 
     it('start the exporter with arguments it accepts: it stops only for lack of privileges', async function () {
-      const cases: Values[] = [{}, allOnHere(), { exporter: { probes: [], redirect: { enabled: true } } }];
+      const here = allOnHere().exporter as { redirect: { cgroup: string } };
+      const cases: Values[] = [{}, allOnHere(), { exporter: { probes: [], redirect: { enabled: true, cgroup: here.redirect.cgroup } } }];
       const runs = await Promise.all(cases.map((v) => runExporter(render(v).one('DaemonSet'))));
       for (const r of runs) assert.deepEqual(r, { status: 1, stdout: '', stderr: NOT_PERMITTED });
+      // the default redirect cgroup is the pods': this machine has none
+      const pods = await runExporter(render({ exporter: { redirect: { enabled: true } } }).one('DaemonSet'));
+      assert.equal(pods.status, 2);
+      assert.match(pods.stderr, /^bpfnet-exporter: --redirect-cgroup kubepods: neither kubepods\.slice \(systemd cgroup driver\) nor kubepods \(cgroupfs\) is under /);
     });
 
     it('let an argument the exporter does not know stop it', async function () {

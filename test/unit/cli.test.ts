@@ -1,8 +1,12 @@
 // SPDX-License-Identifier: Apache-2.0
 // Parsing what users type: listen addresses and list flags.
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { exporterOptions } from '../../src/cli';
 import { UsageError } from '../../src/errors';
+import { podsCgroup } from '../../src/exporter';
 import { parseListen } from '../../src/server';
 
 describe('command line parsing', function () {
@@ -25,5 +29,18 @@ describe('command line parsing', function () {
     assert.deepEqual(o.probes, ['connect', 'close']);
     assert.deepEqual(o.filters, { pids: [1, 2, 3], netns: ['/a'], cgroups: [], ports: [80, 443] });
     assert.deepEqual(o.sidecars, { comms: ['envoy', 'pilot-agent'], pids: [] });
+  });
+
+  it('finds the pods\' cgroup of either kubelet cgroup driver for --redirect-cgroup kubepods', function () {
+    const mount = fs.mkdtempSync(path.join(os.tmpdir(), 'bpfnet-cgroup-'));
+    try {
+      assert.throws(() => podsCgroup(mount), (e: Error) => e instanceof UsageError && e.message.startsWith(`--redirect-cgroup kubepods: neither kubepods.slice (systemd cgroup driver) nor kubepods (cgroupfs) is under ${mount}`));
+      fs.mkdirSync(path.join(mount, 'kubepods'));
+      assert.equal(podsCgroup(mount), path.join(mount, 'kubepods'));
+      fs.mkdirSync(path.join(mount, 'kubepods.slice'));
+      assert.equal(podsCgroup(mount), path.join(mount, 'kubepods.slice'));
+    } finally {
+      fs.rmSync(mount, { recursive: true });
+    }
   });
 });
