@@ -138,10 +138,17 @@ async function run(a: { 'log-level': string }, opts: ExporterOptions): Promise<n
         },
       );
     };
-    process.on('SIGTERM', () => stop('SIGTERM'));
-    process.on('SIGINT', () => stop('SIGINT'));
+    for (const signal of STOP_SIGNALS) process.on(signal, () => stop(signal));
   });
 }
+
+/** Signals that end the process unless handled: each stops it cleanly (links
+ * detached, pins removed, exit status 0). Left alone: SIGUSR1 (Node.js's
+ * inspector), SIGPROF (its profiler), SIGPIPE (ignored by Node.js), and the
+ * faults a process cannot go on from. */
+export const STOP_SIGNALS: readonly NodeJS.Signals[] = [
+  'SIGTERM', 'SIGINT', 'SIGHUP', 'SIGQUIT', 'SIGUSR2', 'SIGALRM', 'SIGVTALRM', 'SIGXCPU', 'SIGXFSZ', 'SIGPOLL', 'SIGPWR', 'SIGSTKFLT',
+];
 
 function parser(argv: string[]) {
   return yargs(argv)

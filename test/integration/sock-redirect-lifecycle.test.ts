@@ -142,6 +142,17 @@ describe('socket redirect lifecycle', function () {
     assert.deepEqual(bpftool('cgroup', 'show', cg.path), []);
   });
 
+  it('stops cleanly on every signal a supervisor or a terminal sends: exit 0, pins removed, nothing attached', async function () {
+    for (const signal of ['SIGHUP', 'SIGINT', 'SIGQUIT', 'SIGUSR2', 'SIGALRM', 'SIGPWR'] as const) {
+      const exporter = await startRedirect(cg);
+      assert.ok(fs.existsSync(path.join(pins, 'sockops')));
+      assert.deepEqual(await exporter.stop(signal), { code: 0, signal: null }, signal);
+      assert.match(exporter.stderr, new RegExp(`msg=stopping signal=${signal}\\b`));
+      assert.equal(fs.existsSync(pins), false, `${signal} left the pins`);
+      assert.deepEqual(bpftool('cgroup', 'show', cg.path), [], `${signal} left the sockops program attached`);
+    }
+  });
+
   it('after kill -9, a new start takes over the pins while connections stream, and refuses to run beside a live instance', async function () {
     const first = await startRedirect(cg);
     const ours = instancePrograms(cg);
