@@ -8,9 +8,14 @@
 #      connections: requests/s, p50 and p99 round-trip latency;
 #   2. the same through a proxy chain, client -> proxy -> server, the proxy
 #      an epoll forwarder with one upstream connection per downstream one,
-#      as a sidecar;
+#      as a sidecar (proxy), or a thread-per-connection one with blocking
+#      reads and writes, two threads a connection (threads);
 #   3. bulk: 256 KiB writes streamed over 1 and 4 connections, direct and
-#      through the proxy: MB/s.
+#      through the proxies: MB/s;
+#   4. slow readers (stall): writers flat out against 1 or 64 readers that
+#      read nothing, until the writers block: how far ahead they got and the
+#      TCP memory of the host that took; then the readers read it all and
+#      both ends' SHA-256 must agree.
 # Prints a results table (Markdown); raw data stays in build/bench/<time>/.
 #
 #   bash bench/redirect.sh [--quick] [--rounds N] [--seconds S] [--warmup S]
@@ -22,8 +27,10 @@
 # phases (10; --quick 3); --seconds: measured seconds per phase (1);
 # --warmup: seconds each phase runs on its fresh connections before measuring
 # (0.3). --workloads: a subset of rr-direct-1, rr-direct-8, rr-direct-64,
-# rr-proxy-1, rr-proxy-8, rr-proxy-64, bulk-direct-1, bulk-direct-4,
-# bulk-proxy-1, bulk-proxy-4 (KIND-PATH-CONNECTIONS, all by default).
+# rr-proxy-1, rr-proxy-8, rr-proxy-64, rr-threads-1, rr-threads-8,
+# rr-threads-64, bulk-direct-1, bulk-direct-4, bulk-proxy-1, bulk-proxy-4,
+# bulk-threads-1, stall-direct-1, stall-direct-64 (KIND-PATH-CONNECTIONS, all
+# by default).
 # --request-bytes: request and reply size (1024); --write-size: the bulk
 # server's write size, also the client's read size and the proxy's buffer
 # per direction (262144). --mem-guard: a phase's window ends early once all
@@ -50,7 +57,7 @@ PHASE_SECONDS=1
 WARMUP=0.3
 REQ_BYTES=1024          # request and reply size
 WRITE_SIZE=$((256 * 1024)) # bulk: the server's write size, the client's read size
-WORKLOADS=rr-direct-1,rr-direct-8,rr-direct-64,rr-proxy-1,rr-proxy-8,rr-proxy-64,bulk-direct-1,bulk-direct-4,bulk-proxy-1,bulk-proxy-4
+WORKLOADS=rr-direct-1,rr-direct-8,rr-direct-64,rr-proxy-1,rr-proxy-8,rr-proxy-64,rr-threads-1,rr-threads-8,rr-threads-64,bulk-direct-1,bulk-direct-4,bulk-proxy-1,bulk-proxy-4,bulk-threads-1,stall-direct-1,stall-direct-64
 EXPORTER=1
 REPORT=
 MEM_GUARD_KB=
@@ -58,7 +65,8 @@ WORKLOAD_CPUS=${BENCH_WORKLOAD_CPU:-}
 TRACER_CPU=${BENCH_TRACER_CPU:-}
 # Ports in the benchmark's own network namespace: the plain (baseline) side
 # and the redirect side each have a server and a proxy in front of it.
-PORT_PLAIN=19000 PORT_REDIRECT=19100 # +1 echo, +2 source, +11/+12 the proxy to them
+PORT_PLAIN=19000 PORT_REDIRECT=19100 # +1 echo, +2 source, +11/+12 the proxy to them, +21/+22 the threads proxy
+STALL_BYTES=$((16 * 1024 * 1024)) # each stalled connection's writer sends this much
 
 ARGS_GIVEN="$*"
 usage() { sed -n '/^# Benchmark of the socket redirect/,/Ctrl-C or failure\.$/p' "$0" | sed 's/^# \{0,1\}//'; }
@@ -82,7 +90,7 @@ while [ $# -gt 0 ]; do
 done
 IFS=, read -r -a WORKLOAD_LIST <<<"$WORKLOADS"
 for w in "${WORKLOAD_LIST[@]}"; do
-  [[ $w =~ ^(rr|bulk)-(direct|proxy)-[1-9][0-9]*$ ]] || die "--workloads: $w is not KIND-PATH-CONNECTIONS (rr or bulk, direct or proxy); see --help"
+  [[ $w =~ ^((rr|bulk)-(direct|proxy|threads)|stall-direct)-[1-9][0-9]*$ ]] || die "--workloads: $w is not KIND-PATH-CONNECTIONS (rr or bulk through direct, proxy or threads; stall-direct); see --help"
 done
 [[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || die "--rounds: a positive whole number"
 [[ $REQ_BYTES =~ ^[1-9][0-9]*$ ]] || die "--request-bytes: a positive whole number"
@@ -125,7 +133,7 @@ workloads_of() { # file prefix
 }
 
 report() { # dir
-  local dir=$1 f=$1/phases.tsv w kind path conns b r rounds rr bulk
+  local dir=$1 f=$1/phases.tsv w kind path conns b r rounds rr bulk stall
   [ -s "$f" ] || die "no phases.tsv in $dir"
   rounds=$(awk -F'\t' 'NR > 1 && $2 > r { r = $2 } END { print r }' "$f")
   # the sizes that run used
@@ -135,7 +143,7 @@ report() { # dir
   echo
   sed 's/^/    /' "$dir/machine.txt"
   echo
-  rr=$(workloads_of "$f" rr-) bulk=$(workloads_of "$f" bulk-)
+  rr=$(workloads_of "$f" rr-) bulk=$(workloads_of "$f" bulk-) stall=$(workloads_of "$f" stall-)
   if [ -n "$rr" ]; then
     echo "### Request/response, $REQ_BYTES B each way: $rounds rounds, each redirect phase between two baseline phases"
     echo
@@ -171,6 +179,25 @@ report() { # dir
         "$(col "$f" "$w" baseline mbps | sort -g | awk 'NR == 1 { lo = $1 } { hi = $1 } END { printf "%.0f .. %.0f", lo, hi }')" \
         "$(col "$f" "$w" redirect mbps | sort -g | awk 'NR == 1 { lo = $1 } { hi = $1 } END { if (NR) printf "%.0f .. %.0f", lo, hi; else print "-" }')" \
         "$(mib "$(col "$f" "$w" baseline tcp_mem_peak_kb | median)")" "$(mib "$(col "$f" "$w" redirect tcp_mem_peak_kb | median)")"
+    done
+    echo
+  fi
+  if [ -n "$stall" ]; then
+    echo "### Slow readers: writers flat out ($((STALL_BYTES / 1048576)) MiB each) against readers that read nothing, until the writers block: $rounds rounds"
+    echo
+    echo "Lead: the bytes the writers had sent when none had sent a byte for a second (all connections together); TCP memory: what all TCP sockets of the host held then, less before (/proc/net/sockstat); medians over the phases. Then the readers read it all: each connection's SHA-256 agreed at both ends in every phase."
+    echo
+    echo "| conns | lead baseline | lead redirect | lead ratio | TCP memory baseline | TCP memory redirect | memory ratio |"
+    echo "|---:|---:|---:|---:|---:|---:|---:|"
+    for w in $stall; do
+      IFS=- read -r kind path conns <<<"$w"
+      local lb lr mb mr
+      lb=$(col "$f" "$w" baseline lead_bytes | median) lr=$(col "$f" "$w" redirect lead_bytes | median)
+      mb=$(col "$f" "$w" baseline stall_mem_kb | median) mr=$(col "$f" "$w" redirect stall_mem_kb | median)
+      awk -v c="$conns" -v lb="$lb" -v lr="$lr" -v mb="$mb" -v mr="$mr" 'function m(x) { return x == "nan" || x == "" ? "-" : sprintf("%.1f MiB", x / 1048576) }
+        function k(x) { return x == "nan" || x == "" ? "-" : sprintf("%.1f MiB", x / 1024) }
+        function q(a, b) { return a > 0 && b != "nan" && b != "" ? sprintf("%.2f", b / a) : "-" }
+        BEGIN { printf "| %s | %s | %s | %s | %s | %s | %s |\n", c, m(lb), m(lr), q(lb, lr), k(mb), k(mr), q(mb, mr) }'
     done
     echo
   fi
@@ -276,9 +303,10 @@ redirect_cleanup() {
   return 0
 }
 bench_start redirect_cleanup
-for prog in server client proxy; do
+for prog in server client proxy proxy-threads; do
   clang -O2 -Wall -Wextra -pthread -o "$BIN/redirect-$prog" "bench/redirect-$prog.c"
 done
+clang -O2 -Wall -Wextra -pthread -o "$BIN/slow-peer" bench/slow-peer.c -lcrypto
 
 CG=$CG2/bpfnet-bench-$$
 mkdir "$CG" "$CG/redirect" "$CG/plain"
@@ -304,17 +332,21 @@ start_side() { # cgroup-dir port-base
   local base=$2 i
   : >"$BENCH_TMP/server-$base.out"
   : >"$BENCH_TMP/proxy-$base.out" # before the children open them: read below at once
+  : >"$BENCH_TMP/threads-$base.out"
   in_cgroup "$1" "$BIN/redirect-server" -e $((base + 1)) -b "$REQ_BYTES" -s $((base + 2)) -W "$WRITE_SIZE"
   "${CMD[@]}" >"$BENCH_TMP/server-$base.out" &
   track_pid $!
   in_cgroup "$1" "$BIN/redirect-proxy" -B "$WRITE_SIZE" $((base + 11)):$((base + 1)) $((base + 12)):$((base + 2))
   "${CMD[@]}" >"$BENCH_TMP/proxy-$base.out" &
   track_pid $!
+  in_cgroup "$1" "$BIN/redirect-proxy-threads" -B "$WRITE_SIZE" $((base + 21)):$((base + 1)) $((base + 22)):$((base + 2))
+  "${CMD[@]}" >"$BENCH_TMP/threads-$base.out" &
+  track_pid $!
   for ((i = 0; i < 100; i++)); do
-    [ "$(cat "$BENCH_TMP/server-$base.out" "$BENCH_TMP/proxy-$base.out")" = $'ready\nready' ] && return 0
+    [ "$(cat "$BENCH_TMP/server-$base.out" "$BENCH_TMP/proxy-$base.out" "$BENCH_TMP/threads-$base.out")" = $'ready\nready\nready' ] && return 0
     sleep 0.05
   done
-  die "the server or the proxy on ports $((base + 1))+ did not start"
+  die "the server or the proxies on ports $((base + 1))+ did not start"
 }
 
 # The sum of every sample of a metric (all label sets), 0 if absent.
@@ -334,6 +366,58 @@ redirect_counters() { # scrape-file
   (IFS=$'\t'; echo "${out[*]}")
 }
 
+# TCP memory of the host now, KiB (/proc/net/sockstat counts pages).
+tcp_mem_kb() {
+  awk -v p="$(getconf PAGESIZE)" '$1 == "TCP:" { for (i = 2; i < NF; i++) if ($i == "mem") printf "%d\n", $(i + 1) * p / 1024 }' /proc/net/sockstat
+}
+
+# The slow-reader phase, in a cgroup: conns writers flat out against readers
+# that read nothing; once no writer has sent a byte for a second they are
+# blocked: how far ahead they got (all together) and the TCP memory that
+# took. Then the readers read everything, and each connection's SHA-256 must
+# be the same at both ends. Prints a line as redirect-client does.
+run_stall() { # cgroup conns
+  local cg=$1 n=$2 t0 mem0 mem last= now same=0 i port rpid wpid
+  t0=$(date +%s.%N)
+  mem0=$(tcp_mem_kb)
+  rm -f "$BENCH_TMP/go"
+  mkfifo "$BENCH_TMP/go"
+  exec 8<>"$BENCH_TMP/go" # read-write: opens at once, and keeps the reader's stdin open
+  : >"$BENCH_TMP/stall-read.out"
+  in_cgroup "$cg" "$BIN/slow-peer" read -n "$n"
+  "${CMD[@]}" <"$BENCH_TMP/go" >"$BENCH_TMP/stall-read.out" 2>>"$BENCH_TMP/client.err" &
+  rpid=$!
+  track_pid "$rpid"
+  for ((i = 0; i < 100; i++)); do
+    port=$(awk '$1 == "ready" { print $2 }' "$BENCH_TMP/stall-read.out")
+    [ -z "$port" ] || break
+    sleep 0.05
+  done
+  [ -n "$port" ] || die "the slow reader did not start: $(cat "$BENCH_TMP/client.err")"
+  in_cgroup "$cg" "$BIN/slow-peer" write -p "$port" -n "$n" -B "$STALL_BYTES"
+  "${CMD[@]}" >"$BENCH_TMP/stall-write.out" 2>>"$BENCH_TMP/client.err" &
+  wpid=$!
+  track_pid "$wpid"
+  for ((i = 0; i < 600 && same < 10; i++)); do
+    sleep 0.1
+    now=$(awk '$1 == "sent" { s = $3 } END { print s + 0 }' "$BENCH_TMP/stall-write.out")
+    if [ "$now" = "$last" ] && [ "$now" != 0 ]; then same=$((same + 1)); else same=0; fi
+    last=$now
+  done
+  [ "$same" -ge 10 ] || die "the writers never blocked ($last bytes sent)"
+  mem=$(($(tcp_mem_kb) - mem0))
+  echo go >&8
+  wait "$wpid" || die "a writer failed: $(grep '^error' "$BENCH_TMP/stall-write.out" | head -3)"
+  wait "$rpid" || die "the reader failed: $(tail -3 "$BENCH_TMP/client.err")"
+  untrack_pid "$wpid"
+  untrack_pid "$rpid"
+  exec 8>&-
+  [ "$(awk '$1 == "wrote" { print $2, $3, $4 }' "$BENCH_TMP/stall-write.out" | sort)" = \
+    "$(awk '$1 == "read" { print $2, $3, $4 }' "$BENCH_TMP/stall-read.out" | sort)" ] ||
+    die "a slow reader's connection did not arrive whole"
+  echo "mode=stall conns=$n lead_bytes=$last stall_mem_kb=$mem seconds=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.3f", b - a }') errors=0"
+}
+
 PHASE=0
 # One phase: a fresh client on one side, new connections, a warm-up and a
 # measured window; then the redirect counters' change over it.
@@ -346,26 +430,36 @@ run_phase() { # round workload config
     bulk-direct) port=$((base + 2)) ;;
     rr-proxy) port=$((base + 11)) ;;
     bulk-proxy) port=$((base + 12)) ;;
+    rr-threads) port=$((base + 21)) ;;
+    bulk-threads) port=$((base + 22)) ;;
+    stall-direct) port=0 ;; # the slow reader listens on a port of its own
   esac
   args=(-p "$port" -c "$conns" -t "$PHASE_SECONDS" -w "$WARMUP" -m "$MEM_GUARD_KB")
   if [ "$kind" = rr ]; then args+=(-b "$REQ_BYTES"); else args+=(-r "$WRITE_SIZE"); fi
   before=$(redirect_counters "$BENCH_TMP/before.prom")
   PHASE=$((PHASE + 1))
-  in_cgroup "$cg" "$BIN/redirect-client" "$kind" "${args[@]}"
-  "${CMD[@]}" >"$BENCH_TMP/client.out" 2>"$BENCH_TMP/client.err" &
-  pid=$!
-  track_pid "$pid"
-  wait "$pid" || die "the client failed in phase $PHASE ($w, $cfg): $(tail -3 "$BENCH_TMP/client.err") $(cat "$BENCH_TMP/client.out")"
-  untrack_pid "$pid"
-  line=$(cat "$BENCH_TMP/client.out")
+  : >"$BENCH_TMP/client.err"
+  if [ "$kind" = stall ]; then
+    run_stall "$cg" "$conns" >"$BENCH_TMP/client.out"
+    line=$(cat "$BENCH_TMP/client.out")
+  else
+    in_cgroup "$cg" "$BIN/redirect-client" "$kind" "${args[@]}"
+    "${CMD[@]}" >"$BENCH_TMP/client.out" 2>"$BENCH_TMP/client.err" &
+    pid=$!
+    track_pid "$pid"
+    wait "$pid" || die "the client failed in phase $PHASE ($w, $cfg): $(tail -3 "$BENCH_TMP/client.err") $(cat "$BENCH_TMP/client.out")"
+    untrack_pid "$pid"
+    line=$(cat "$BENCH_TMP/client.out")
+  fi
   echo "$PHASE $w $cfg $line" >>"$OUT/clients.txt"
   after=$(redirect_counters "$BENCH_TMP/after.prom")
   [ -z "${EXP_PID:-}" ] || grep '^bpfnet_redirect' "$BENCH_TMP/after.prom" >"$OUT/metrics/phase-$PHASE.prom" || true
   d=$(paste <(tr '\t' '\n' <<<"$before") <(tr '\t' '\n' <<<"$after") |
     awk '$1 == "-" { print "-"; next } { printf "%.15g\n", $2 - $1 }' | paste -sd '\t')
-  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$PHASE" "$round" "$w" "$cfg" "$(date +%s.%N)" \
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$PHASE" "$round" "$w" "$cfg" "$(date +%s.%N)" \
     "$(field rps "$line")" "$(field p50_us "$line")" "$(field p99_us "$line")" "$(field mbps "$line")" \
-    "$(field requests "$line")" "$([ "$kind" = bulk ] && field bytes "$line")" "$d" "$(field tcp_mem_peak_kb "$line")" "$(field cut "$line")" "$(field seconds "$line")" | sed 's/\t\t/\t-\t/g; s/\t\t/\t-\t/g' >>"$OUT/phases.tsv"
+    "$(field requests "$line")" "$([ "$kind" = bulk ] && field bytes "$line")" "$d" "$(field tcp_mem_peak_kb "$line")" "$(field cut "$line")" "$(field seconds "$line")" \
+    "$(field lead_bytes "$line")" "$(field stall_mem_kb "$line")" | sed 's/\t\t/\t-\t/g; s/\t\t/\t-\t/g; s/\t$/\t-/' >>"$OUT/phases.tsv"
 }
 
 # Fallbacks by reason over the run, from two scrapes.
@@ -399,7 +493,7 @@ if [ "$EXPORTER" = 1 ]; then
   scrape "$OUT/first.prom"
 fi
 
-printf 'phase\tround\tworkload\tconfig\tend\trps\tp50_us\tp99_us\tmbps\trequests\tclient_bytes\tmessages\tbytes\tconnections\tfallbacks\ttcp_mem_peak_kb\tcut\tseconds\n' >"$OUT/phases.tsv"
+printf 'phase\tround\tworkload\tconfig\tend\trps\tp50_us\tp99_us\tmbps\trequests\tclient_bytes\tmessages\tbytes\tconnections\tfallbacks\ttcp_mem_peak_kb\tcut\tseconds\tlead_bytes\tstall_mem_kb\n' >"$OUT/phases.tsv"
 for w in "${WORKLOAD_LIST[@]}"; do
   for ((r = 1; r <= ROUNDS; r++)); do
     run_phase "$r" "$w" baseline
