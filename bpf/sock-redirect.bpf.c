@@ -19,8 +19,9 @@
  * alive until they close, so bytes redirected to them but not yet read are
  * never dropped.
  * Needs kernel 5.10+ (bpf_skc_to_tcp_sock in sk_msg, cgroup links); what a
- * reader has not read is read from its psock with CO-RE (msg_tot_len on
- * 6.12+; before, the psock's queue of messages is walked). */
+ * reader has not read is read from its psock with CO-RE (msg_tot_len where
+ * the kernel has it, as 6.18 and Debian's 6.12 do; else the psock's queue of
+ * messages is walked, as on 6.1). */
 #include "bpfnet.h"
 #include "sock-redirect.h"
 
@@ -412,7 +413,7 @@ static __always_inline struct sk_psock *psock_of(struct sock *sk)
 #define INGRESS_WALK_MAX 256
 
 /* Bytes redirected to the psock's socket and not read by it yet. Kernels
- * without psock->msg_tot_len (before 6.12) get the sum over its queue of
+ * without psock->msg_tot_len (6.1) get the sum over its queue of
  * messages, walked as far as INGRESS_WALK_MAX of them; *more says whether
  * the queue went on (then the sum is a lower bound). */
 static __always_inline __u64 unread(struct sk_psock *psock, bool *more)
