@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 /* What the benchmark's C helpers share: a fatal error, whole reads and
- * writes, an address argument, and a listener (on 127.0.0.1 by default).
+ * writes, an address argument, a listener (on 127.0.0.1 by default), a
+ * connection to a loopback port, and the forwarders' command line.
  * Header-only: each helper is one translation unit, built by one clang
  * command. */
 #ifndef BENCH_NET_H
@@ -72,6 +73,47 @@ static inline int listen_on(struct in_addr addr, int port, int type_flags, int b
 static inline int listen_loopback(int port, int type_flags, int backlog)
 {
 	return listen_on((struct in_addr){ htonl(INADDR_LOOPBACK) }, port, type_flags, backlog);
+}
+
+/* a blocking connection to 127.0.0.1:port (on loopback it completes at
+ * once); -1 with errno set if it fails */
+static inline int connect_loopback(int port)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(port), .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), e;
+
+	if (fd < 0 || !connect(fd, (struct sockaddr *)&a, sizeof(a)))
+		return fd;
+	e = errno;
+	close(fd);
+	errno = e;
+	return -1;
+}
+
+/* A forwarder's command line: [-B BUFFER] LISTEN_PORT:UPSTREAM_PORT...;
+ * sets *buf_size and at most max port pairs, returns how many, or exits
+ * with status 2 and the usage line. */
+static inline int proxy_args(int argc, char **argv, size_t *buf_size, int listen[], int upstream[], int max)
+{
+	int opt, n = 0;
+
+	while ((opt = getopt(argc, argv, "B:")) != -1) {
+		if (opt != 'B')
+			goto usage;
+		*buf_size = strtoul(optarg, NULL, 10);
+	}
+	if (optind == argc || argc - optind > max || *buf_size < 1)
+		goto usage;
+	for (int i = optind; i < argc; i++, n++) {
+		char tail;
+
+		if (sscanf(argv[i], "%d:%d%c", &listen[n], &upstream[n], &tail) != 2 || listen[n] <= 0 || upstream[n] <= 0)
+			goto usage;
+	}
+	return n;
+usage:
+	fprintf(stderr, "usage: %s [-B BUFFER] LISTEN_PORT:UPSTREAM_PORT...\n", program_invocation_short_name);
+	exit(2);
 }
 
 #endif

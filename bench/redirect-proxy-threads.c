@@ -85,13 +85,9 @@ static void *accept_loop(void *arg)
 				continue;
 			die("accept");
 		}
-		struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(l->upstream),
-					 .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-		up = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-		if (up < 0 || connect(up, (struct sockaddr *)&a, sizeof(a))) {
+		up = connect_loopback(l->upstream);
+		if (up < 0) {
 			fprintf(stderr, "redirect-proxy-threads: connect to 127.0.0.1:%d: %s\n", l->upstream, strerror(errno));
-			if (up >= 0)
-				close(up);
 			close(fd);
 			continue;
 		}
@@ -110,34 +106,18 @@ static void *accept_loop(void *arg)
 
 int main(int argc, char **argv)
 {
+	int lport[MAX_LISTENERS], uport[MAX_LISTENERS], n = proxy_args(argc, argv, &buf_size, lport, uport, MAX_LISTENERS);
 	struct listener ls[MAX_LISTENERS];
 	pthread_t t;
-	int opt, n = 0;
 
-	while ((opt = getopt(argc, argv, "B:")) != -1) {
-		switch (opt) {
-		case 'B': buf_size = strtoul(optarg, NULL, 10); break;
-		default: goto usage;
-		}
-	}
-	if (optind == argc || argc - optind > MAX_LISTENERS || buf_size < 1)
-		goto usage;
 	signal(SIGPIPE, SIG_IGN);
-	for (int i = optind; i < argc; i++, n++) {
-		char tail;
-
-		if (sscanf(argv[i], "%d:%d%c", &opt, &ls[n].upstream, &tail) != 2 || opt <= 0 || ls[n].upstream <= 0)
-			goto usage;
-		ls[n].fd = listen_loopback(opt, SOCK_CLOEXEC, 1024);
-	}
-	for (int i = 0; i < n; i++)
+	for (int i = 0; i < n; i++) {
+		ls[i] = (struct listener){ .fd = listen_loopback(lport[i], SOCK_CLOEXEC, 1024), .upstream = uport[i] };
 		if (pthread_create(&t, NULL, accept_loop, &ls[i]))
 			die("pthread_create");
+	}
 	printf("ready\n");
 	fflush(stdout);
 	pause();
 	return 0;
-usage:
-	fprintf(stderr, "usage: redirect-proxy-threads [-B BUFFER] LISTEN_PORT:UPSTREAM_PORT...\n");
-	return 2;
 }

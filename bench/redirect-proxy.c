@@ -147,13 +147,9 @@ static void accept_all(struct end *l)
 		}
 		/* blocking connect: on loopback it completes at once, and a
 		 * connection is only usable once both ends are known */
-		struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(l->upstream),
-					 .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-		up = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-		if (up < 0 || connect(up, (struct sockaddr *)&a, sizeof(a))) {
+		up = connect_loopback(l->upstream);
+		if (up < 0) {
 			fprintf(stderr, "redirect-proxy: connect to 127.0.0.1:%d: %s\n", l->upstream, strerror(errno));
-			if (up >= 0)
-				close(up);
 			close(fd);
 			continue;
 		}
@@ -169,33 +165,21 @@ static void accept_all(struct end *l)
 
 int main(int argc, char **argv)
 {
+	int lport[MAX_LISTENERS], uport[MAX_LISTENERS], n = proxy_args(argc, argv, &buf_size, lport, uport, MAX_LISTENERS);
 	struct epoll_event events[MAX_EVENTS];
-	int opt;
 
-	while ((opt = getopt(argc, argv, "B:")) != -1) {
-		switch (opt) {
-		case 'B': buf_size = strtoul(optarg, NULL, 10); break;
-		default: goto usage;
-		}
-	}
-	if (optind == argc || argc - optind > MAX_LISTENERS || buf_size < 1)
-		goto usage;
 	signal(SIGPIPE, SIG_IGN);
 	ep = epoll_create1(EPOLL_CLOEXEC);
 	if (ep < 0)
 		die("epoll_create1");
-	for (int i = optind; i < argc; i++) {
-		int lport, uport;
-		char tail;
-
-		if (sscanf(argv[i], "%d:%d%c", &lport, &uport, &tail) != 2 || lport <= 0 || uport <= 0)
-			goto usage;
+	for (int i = 0; i < n; i++) {
 		struct end *l = calloc(1, sizeof(*l));
+
 		if (!l)
 			die("malloc");
-		l->fd = listen_loopback(lport, SOCK_NONBLOCK | SOCK_CLOEXEC, 1024);
+		l->fd = listen_loopback(lport[i], SOCK_NONBLOCK | SOCK_CLOEXEC, 1024);
 		l->listener = 1;
-		l->upstream = uport;
+		l->upstream = uport[i];
 		add(l, EPOLLIN);
 	}
 	printf("ready\n");
@@ -235,7 +219,4 @@ int main(int argc, char **argv)
 			free(e);
 		}
 	}
-usage:
-	fprintf(stderr, "usage: redirect-proxy [-B BUFFER] LISTEN_PORT:UPSTREAM_PORT...\n");
-	return 2;
 }

@@ -13,6 +13,21 @@ export interface AgentMessage {
   [key: string]: unknown;
 }
 
+/** Calls fn with each line of a child's stdout, as it comes, without its newline. */
+export function onLines(child: ChildProcess, fn: (line: string) => void): void {
+  let buf = '';
+  child.stdout!.setEncoding('utf8');
+  child.stdout!.on('data', (d: string) => {
+    buf += d;
+    let nl: number;
+    while ((nl = buf.indexOf('\n')) >= 0) {
+      const line = buf.slice(0, nl);
+      buf = buf.slice(nl + 1);
+      fn(line);
+    }
+  });
+}
+
 export class AgentProcess {
   readonly messages: AgentMessage[] = [];
   private stderr = '';
@@ -20,16 +35,9 @@ export class AgentProcess {
   readonly exited: Promise<number | null>;
 
   constructor(readonly child: ChildProcess) {
-    let buf = '';
-    child.stdout!.setEncoding('utf8');
-    child.stdout!.on('data', (d: string) => {
-      buf += d;
-      let nl: number;
-      while ((nl = buf.indexOf('\n')) >= 0) {
-        this.messages.push(JSON.parse(buf.slice(0, nl)) as AgentMessage);
-        buf = buf.slice(nl + 1);
-        for (const w of this.waiters.splice(0)) w();
-      }
+    onLines(child, (line) => {
+      this.messages.push(JSON.parse(line) as AgentMessage);
+      for (const w of this.waiters.splice(0)) w();
     });
     child.stderr!.on('data', (d) => (this.stderr += d));
     this.exited = new Promise((resolve) => child.on('exit', (code) => {

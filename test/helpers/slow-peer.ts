@@ -5,6 +5,7 @@
 import { execFileSync, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
+import { onLines } from './agent';
 import type { TestCgroup } from './cgroup';
 import { sleep } from './exporter';
 import type { Netns } from './netns';
@@ -28,16 +29,7 @@ class Peer {
   readonly exited: Promise<number | null>;
 
   constructor(readonly child: ChildProcess) {
-    let buf = '';
-    child.stdout!.setEncoding('utf8');
-    child.stdout!.on('data', (d: string) => {
-      buf += d;
-      let nl: number;
-      while ((nl = buf.indexOf('\n')) >= 0) {
-        this.lines.push(buf.slice(0, nl).split(' '));
-        buf = buf.slice(nl + 1);
-      }
-    });
+    onLines(child, (line) => this.lines.push(line.split(' ')));
     child.stderr!.on('data', (d) => (this.stderr += d));
     this.exited = new Promise((resolve) => child.on('exit', (code) => resolve(code)));
   }
