@@ -224,30 +224,6 @@ static __always_inline void leave(struct sock_key *k)
 	bpf_map_delete_elem(&redirect_members, k);
 }
 
-#define SOL_TCP 6
-#define TCP_NOTSENT_LOWAT 25
-/* what a paired socket may have written on the stack but not sent yet */
-#define STACK_UNSENT_BYTES (128 * 1024)
-/* callbacks that say a connecting end's connection used the stack */
-#define STACK_SEEN_CB_FLAGS (BPF_SOCK_OPS_RTT_CB_FLAG | BPF_SOCK_OPS_PARSE_ALL_HDR_OPT_CB_FLAG)
-
-/* Keeps small what a paired socket puts on the stack when its reader falls
- * behind (see peer_refuses): a sender then blocks on the stack once its
- * reader's window is full and 128 KiB more wait unsent, not after its whole
- * send buffer (4 MiB by default), and is back on the redirect sooner.
- * Between two sockets of one host, whose round trip is microseconds, the
- * limit costs the stack nothing (measured on loopback: bulk transfers got
- * faster). An unsent limit the application set itself stays. */
-static __always_inline void limit_stack_share(struct bpf_sock_ops *skops)
-{
-	int v = 0;
-
-	if (!bpf_getsockopt(skops, SOL_TCP, TCP_NOTSENT_LOWAT, &v, sizeof(v)) && !v) {
-		v = STACK_UNSENT_BYTES;
-		bpf_setsockopt(skops, SOL_TCP, TCP_NOTSENT_LOWAT, &v, sizeof(v));
-	}
-}
-
 /* The connecting end: into the sockhash, to be paired by the accepting end
  * if that is here too. Its endpoint is remembered for NAT pairing. */
 static __always_inline void active_established(struct bpf_sock_ops *skops, struct sock_key *k)
@@ -257,10 +233,9 @@ static __always_inline void active_established(struct bpf_sock_ops *skops, struc
 	struct member m = {};
 	struct origin *o;
 
-	/* an RTT sample (its bytes went through the stack and were acked) or
-	 * a packet from its peer: then it is time to see whether this socket
-	 * found a peer */
-	if (!join(skops, k, &m, STACK_SEEN_CB_FLAGS))
+	/* an RTT sample means bytes went through the stack and were acked:
+	 * then it is time to see whether this socket found a peer */
+	if (!join(skops, k, &m, BPF_SOCK_OPS_RTT_CB_FLAG))
 		return;
 
 	__builtin_memcpy(ep.ip, k->local_ip, sizeof(ep.ip));
@@ -320,26 +295,21 @@ static __always_inline void passive_established(struct bpf_sock_ops *skops, stru
 	/* the peer's sk_msg may run now: its peer key must be whole first */
 	barrier();
 	pm->paired = 1;
-	/* the connecting end's turn comes when its connection first uses the stack */
-	limit_stack_share(skops);
 	s = stats_of(k->family);
 	if (s)
 		counter_add(&s->connections, 1);
 }
 
-/* A connecting end's connection used the stack (its bytes were acked, or a
- * packet came in): if it has no peer by now, its peer is elsewhere; take it
- * out of the sockhash so that it no longer pays for sk_msg. If it has one,
- * its own share of the stack is limited now (its peer's was at pairing). */
-static __always_inline void stack_seen(struct bpf_sock_ops *skops, struct sock_key *k)
+/* Bytes of a connecting end went through the stack and were acked: if it
+ * has no peer by now, its peer is elsewhere; take it out of the sockhash so
+ * that it no longer pays for sk_msg. */
+static __always_inline void rtt_sampled(struct bpf_sock_ops *skops, struct sock_key *k)
 {
 	struct member *m = bpf_map_lookup_elem(&redirect_members, k);
 
 	if (!m || !m->paired)
 		leave(k);
-	else
-		limit_stack_share(skops);
-	bpf_sock_ops_cb_flags_set(skops, skops->bpf_sock_ops_cb_flags & ~STACK_SEEN_CB_FLAGS);
+	bpf_sock_ops_cb_flags_set(skops, skops->bpf_sock_ops_cb_flags & ~BPF_SOCK_OPS_RTT_CB_FLAG);
 }
 
 SEC("sockops")
@@ -349,7 +319,7 @@ int redirect_sockops(struct bpf_sock_ops *skops)
 	__u32 op = skops->op;
 
 	if (op != BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB && op != BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB &&
-	    op != BPF_SOCK_OPS_RTT_CB && op != BPF_SOCK_OPS_PARSE_HDR_OPT_CB && op != BPF_SOCK_OPS_STATE_CB)
+	    op != BPF_SOCK_OPS_RTT_CB && op != BPF_SOCK_OPS_STATE_CB)
 		return 1;
 	if (op == BPF_SOCK_OPS_STATE_CB && skops->args[1] != BPF_TCP_CLOSE)
 		return 1;
@@ -359,8 +329,8 @@ int redirect_sockops(struct bpf_sock_ops *skops)
 		active_established(skops, &k);
 	else if (op == BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB)
 		passive_established(skops, &k);
-	else if (op == BPF_SOCK_OPS_RTT_CB || op == BPF_SOCK_OPS_PARSE_HDR_OPT_CB)
-		stack_seen(skops, &k);
+	else if (op == BPF_SOCK_OPS_RTT_CB)
+		rtt_sampled(skops, &k);
 	else
 		bpf_map_delete_elem(&redirect_members, &k);
 	return 1;
