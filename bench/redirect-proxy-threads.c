@@ -41,6 +41,13 @@ static void *copy_one(void *arg)
 	while (buf && (n = read(src, buf, buf_size)) != 0) {
 		if (n < 0 && errno == EINTR)
 			continue;
+		if (n < 0 && errno == EAGAIN) {
+			/* a blocking read of a socket in a sockhash can return
+			 * EAGAIN when woken without data (tcp_bpf_recvmsg, see
+			 * the README's redirect limits): say so, and read again */
+			fprintf(stderr, "redirect-proxy-threads: read: EAGAIN from a blocking socket\n");
+			continue;
+		}
 		if (n < 0 || !full(dst, buf, n, 1))
 			break;
 	}
