@@ -10,7 +10,7 @@ import fs from 'node:fs';
 import { spawnEchoAgent, startEchoServer, streamResults } from '../helpers/agent';
 import { TestCgroup } from '../helpers/cgroup';
 import { onCleanup } from '../helpers/cleanup';
-import { RunningExporter, sleep } from '../helpers/exporter';
+import { RunningExporter } from '../helpers/exporter';
 import { createNetns, type Netns } from '../helpers/netns';
 import { requireRoot } from '../helpers/privileges';
 import { assertWhole, fallbacks, servedBy } from '../helpers/redirect';
@@ -82,7 +82,7 @@ describe('socket redirect backpressure', function () {
     return m;
   }
 
-  it('holds back a writer whose reader never reads as the stack does: lead and TCP memory within 4x, no error, every byte intact once it reads', async function () {
+  it('holds back a writer whose reader never reads as the stack does: its lead within 4x, no error, every byte intact once it reads', async function () {
     const bytes = 64 * MiB;
     const plain = await stall(1, bytes);
     await finish(plain, 1, bytes);
@@ -94,8 +94,9 @@ describe('socket redirect backpressure', function () {
     const m = await assertCounted(exporter, 2, bytes);
     await exporter.stop();
 
+    // (the lead only: the host's TCP memory count moves in steps of 1 MiB a
+    // CPU, as coarse as one connection's buffers; 64 connections test it)
     assert.ok(r.lead <= 4 * plain.lead, `lead ${r.lead} with redirect, ${plain.lead} on the stack`);
-    assert.ok(r.memory <= 4 * plain.memory, `TCP memory ${r.memory} with redirect, ${plain.memory} on the stack`);
     // what waited unread was exactly what had been redirected, and it was the one queue
     const redirected = held.sum('bpfnet_redirect_bytes_total');
     assert.ok(redirected > 0, 'the writer started on the redirect');
@@ -109,20 +110,11 @@ describe('socket redirect backpressure', function () {
 
   it('keeps a writer within reach of a reader that reads 1 MiB/s, as the stack does, every byte intact', async function () {
     const bytes = 20 * MiB;
-    /** The most the writer was ahead of the reader, and the most TCP memory took, while the reader read. */
-    const paced = async (): Promise<{ lead: number; memory: number }> => {
-      const base = tcpMemory();
-      let memory = 0;
+    /** The most the writer was ahead of the reader while the reader read. */
+    const paced = async (): Promise<number> => {
       const reader = await startSlowReader(ns, cg, { rate: MiB, now: true });
       const writer = startFastWriter(ns, cg, { port: reader.port, bytes, nonBlocking: true });
-      const done = Promise.all([reader.results(), writer.results()]);
-      let finished = false;
-      void done.finally(() => (finished = true));
-      while (!finished) {
-        memory = Math.max(memory, tcpMemory() - base);
-        await sleep(100);
-      }
-      const [read, { wrote, errors }] = await done;
+      const [read, { wrote, errors }] = await Promise.all([reader.results(), writer.results()]);
       assert.deepEqual(errors, []);
       assert.deepEqual([...read.values()], [...wrote.values()]);
       assert.equal([...wrote.values()][0]!.bytes, bytes);
@@ -133,15 +125,14 @@ describe('socket redirect backpressure', function () {
         const read = got.filter(([tr]) => tr <= t).pop()?.[1] ?? 0;
         lead = Math.max(lead, sent - read);
       }
-      return { lead, memory };
+      return lead;
     };
     const plain = await paced();
     const exporter = await startExporter();
-    const r = await paced();
+    const lead = await paced();
     const m = await assertCounted(exporter, 2, bytes);
     await exporter.stop();
-    assert.ok(r.lead <= 4 * plain.lead, `lead ${r.lead} with redirect, ${plain.lead} on the stack`);
-    assert.ok(r.memory <= 4 * plain.memory, `TCP memory ${r.memory} with redirect, ${plain.memory} on the stack`);
+    assert.ok(lead <= 4 * plain, `lead ${lead} with redirect, ${plain} on the stack`);
     assert.ok(fallbacks(m, 'receiver_full') >= 1);
     assert.ok(m.sum('bpfnet_redirect_bytes_total') > 0);
   });
