@@ -10,10 +10,12 @@
  *     until its FIN; prints "accepted N" once all are accepted, "got MS
  *     BYTES" (all connections) every 100 ms while reading, and per
  *     connection "read PEER_PORT BYTES SHA256".
- *   slow-peer write [-a ADDR] -p PORT [-n CONNS] -B BYTES [-N]
+ *   slow-peer write [-a ADDR] -p PORT [-n CONNS] -B BYTES [-N] [-H]
  *     CONNS connections, a thread each, each sending BYTES pseudo-random bytes
  *     in 64 KiB send() calls (blocking; -N: non-blocking, waiting in poll()
- *     on EAGAIN), then its FIN; prints "connected" once all are connected,
+ *     on EAGAIN), then its FIN; -H holds every connection's last send until
+ *     a line arrives on stdin (prints "holding" once all of them wait there);
+ *     prints "connected" once all are connected,
  *     "sent MS BYTES" (all connections) every 100 ms, "error PORT ERRNO_NAME"
  *     for a failed call, and per connection "wrote PORT BYTES SHA256", then
  *     "done". Exit status 1 if any call failed.
@@ -33,10 +35,10 @@
 #define MAX_CONNS 1024
 
 static const char *addr = "127.0.0.1";
-static int port, conns = 1, go_now, nonblocking;
+static int port, conns = 1, go_now, nonblocking, hold;
 static long long rate, bytes;
 static _Atomic long long sent_total;
-static _Atomic int failed;
+static _Atomic int failed, holding, released;
 
 static long long now_ms(void)
 {
@@ -116,6 +118,11 @@ static void *write_one(void *arg)
 
 		fill(&state, buf, CHUNK);
 		EVP_DigestUpdate(md, buf, len);
+		if (hold && done + len == bytes) {
+			holding++;
+			while (!released)
+				usleep(1000);
+		}
 		while (off < len) {
 			ssize_t n = send(fd, buf + off, len - off, MSG_NOSIGNAL);
 
@@ -154,6 +161,7 @@ static int writer(void)
 	pthread_t threads[MAX_CONNS];
 	int fds[MAX_CONNS], running[MAX_CONNS];
 	long long last = 0;
+	int said_holding = 0;
 
 	for (int i = 0; i < conns; i++) {
 		fds[i] = socket(ai->ai_family, SOCK_STREAM, 0);
@@ -178,7 +186,20 @@ static int writer(void)
 			fflush(stdout);
 			last = t;
 		}
-		usleep(10000);
+		if (hold && !said_holding && holding == conns) {
+			printf("holding\n");
+			fflush(stdout);
+			said_holding = 1;
+		}
+		if (said_holding && !released) {
+			struct pollfd in = { .fd = 0, .events = POLLIN };
+			char line[16];
+
+			if (poll(&in, 1, 10) == 1 && fgets(line, sizeof(line), stdin))
+				released = 1;
+		} else {
+			usleep(10000);
+		}
 		left = 0;
 		for (int i = 0; i < conns; i++) {
 			if (running[i] && pthread_tryjoin_np(threads[i], NULL) == 0)
@@ -290,7 +311,7 @@ int main(int argc, char **argv)
 
 	if (argc < 2 || (strcmp(argv[1], "read") && strcmp(argv[1], "write")))
 		goto usage;
-	while ((opt = getopt(argc - 1, argv + 1, "a:p:n:r:B:gN")) != -1) {
+	while ((opt = getopt(argc - 1, argv + 1, "a:p:n:r:B:gNH")) != -1) {
 		switch (opt) {
 		case 'a': addr = optarg; break;
 		case 'p': port = atoi(optarg); break;
@@ -299,6 +320,7 @@ int main(int argc, char **argv)
 		case 'B': bytes = atoll(optarg); break;
 		case 'g': go_now = 1; break;
 		case 'N': nonblocking = 1; break;
+		case 'H': hold = 1; break;
 		default: goto usage;
 		}
 	}
@@ -307,6 +329,6 @@ int main(int argc, char **argv)
 	return argv[1][0] == 'r' ? reader() : writer();
 usage:
 	fprintf(stderr, "usage: slow-peer read [-a ADDR] [-p PORT] [-n CONNS] [-r BYTES_PER_S] [-g]\n"
-			"       slow-peer write [-a ADDR] -p PORT [-n CONNS] -B BYTES [-N]\n");
+			"       slow-peer write [-a ADDR] -p PORT [-n CONNS] -B BYTES [-N] [-H]\n");
 	return 2;
 }

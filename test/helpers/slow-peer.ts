@@ -62,10 +62,24 @@ class Peer {
 
 export class SlowReader extends Peer {
   port = 0;
+  private going = false;
 
   /** Starts reading (it read nothing until now). */
   go(): void {
-    this.child.stdin!.write('go\n');
+    if (!this.going) this.child.stdin!.write('go\n');
+    this.going = true;
+  }
+
+  /** Waits until it has read bytes in all (from its progress lines). */
+  async read(bytes: number, timeoutMs = 120_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const p = this.progress('got');
+      const got = p.length ? p[p.length - 1]![1] : 0;
+      if (got >= bytes) return;
+      if (this.child.exitCode !== null || Date.now() > deadline) throw new Error(`the reader read ${got} of ${bytes} bytes`);
+      await sleep(50);
+    }
   }
 
   /** Per connection, by the writer's port: bytes read and their SHA-256. */
@@ -77,6 +91,12 @@ export class SlowReader extends Peer {
 }
 
 export class FastWriter extends Peer {
+  /** Lets a writer started with hold send its last 64 KiB (once it holds). */
+  async release(): Promise<void> {
+    await this.line('holding');
+    this.child.stdin!.write('go\n');
+  }
+
   /** The bytes sent so far, from the last progress line. */
   sent(): number {
     const p = this.progress('sent');
@@ -123,11 +143,15 @@ export async function startSlowReader(ns: Netns, cg: TestCgroup, opts: { addr?: 
 }
 
 /** A writer in ns and cgroup: conns connections to port, bytes each. */
-export function startFastWriter(ns: Netns, cg: TestCgroup, opts: { addr?: string; port: number; conns?: number; bytes: number; nonBlocking?: boolean }): FastWriter {
+export function startFastWriter(ns: Netns, cg: TestCgroup, opts: { addr?: string; port: number; conns?: number; bytes: number; nonBlocking?: boolean; hold?: boolean }): FastWriter {
   const args = ['write', '-a', opts.addr ?? '127.0.0.1', '-p', String(opts.port), '-n', String(opts.conns ?? 1), '-B', String(opts.bytes)];
   if (opts.nonBlocking) args.push('-N');
+  if (opts.hold) args.push('-H');
   return new FastWriter(ns.spawn(BIN, args, cg));
 }
+
+/** The writer's send() size. */
+export const CHUNK = 64 * 1024;
 
 export const PAGE = Number(execFileSync('getconf', ['PAGESIZE'], { encoding: 'utf8' }));
 
