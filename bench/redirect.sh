@@ -98,6 +98,16 @@ done
 [[ ${MEM_GUARD_KB:-0} =~ ^[0-9]+$ ]] || die "--mem-guard: KiB, a whole number"
 
 # ---- the results table, from the raw data of a run -------------------------
+# Receive-queue prunes, drops, retransmissions and timeouts by side: the
+# signs of a reader whose memory the redirect filled behind the stack's back.
+tcp_events() { # dir
+  local dir=$1 p side
+  awk -F'\t' 'NR > 1 { print $1, $4 }' "$dir/phases.tsv" | while read -r p side; do
+    [ -f "$dir/nstat/phase-$p.txt" ] && awk -v s="$side" '$1 !~ /^#/ { print s, $1, $2 }' "$dir/nstat/phase-$p.txt"
+  done | awk '$2 ~ /^(TcpExtPruneCalled|TcpExtTCPRcvQDrop|TcpRetransSegs|TcpExtTCPTimeouts|TcpExtTCPLossProbes)$/ { n[$2 " " $1] += $3; k[$2] = 1 }
+    END { for (c in k) printf "- %s: baseline %d, redirect %d\n", c, n[c " baseline"], n[c " redirect"] }' | sort
+}
+
 
 pct() { awk -v a="$1" -v b="$2" 'BEGIN { if (a > 0) printf "%+.1f %%", (b / a - 1) * 100; else printf "-" }'; }
 us() { awk -v x="$1" 'BEGIN { if (x == "nan" || x == "") print "-"; else if (x >= 1000) printf "%.2f ms", x / 1000; else printf "%.1f us", x }'; }
@@ -231,6 +241,12 @@ report() { # dir
     echo "Fallbacks over the whole run, by reason (last scrape minus the first):"
     echo
     sed 's/^/- /' "$dir/fallbacks.txt"
+    echo
+  fi
+  if [ -d "$dir/nstat" ]; then
+    echo "TCP's own counters in the benchmark's namespace (nstat), summed over the phases of each side:"
+    echo
+    tcp_events "$dir"
     echo
   fi
   awk -F'\t' 'NR > 1 && $4 == "redirect" && $12 != "-" && $12 + 0 == 0 { n++ }
@@ -438,6 +454,7 @@ run_phase() { # round workload config
   if [ "$kind" = rr ]; then args+=(-b "$REQ_BYTES"); else args+=(-r "$WRITE_SIZE"); fi
   before=$(redirect_counters "$BENCH_TMP/before.prom")
   PHASE=$((PHASE + 1))
+  ip netns exec "$NS" nstat -n
   : >"$BENCH_TMP/client.err"
   if [ "$kind" = stall ]; then
     run_stall "$cg" "$conns" >"$BENCH_TMP/client.out"
@@ -452,6 +469,7 @@ run_phase() { # round workload config
     line=$(cat "$BENCH_TMP/client.out")
   fi
   echo "$PHASE $w $cfg $line" >>"$OUT/clients.txt"
+  ip netns exec "$NS" nstat >"$OUT/nstat/phase-$PHASE.txt"
   after=$(redirect_counters "$BENCH_TMP/after.prom")
   [ -z "${EXP_PID:-}" ] || grep '^bpfnet_redirect' "$BENCH_TMP/after.prom" >"$OUT/metrics/phase-$PHASE.prom" || true
   d=$(paste <(tr '\t' '\n' <<<"$before") <(tr '\t' '\n' <<<"$after") |
@@ -485,7 +503,7 @@ started=$(date +%s)
 start_side "$CG/plain" "$PORT_PLAIN"
 start_side "$CG/redirect" "$PORT_REDIRECT"
 EXP_PID=
-mkdir -p "$OUT/metrics"
+mkdir -p "$OUT/metrics" "$OUT/nstat"
 if [ "$EXPORTER" = 1 ]; then
   # the redirect command, attached to the redirect side's cgroup only
   EXPORTER_COMMAND=redirect start_exporter "$TRACER_CPU" --redirect-cgroup "$CG/redirect"
