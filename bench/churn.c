@@ -51,8 +51,7 @@ static double cpu_seconds(void)
 	struct rusage ru;
 
 	getrusage(RUSAGE_SELF, &ru);
-	return ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 +
-	       ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
+	return ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
 }
 
 static void *serve(void *arg)
@@ -110,15 +109,30 @@ int main(int argc, char **argv)
 
 	while ((opt = getopt(argc, argv, "t:w:c:p:n:b:i:")) != -1) {
 		switch (opt) {
-		case 'i': interval_ms = atof(optarg); break;
-		case 't': seconds = atof(optarg); break;
-		case 'w': warmup = atof(optarg); break;
-		case 'c': clients = atoi(optarg); break;
-		case 'p': port = atoi(optarg); break;
-		case 'n': nports = atoi(optarg); break;
-		case 'b': nbytes = atoi(optarg); break;
+		case 'i':
+			interval_ms = atof(optarg);
+			break;
+		case 't':
+			seconds = atof(optarg);
+			break;
+		case 'w':
+			warmup = atof(optarg);
+			break;
+		case 'c':
+			clients = atoi(optarg);
+			break;
+		case 'p':
+			port = atoi(optarg);
+			break;
+		case 'n':
+			nports = atoi(optarg);
+			break;
+		case 'b':
+			nbytes = atoi(optarg);
+			break;
 		default:
-			fprintf(stderr, "usage: churn [-t SECONDS] [-w WARMUP] [-i MILLISECONDS] [-c CLIENTS] [-p PORT] [-n PORTS] [-b BYTES]\n");
+			fprintf(stderr, "usage: churn [-t SECONDS] [-w WARMUP] [-i MILLISECONDS] [-c CLIENTS] [-p "
+					"PORT] [-n PORTS] [-b BYTES]\n");
 			return 2;
 		}
 	}
@@ -137,8 +151,9 @@ int main(int argc, char **argv)
 			die("pthread_create");
 	}
 	for (int i = 0; i < clients; i++) {
-		cl[i].to = (struct sockaddr_in){ .sin_family = AF_INET, .sin_port = htons(port + i % nports),
-						 .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+		cl[i].to = (struct sockaddr_in){.sin_family = AF_INET,
+						.sin_port = htons(port + i % nports),
+						.sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
 		if (pthread_create(&t, NULL, connect_loop, &cl[i]))
 			die("pthread_create");
 	}
@@ -160,8 +175,8 @@ int main(int argc, char **argv)
 	atomic_store(&stop, 1);
 
 	double cpu = c1 - c0;
-	printf("connections=%lu seconds=%.3f rate=%.1f errors=%lu cpu_seconds=%.3f per_cpu_second=%.1f\n",
-	       n1 - n0, t1 - t0, (n1 - n0) / (t1 - t0), e1 - e0, cpu, cpu > 0 ? (n1 - n0) / cpu : 0);
+	printf("connections=%lu seconds=%.3f rate=%.1f errors=%lu cpu_seconds=%.3f per_cpu_second=%.1f\n", n1 - n0,
+	       t1 - t0, (n1 - n0) / (t1 - t0), e1 - e0, cpu, cpu > 0 ? (n1 - n0) / cpu : 0);
 	fflush(stdout);
 	_exit(0); /* threads may be blocked in the kernel: do not wait for them */
 }

@@ -29,8 +29,7 @@ static inline void die(const char *what)
 static inline int full(int fd, char *buf, size_t len, int writing)
 {
 	for (size_t done = 0; done < len;) {
-		ssize_t n = writing ? send(fd, buf + done, len - done, MSG_NOSIGNAL)
-				    : read(fd, buf + done, len - done);
+		ssize_t n = writing ? send(fd, buf + done, len - done, MSG_NOSIGNAL) : read(fd, buf + done, len - done);
 		if (n <= 0) {
 			if (n < 0 && errno == EINTR)
 				continue;
@@ -58,7 +57,7 @@ static inline struct in_addr ipv4_arg(const char *text)
  * SOCK_CLOEXEC) are or-ed into SOCK_STREAM */
 static inline int listen_on(struct in_addr addr, int port, int type_flags, int backlog)
 {
-	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(port), .sin_addr = addr };
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port), .sin_addr = addr};
 	int one = 1, fd = socket(AF_INET, SOCK_STREAM | type_flags, 0);
 
 	if (fd < 0)
@@ -72,14 +71,15 @@ static inline int listen_on(struct in_addr addr, int port, int type_flags, int b
 /* the same on 127.0.0.1 */
 static inline int listen_loopback(int port, int type_flags, int backlog)
 {
-	return listen_on((struct in_addr){ htonl(INADDR_LOOPBACK) }, port, type_flags, backlog);
+	return listen_on((struct in_addr){htonl(INADDR_LOOPBACK)}, port, type_flags, backlog);
 }
 
 /* a blocking connection to 127.0.0.1:port (on loopback it completes at
  * once); -1 with errno set if it fails */
 static inline int connect_loopback(int port)
 {
-	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(port), .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	struct sockaddr_in a = {
+		.sin_family = AF_INET, .sin_port = htons(port), .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
 	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), e;
 
 	if (fd < 0 || !connect(fd, (struct sockaddr *)&a, sizeof(a)))
@@ -107,7 +107,8 @@ static inline int proxy_args(int argc, char **argv, size_t *buf_size, int listen
 	for (int i = optind; i < argc; i++, n++) {
 		char tail;
 
-		if (sscanf(argv[i], "%d:%d%c", &listen[n], &upstream[n], &tail) != 2 || listen[n] <= 0 || upstream[n] <= 0)
+		if (sscanf(argv[i], "%d:%d%c", &listen[n], &upstream[n], &tail) != 2 || listen[n] <= 0 ||
+		    upstream[n] <= 0)
 			goto usage;
 	}
 	return n;

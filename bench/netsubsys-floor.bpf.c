@@ -5,9 +5,12 @@
  * its own. */
 #include "bpfnet.h"
 
-#define EMPTY(tp) \
-	SEC("tp_btf/" #tp) \
-	int floor_##tp(void *ctx) { return 0; }
+#define EMPTY(tp)                                                                                                      \
+	SEC("tp_btf/" #tp)                                                                                             \
+	int floor_##tp(void *ctx)                                                                                      \
+	{                                                                                                              \
+		return 0;                                                                                              \
+	}
 
 EMPTY(netif_rx)
 EMPTY(napi_gro_receive_entry)

@@ -41,14 +41,14 @@ int main(int argc, char **argv)
 		return fprintf(stderr, "ports: bad range\n"), 2;
 
 	/* one descriptor per listener plus a connection at a time */
-	struct rlimit rl = { .rlim_cur = count + 64, .rlim_max = count + 64 };
+	struct rlimit rl = {.rlim_cur = count + 64, .rlim_max = count + 64};
 	if (setrlimit(RLIMIT_NOFILE, &rl))
 		die("setrlimit", 0);
 
 	int *lfd = calloc(count, sizeof(int));
 	for (int i = 0; i < count; i++) {
-		struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(base + i),
-					 .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+		struct sockaddr_in a = {
+			.sin_family = AF_INET, .sin_port = htons(base + i), .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
 		int one = 1;
 
 		lfd[i] = socket(AF_INET, SOCK_STREAM, 0);
@@ -59,8 +59,8 @@ int main(int argc, char **argv)
 			die("bind/listen", base + i);
 	}
 	for (int i = 0; i < count; i++) {
-		struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(base + i),
-					 .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+		struct sockaddr_in a = {
+			.sin_family = AF_INET, .sin_port = htons(base + i), .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
 		int c = socket(AF_INET, SOCK_STREAM, 0), s;
 
 		if (c < 0 || connect(c, (struct sockaddr *)&a, sizeof(a)))

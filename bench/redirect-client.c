@@ -70,9 +70,9 @@ static uint64_t now_ns(void)
 
 static int connect_to(int p)
 {
-	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(p), .sin_addr = addr };
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(p), .sin_addr = addr};
 	/* a stuck peer ends the run with an error instead of hanging it */
-	struct timeval tv = { .tv_sec = 10 };
+	struct timeval tv = {.tv_sec = 10};
 	int one = 1, fd = socket(AF_INET, SOCK_STREAM, 0);
 
 	if (fd < 0)
@@ -112,7 +112,8 @@ static void *rr(void *arg)
 
 		if (!full(w->fd, buf, nbytes, 1) || !full(w->fd, buf, nbytes, 0)) {
 			if (atomic_load(&phase) != STOPPED) {
-				fprintf(stderr, "redirect-client: request: %s\n", errno ? strerror(errno) : "connection closed");
+				fprintf(stderr, "redirect-client: request: %s\n",
+					errno ? strerror(errno) : "connection closed");
 				atomic_fetch_add(&errors, 1);
 			}
 			return NULL;
@@ -150,7 +151,8 @@ static void *bulk(void *arg)
 			if (n < 0 && errno == EINTR)
 				continue;
 			if (atomic_load(&phase) != STOPPED) {
-				fprintf(stderr, "redirect-client: read: %s\n", n ? strerror(errno) : "connection closed");
+				fprintf(stderr, "redirect-client: read: %s\n",
+					n ? strerror(errno) : "connection closed");
 				atomic_fetch_add(&errors, 1);
 			}
 			return NULL;
@@ -232,7 +234,8 @@ static double rank_us(const uint64_t *v, size_t n, double p)
 
 static void usage(void)
 {
-	fprintf(stderr, "usage: redirect-client rr|bulk [-a ADDR] -p PORT [-c CONNS] [-b BYTES] [-r READ_SIZE] [-t SECONDS] [-w WARMUP] [-m KIB]\n");
+	fprintf(stderr, "usage: redirect-client rr|bulk [-a ADDR] -p PORT [-c CONNS] [-b BYTES] [-r READ_SIZE] [-t "
+			"SECONDS] [-w WARMUP] [-m KIB]\n");
 	exit(2);
 }
 
@@ -252,15 +255,32 @@ int main(int argc, char **argv)
 	optind = 2;
 	while ((opt = getopt(argc, argv, "a:p:c:b:r:t:w:m:")) != -1) {
 		switch (opt) {
-		case 'a': addr = ipv4_arg(optarg); break;
-		case 'p': port = atoi(optarg); break;
-		case 'c': conns = atoi(optarg); break;
-		case 'b': nbytes = atoi(optarg); break;
-		case 'r': read_size = atoi(optarg); break;
-		case 't': seconds = atof(optarg); break;
-		case 'w': warmup = atof(optarg); break;
-		case 'm': mem_limit_kb = atol(optarg); break;
-		default: usage();
+		case 'a':
+			addr = ipv4_arg(optarg);
+			break;
+		case 'p':
+			port = atoi(optarg);
+			break;
+		case 'c':
+			conns = atoi(optarg);
+			break;
+		case 'b':
+			nbytes = atoi(optarg);
+			break;
+		case 'r':
+			read_size = atoi(optarg);
+			break;
+		case 't':
+			seconds = atof(optarg);
+			break;
+		case 'w':
+			warmup = atof(optarg);
+			break;
+		case 'm':
+			mem_limit_kb = atol(optarg);
+			break;
+		default:
+			usage();
 		}
 	}
 	if (port <= 0 || conns < 1 || conns > MAX_CONNS || nbytes < 1 || read_size < 1 || seconds <= 0 || warmup < 0)
@@ -289,8 +309,10 @@ int main(int argc, char **argv)
 	int errs = atomic_load(&errors);
 
 	if (!is_rr) {
-		printf("mode=bulk conns=%d read_size=%d seconds=%.3f bytes=%llu mbps=%.1f tcp_mem_peak_kb=%ld cut=%d errors=%d\n",
-		       conns, read_size, secs, (unsigned long long)(b1 - b0), (b1 - b0) / secs / 1e6, mem_peak, cut, errs);
+		printf("mode=bulk conns=%d read_size=%d seconds=%.3f bytes=%llu mbps=%.1f tcp_mem_peak_kb=%ld cut=%d "
+		       "errors=%d\n",
+		       conns, read_size, secs, (unsigned long long)(b1 - b0), (b1 - b0) / secs / 1e6, mem_peak, cut,
+		       errs);
 		fflush(stdout);
 		_exit(errs ? 1 : 0); /* readers may be blocked in the kernel */
 	}

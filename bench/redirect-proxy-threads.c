@@ -21,13 +21,13 @@
 static size_t buf_size = 256 * 1024;
 
 struct pair {
-	int fd[2];			/* downstream, upstream */
-	atomic_int done;		/* directions finished */
+	int fd[2];	 /* downstream, upstream */
+	atomic_int done; /* directions finished */
 };
 
 struct copy {
 	struct pair *p;
-	int from;			/* index of the source in p->fd */
+	int from; /* index of the source in p->fd */
 };
 
 static void *copy_one(void *arg)
@@ -69,7 +69,7 @@ static void start_copy(struct pair *p, int from)
 
 	if (!c)
 		die("malloc");
-	*c = (struct copy){ .p = p, .from = from };
+	*c = (struct copy){.p = p, .from = from};
 	if (pthread_create(&t, NULL, copy_one, c))
 		die("pthread_create");
 	pthread_detach(t);
@@ -94,7 +94,8 @@ static void *accept_loop(void *arg)
 		}
 		up = connect_loopback(l->upstream);
 		if (up < 0) {
-			fprintf(stderr, "redirect-proxy-threads: connect to 127.0.0.1:%d: %s\n", l->upstream, strerror(errno));
+			fprintf(stderr, "redirect-proxy-threads: connect to 127.0.0.1:%d: %s\n", l->upstream,
+				strerror(errno));
 			close(fd);
 			continue;
 		}
@@ -113,13 +114,14 @@ static void *accept_loop(void *arg)
 
 int main(int argc, char **argv)
 {
-	int lport[MAX_LISTENERS], uport[MAX_LISTENERS], n = proxy_args(argc, argv, &buf_size, lport, uport, MAX_LISTENERS);
+	int lport[MAX_LISTENERS], uport[MAX_LISTENERS],
+		n = proxy_args(argc, argv, &buf_size, lport, uport, MAX_LISTENERS);
 	struct listener ls[MAX_LISTENERS];
 	pthread_t t;
 
 	signal(SIGPIPE, SIG_IGN);
 	for (int i = 0; i < n; i++) {
-		ls[i] = (struct listener){ .fd = listen_loopback(lport[i], SOCK_CLOEXEC, 1024), .upstream = uport[i] };
+		ls[i] = (struct listener){.fd = listen_loopback(lport[i], SOCK_CLOEXEC, 1024), .upstream = uport[i]};
 		if (pthread_create(&t, NULL, accept_loop, &ls[i]))
 			die("pthread_create");
 	}

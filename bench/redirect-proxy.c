@@ -26,7 +26,7 @@
 #include <unistd.h>
 
 #define MAX_LISTENERS 16
-#define MAX_EVENTS 256
+#define MAX_EVENTS    256
 
 struct end {
 	int fd;
@@ -54,7 +54,7 @@ static void set_interest(struct end *e)
 		want |= EPOLLOUT; /* the peer's bytes wait for us */
 	if (want == e->events)
 		return;
-	struct epoll_event ev = { .events = want, .data.ptr = e };
+	struct epoll_event ev = {.events = want, .data.ptr = e};
 	if (epoll_ctl(ep, EPOLL_CTL_MOD, e->fd, &ev))
 		die("epoll_ctl");
 	e->events = want;
@@ -62,7 +62,7 @@ static void set_interest(struct end *e)
 
 static void close_pair(struct end *e)
 {
-	struct end *ends[2] = { e, e->peer };
+	struct end *ends[2] = {e, e->peer};
 
 	for (int i = 0; i < 2; i++) {
 		if (ends[i]->closed)
@@ -126,7 +126,7 @@ static struct end *new_end(int fd)
 
 static void add(struct end *e, unsigned events)
 {
-	struct epoll_event ev = { .events = events, .data.ptr = e };
+	struct epoll_event ev = {.events = events, .data.ptr = e};
 
 	if (epoll_ctl(ep, EPOLL_CTL_ADD, e->fd, &ev))
 		die("epoll_ctl");
@@ -165,7 +165,8 @@ static void accept_all(struct end *l)
 
 int main(int argc, char **argv)
 {
-	int lport[MAX_LISTENERS], uport[MAX_LISTENERS], n = proxy_args(argc, argv, &buf_size, lport, uport, MAX_LISTENERS);
+	int lport[MAX_LISTENERS], uport[MAX_LISTENERS],
+		n = proxy_args(argc, argv, &buf_size, lport, uport, MAX_LISTENERS);
 	struct epoll_event events[MAX_EVENTS];
 
 	signal(SIGPIPE, SIG_IGN);

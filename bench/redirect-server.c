@@ -79,19 +79,30 @@ static void *accept_loop(void *arg)
 int main(int argc, char **argv)
 {
 	int echo_port = 0, source_port = 0, opt;
-	struct in_addr addr = { htonl(INADDR_LOOPBACK) };
+	struct in_addr addr = {htonl(INADDR_LOOPBACK)};
 	static struct listener ls[2];
 	pthread_t t;
 
 	while ((opt = getopt(argc, argv, "a:e:b:s:W:")) != -1) {
 		switch (opt) {
-		case 'a': addr = ipv4_arg(optarg); break;
-		case 'e': echo_port = atoi(optarg); break;
-		case 'b': req_bytes = atoi(optarg); break;
-		case 's': source_port = atoi(optarg); break;
-		case 'W': write_size = atoi(optarg); break;
+		case 'a':
+			addr = ipv4_arg(optarg);
+			break;
+		case 'e':
+			echo_port = atoi(optarg);
+			break;
+		case 'b':
+			req_bytes = atoi(optarg);
+			break;
+		case 's':
+			source_port = atoi(optarg);
+			break;
+		case 'W':
+			write_size = atoi(optarg);
+			break;
 		default:
-			fprintf(stderr, "usage: redirect-server [-a ADDR] [-e ECHO_PORT] [-b BYTES] [-s SOURCE_PORT] [-W WRITE_SIZE]\n");
+			fprintf(stderr, "usage: redirect-server [-a ADDR] [-e ECHO_PORT] [-b BYTES] [-s SOURCE_PORT] "
+					"[-W WRITE_SIZE]\n");
 			return 2;
 		}
 	}
@@ -100,9 +111,9 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 
 	if (echo_port)
-		ls[0] = (struct listener){ listen_on(addr, echo_port, 0, 1024), echo };
+		ls[0] = (struct listener){listen_on(addr, echo_port, 0, 1024), echo};
 	if (source_port)
-		ls[1] = (struct listener){ listen_on(addr, source_port, 0, 1024), source };
+		ls[1] = (struct listener){listen_on(addr, source_port, 0, 1024), source};
 	for (int i = 0; i < 2; i++)
 		if (ls[i].serve && pthread_create(&t, NULL, accept_loop, &ls[i]))
 			die("pthread_create");

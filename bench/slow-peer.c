@@ -31,7 +31,7 @@
 #include <stdint.h>
 #include <time.h>
 
-#define CHUNK (64 * 1024)
+#define CHUNK	  (64 * 1024)
 #define MAX_CONNS 1024
 
 static const char *addr = "127.0.0.1";
@@ -56,7 +56,7 @@ static void hex(const unsigned char *d, char *out)
 
 static struct addrinfo *resolve(void)
 {
-	struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICHOST | AI_PASSIVE }, *ai;
+	struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICHOST | AI_PASSIVE}, *ai;
 	char p[16];
 
 	snprintf(p, sizeof(p), "%d", port);
@@ -129,7 +129,7 @@ static void *write_one(void *arg)
 			if (n < 0 && errno == EINTR)
 				continue;
 			if (n < 0 && errno == EAGAIN && nonblocking) {
-				struct pollfd p = { .fd = fd, .events = POLLOUT };
+				struct pollfd p = {.fd = fd, .events = POLLOUT};
 
 				poll(&p, 1, -1);
 				continue;
@@ -192,7 +192,7 @@ static int writer(void)
 			said_holding = 1;
 		}
 		if (said_holding && !released) {
-			struct pollfd in = { .fd = 0, .events = POLLIN };
+			struct pollfd in = {.fd = 0, .events = POLLIN};
 			char line[16];
 
 			if (poll(&in, 1, 10) == 1 && fgets(line, sizeof(line), stdin))
@@ -258,7 +258,7 @@ static int reader(void)
 		}
 		for (int i = 0; i < conns; i++)
 			if (r[i].open)
-				p[n++] = (struct pollfd){ .fd = r[i].fd, .events = POLLIN };
+				p[n++] = (struct pollfd){.fd = r[i].fd, .events = POLLIN};
 		allowed = rate ? (now_ms() - start + 1) * rate / 1000 - taken : CHUNK;
 		if (allowed <= 0) {
 			usleep(1000);
@@ -313,15 +313,32 @@ int main(int argc, char **argv)
 		goto usage;
 	while ((opt = getopt(argc - 1, argv + 1, "a:p:n:r:B:gNH")) != -1) {
 		switch (opt) {
-		case 'a': addr = optarg; break;
-		case 'p': port = atoi(optarg); break;
-		case 'n': conns = atoi(optarg); break;
-		case 'r': rate = atoll(optarg); break;
-		case 'B': bytes = atoll(optarg); break;
-		case 'g': go_now = 1; break;
-		case 'N': nonblocking = 1; break;
-		case 'H': hold = 1; break;
-		default: goto usage;
+		case 'a':
+			addr = optarg;
+			break;
+		case 'p':
+			port = atoi(optarg);
+			break;
+		case 'n':
+			conns = atoi(optarg);
+			break;
+		case 'r':
+			rate = atoll(optarg);
+			break;
+		case 'B':
+			bytes = atoll(optarg);
+			break;
+		case 'g':
+			go_now = 1;
+			break;
+		case 'N':
+			nonblocking = 1;
+			break;
+		case 'H':
+			hold = 1;
+			break;
+		default:
+			goto usage;
 		}
 	}
 	if (conns < 1 || conns > MAX_CONNS)

@@ -45,7 +45,7 @@ static void usage(void)
 /* datagrams the kernel dropped for a socket so far */
 static unsigned int socket_drops(int fd)
 {
-	unsigned int mem[SK_MEMINFO_VARS] = { 0 };
+	unsigned int mem[SK_MEMINFO_VARS] = {0};
 	socklen_t len = sizeof(mem);
 
 	if (getsockopt(fd, SOL_SOCKET, SO_MEMINFO, mem, &len))
@@ -56,7 +56,7 @@ static unsigned int socket_drops(int fd)
 static int flood(struct sockaddr_in *to, int bytes, int batch, double seconds)
 {
 	static struct mmsghdr msgs[MAX_BATCH];
-	struct iovec iov = { .iov_base = calloc(1, bytes), .iov_len = bytes };
+	struct iovec iov = {.iov_base = calloc(1, bytes), .iov_len = bytes};
 	int fd = socket(AF_INET, SOCK_DGRAM, 0);
 	uint64_t sent = 0, refused = 0;
 	double t0, t;
@@ -66,7 +66,7 @@ static int flood(struct sockaddr_in *to, int bytes, int batch, double seconds)
 	if (connect(fd, (struct sockaddr *)to, sizeof(*to)))
 		die("connect");
 	for (int i = 0; i < batch; i++)
-		msgs[i].msg_hdr = (struct msghdr){ .msg_iov = &iov, .msg_iovlen = 1 };
+		msgs[i].msg_hdr = (struct msghdr){.msg_iov = &iov, .msg_iovlen = 1};
 	t0 = now();
 	do {
 		int n = sendmmsg(fd, msgs, batch, 0);
@@ -89,7 +89,7 @@ static int drain(struct sockaddr_in *at, int batch, double seconds, double warmu
 	static struct iovec iovs[MAX_BATCH];
 	static char bufs[MAX_BATCH][2048];
 	/* wakes up now and then to look at the clock while nothing comes */
-	struct timeval tv = { .tv_usec = 20000 };
+	struct timeval tv = {.tv_usec = 20000};
 	int fd = socket(AF_INET, SOCK_DGRAM, 0), rcvbuf = 4 << 20;
 	uint64_t total = 0, c0 = 0, c1 = 0;
 	unsigned int d0 = 0, d1 = 0;
@@ -106,8 +106,8 @@ static int drain(struct sockaddr_in *at, int batch, double seconds, double warmu
 	if (bind(fd, (struct sockaddr *)at, sizeof(*at)))
 		die("bind");
 	for (int i = 0; i < batch; i++) {
-		iovs[i] = (struct iovec){ .iov_base = bufs[i], .iov_len = sizeof(bufs[i]) };
-		msgs[i].msg_hdr = (struct msghdr){ .msg_iov = &iovs[i], .msg_iovlen = 1 };
+		iovs[i] = (struct iovec){.iov_base = bufs[i], .iov_len = sizeof(bufs[i])};
+		msgs[i].msg_hdr = (struct msghdr){.msg_iov = &iovs[i], .msg_iovlen = 1};
 	}
 	printf("ready\n");
 	fflush(stdout);
@@ -139,7 +139,8 @@ static int drain(struct sockaddr_in *at, int batch, double seconds, double warmu
 			break;
 	}
 	if (phase != DONE) {
-		fprintf(stderr, "udp-flood: the datagrams stopped %.3f s into a %.3f s window (after %.3f s of warm-up)\n",
+		fprintf(stderr,
+			"udp-flood: the datagrams stopped %.3f s into a %.3f s window (after %.3f s of warm-up)\n",
 			phase == MEASURING ? last - t0 : 0.0, seconds, warmup);
 		return 1;
 	}
@@ -150,11 +151,11 @@ static int drain(struct sockaddr_in *at, int batch, double seconds, double warmu
 
 int main(int argc, char **argv)
 {
-	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_ANY) };
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_ANY)};
 	/* every option but -a is a number, kept at the place of its letter */
 	enum { PORT, BYTES, BATCH, SECONDS, WARMUP, IDLE };
 	static const char letters[] = "psbtwi";
-	double v[] = { [PORT] = 0, [BYTES] = 64, [BATCH] = 64, [SECONDS] = -1, [WARMUP] = 0.3, [IDLE] = 0.1 };
+	double v[] = {[PORT] = 0, [BYTES] = 64, [BATCH] = 64, [SECONDS] = -1, [WARMUP] = 0.3, [IDLE] = 0.1};
 	int opt, sending, have_addr = 0;
 
 	if (argc < 2)

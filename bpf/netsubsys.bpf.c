@@ -24,9 +24,9 @@ enum point { POINT_DEVICE, POINT_STACK, POINT_SOCKET, POINT_QUEUED, POINT_XMIT }
 
 struct pkt {
 	__u64 ts;
-	__u64 dev;	/* struct net_device * where the stage began (for its name) */
-	__u64 sk;	/* struct sock * (transmit) */
-	__u32 netns;	/* of the device */
+	__u64 dev;   /* struct net_device * where the stage began (for its name) */
+	__u64 sk;    /* struct sock * (transmit) */
+	__u32 netns; /* of the device */
 	__u32 ifindex;
 	__u32 point;
 };
@@ -60,8 +60,8 @@ const volatile bool tx_always_hashed = false;
  * netif_receive_skb on the same CPU, in order. This CPU's ring keeps the
  * packets handed over and not yet taken; only TCP segments, whose socket
  * stages follow on whichever CPU reads them, go on to netstack_rx. */
-#define RX_RING 256 /* a power of two */
-#define RX_RING_SEEK 4 /* packets a ring lookup skips (merged by GRO, dropped) */
+#define RX_RING	     256 /* a power of two */
+#define RX_RING_SEEK 4	 /* packets a ring lookup skips (merged by GRO, dropped) */
 
 struct rx_entry {
 	__u64 skb;
@@ -272,10 +272,11 @@ static __always_inline void note_process(const struct sock *sk)
 }
 
 /* One sample of a stage that began at p and ended now. */
-static __always_inline void observe(const struct pkt *p, __u32 direction, __u32 stage, __u64 start, __u64 now, const struct sock *sk)
+static __always_inline void observe(const struct pkt *p, __u32 direction, __u32 stage, __u64 start, __u64 now,
+				    const struct sock *sk)
 {
 	struct net_device *dev = (struct net_device *)p->dev;
-	struct stage_key key = { .direction = direction, .stage = stage, .netns = p->netns, .ifindex = p->ifindex };
+	struct stage_key key = {.direction = direction, .stage = stage, .netns = p->netns, .ifindex = p->ifindex};
 	struct stage_stats *s;
 
 	if (!packet_allowed(sk, key.netns))
@@ -400,7 +401,7 @@ int BPF_PROG(rx_receive_skb, struct sk_buff *skb)
 {
 	__u64 key = (__u64)skb, now = bpf_ktime_get_ns();
 	struct rx_entry *e = rx_take(key);
-	struct pkt *p, fresh = { .ts = now, .point = POINT_STACK };
+	struct pkt *p, fresh = {.ts = now, .point = POINT_STACK};
 
 	if (e)
 		observe(&e->p, DIR_RX, STAGE_DEVICE_TO_STACK, e->p.ts, now, NULL);
@@ -423,7 +424,8 @@ int BPF_PROG(rx_receive_skb, struct sk_buff *skb)
  * control block, read at once); 0 if read. */
 static __always_inline long seq_range(const struct tcp_skb_cb *cb, __u32 *range)
 {
-	return bpf_probe_read_kernel(range, 2 * sizeof(__u32), (const void *)cb + bpf_core_field_offset(struct tcp_skb_cb, seq));
+	return bpf_probe_read_kernel(range, 2 * sizeof(__u32),
+				     (const void *)cb + bpf_core_field_offset(struct tcp_skb_cb, seq));
 }
 
 SEC("tp_btf/tcp_probe")
@@ -543,7 +545,7 @@ int BPF_PROG(tx_dev_queue, struct sk_buff *skb)
 	struct tx_slot *slot = tx_slot(TX_QUEUED);
 	struct sock *sk = skb->sk;
 	__u64 key = (__u64)skb, *sent;
-	struct pkt p = { .sk = (__u64)sk, .point = POINT_QUEUED };
+	struct pkt p = {.sk = (__u64)sk, .point = POINT_QUEUED};
 
 	locate(&p, skb->dev);
 	if (!slot || !netns_allowed(p.netns))
@@ -637,7 +639,7 @@ int BPF_PROG(drop_kfree_skb, struct sk_buff *skb, void *location, enum skb_drop_
 	__u64 key = (__u64)skb;
 	struct net_device *dev = skb_dev(skb);
 	struct sock *sk = BPF_CORE_READ(skb, sk);
-	struct drop_key dk = { .reason = reason };
+	struct drop_key dk = {.reason = reason};
 	struct drop_stats *d;
 
 	bpf_map_delete_elem(&netstack_rx, &key);

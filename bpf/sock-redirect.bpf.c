@@ -27,7 +27,7 @@
 
 #define SOCKS_MAX 65536
 #define PORTS_MAX 64
-#define E2BIG 7
+#define E2BIG	  7
 
 /* with --redirect-ports: only pairs with one of these ports (local or remote,
  * either end) are redirected */
@@ -73,12 +73,12 @@ struct {
  * socket that is gone: a psock that does not point back is ignored). */
 struct member {
 	struct sock_key peer;
-	__u64 sk;		/* this socket's struct sock, and its peer's: */
-	__u64 peer_sk;		/* read, never trusted, to see what the peer has not read */
-	__u64 pressure_seen;	/* jiffies when its memory cgroup's pressure was last looked at */
+	__u64 sk;	     /* this socket's struct sock, and its peer's: */
+	__u64 peer_sk;	     /* read, never trusted, to see what the peer has not read */
+	__u64 pressure_seen; /* jiffies when its memory cgroup's pressure was last looked at */
 	__u8 paired;
-	__u8 flowing;		/* this socket's messages now go to the peer directly */
-	__u8 pressure;		/* what was seen then */
+	__u8 flowing;  /* this socket's messages now go to the peer directly */
+	__u8 pressure; /* what was seen then */
 	__u8 pad[5];
 };
 
@@ -182,8 +182,8 @@ static __always_inline bool pair_allowed(const struct sock_key *a, const struct 
 {
 	if (!ports_filtered)
 		return true;
-	return port_listed(a->local_port) || port_listed(a->remote_port) ||
-	       port_listed(b->local_port) || port_listed(b->remote_port);
+	return port_listed(a->local_port) || port_listed(a->remote_port) || port_listed(b->local_port) ||
+	       port_listed(b->remote_port);
 }
 
 static __always_inline void count_map_full(__u32 family)
@@ -228,7 +228,7 @@ static __always_inline void leave(struct sock_key *k)
  * if that is here too. Its endpoint is remembered for NAT pairing. */
 static __always_inline void active_established(struct bpf_sock_ops *skops, struct sock_key *k)
 {
-	struct endpoint ep = { .port = k->local_port, .family = k->family };
+	struct endpoint ep = {.port = k->local_port, .family = k->family};
 	struct origin fresh = {};
 	struct member m = {};
 	struct origin *o;
@@ -253,7 +253,7 @@ static __always_inline void active_established(struct bpf_sock_ops *skops, struc
  * that connected from k's client endpoint to an address NAT rewrote. */
 static __always_inline struct member *find_peer(const struct sock_key *k, struct sock_key *peer)
 {
-	struct endpoint ep = { .port = k->remote_port, .family = k->family };
+	struct endpoint ep = {.port = k->remote_port, .family = k->family};
 	struct member *pm;
 	struct origin *o;
 
@@ -500,7 +500,8 @@ static __always_inline __u64 send_buffer(struct tcp_sock *tp)
  * Under TCP memory pressure the stack takes over too: there a redirect
  * could be refused after the verdict, which the sender would see as ENOMEM,
  * where the stack would wait. */
-static __always_inline __u32 peer_refuses(struct tcp_sock *tp, struct member *m, struct sock *peer, struct sk_psock *psock, __u32 size)
+static __always_inline __u32 peer_refuses(struct tcp_sock *tp, struct member *m, struct sock *peer,
+					  struct sk_psock *psock, __u32 size)
 {
 	__u64 sndbuf = send_buffer(tp);
 	__u64 rcvbuf = BPF_CORE_READ(peer, sk_rcvbuf);
@@ -562,7 +563,7 @@ int redirect_msg(struct sk_msg_md *msg)
 	}
 	m->flowing = 0;
 	count_fallback(k.family, bpf_map_lookup_elem(&redirect_members, &m->peer) ? FALLBACK_REDIRECT_FAILED
-										    : FALLBACK_PEER_MISSING);
+										  : FALLBACK_PEER_MISSING);
 	return SK_PASS;
 }
 

@@ -26,24 +26,24 @@ enum sidecar_side { SIDE_NONE, SIDE_INBOUND, SIDE_OUTBOUND };
 
 /* A connection between its opening and its close. */
 struct conn {
-	__u64 start_ns;		/* client: SYN sent */
+	__u64 start_ns; /* client: SYN sent */
 	__u64 established_ns;
-	__u64 fin_ns;		/* events: the first FIN */
-	__u32 handshake_us;	/* server */
-	__u32 tgid;		/* connecting or accepting process */
+	__u64 fin_ns;	    /* events: the first FIN */
+	__u32 handshake_us; /* server */
+	__u32 tgid;	    /* connecting or accepting process */
 	__u16 lport;
 	__u8 family;
 	__u8 role;
 	__u8 accepted;
-	__u8 fin_from;		/* events: enum fin_from */
-	__u8 sidecar;		/* sidecar: its index + 1, for its own connections */
-	__u8 side;		/* sidecar: enum sidecar_side */
-	__u8 forwarded;		/* sidecar inbound: paired with an upstream one */
-	char comm[16];		/* events: of tgid */
-	__u64 id;		/* events, sidecar: from conn_seq */
-	__u64 parent_id;	/* sidecar: see struct conn_event */
+	__u8 fin_from;	 /* events: enum fin_from */
+	__u8 sidecar;	 /* sidecar: its index + 1, for its own connections */
+	__u8 side;	 /* sidecar: enum sidecar_side */
+	__u8 forwarded;	 /* sidecar inbound: paired with an upstream one */
+	char comm[16];	 /* events: of tgid */
+	__u64 id;	 /* events, sidecar: from conn_seq */
+	__u64 parent_id; /* sidecar: see struct conn_event */
 	__u64 root_id;
-	__u64 accepted_ns;	/* sidecar inbound: when accept() returned it */
+	__u64 accepted_ns; /* sidecar inbound: when accept() returned it */
 };
 
 /* the last connection id handed out */
@@ -75,7 +75,7 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, FAMILY_COUNT * ROLE_COUNT);
+	__uint(max_entries, FAMILY_COUNT *ROLE_COUNT);
 	__type(key, __u32);
 	__type(value, struct close_stats);
 } tcp_close_stats SEC(".maps");
@@ -116,8 +116,8 @@ struct {
  * connects on one thread; a thread per connection reads and connects on
  * the connection's own thread) */
 struct thread_inbound {
-	__u64 key;		/* the inbound socket */
-	__u64 id;		/* its connection id, as the socket may be reused */
+	__u64 key; /* the inbound socket */
+	__u64 id;  /* its connection id, as the socket may be reused */
 	__u64 accepted_ns;
 };
 
@@ -133,7 +133,7 @@ struct {
 
 struct upstream {
 	__u64 connect_ns;
-	__u64 inbound_id;	/* the inbound connection it serves, 0: none */
+	__u64 inbound_id; /* the inbound connection it serves, 0: none */
 	__u32 sidecar;
 };
 
@@ -317,7 +317,7 @@ static __always_inline void sidecar_connect(struct conn *c, __u32 tgid, __u32 ti
  * accept it with the four-tuple reversed. */
 static __always_inline void sidecar_upstream(const struct sock *sk, const struct conn *c)
 {
-	struct upstream u = { .connect_ns = c->start_ns, .inbound_id = c->parent_id, .sidecar = c->sidecar - 1 };
+	struct upstream u = {.connect_ns = c->start_ns, .inbound_id = c->parent_id, .sidecar = c->sidecar - 1};
 	struct tuple t, key;
 
 	read_tuple(sk, &t, c->family);
@@ -333,7 +333,7 @@ static __always_inline void sidecar_upstream(const struct sock *sk, const struct
  * an inbound one. */
 static __always_inline void sidecar_accept(__u64 key, struct conn *c, __u32 tgid, __u32 tid, __u64 now)
 {
-	struct thread_inbound t = { .key = key, .id = c->id, .accepted_ns = now };
+	struct thread_inbound t = {.key = key, .id = c->id, .accepted_ns = now};
 	struct sidecar_stats *st;
 	struct upstream *u;
 	struct tuple k;
@@ -381,8 +381,7 @@ static __always_inline void on_syn_sent(const struct sock *sk, __u64 key)
 	track(key, &c);
 }
 
-static __always_inline void on_connect_outcome(const struct sock *sk, __u64 key,
-					       bool established)
+static __always_inline void on_connect_outcome(const struct sock *sk, __u64 key, bool established)
 {
 	struct connect_stats *stats;
 	struct tcp_sock *tp;
@@ -486,10 +485,9 @@ static __always_inline void on_passive_established(const struct sock *sk, __u64 
 
 /* accepted: called from the accepting process, whose command is taken;
  * otherwise the connection closed before any process accepted it. */
-static __always_inline void record_accept(const struct conn *c, __u64 queue_ns,
-					  bool accepted)
+static __always_inline void record_accept(const struct conn *c, __u64 queue_ns, bool accepted)
 {
-	struct accept_key akey = { .port = c->lport, .family = c->family };
+	struct accept_key akey = {.port = c->lport, .family = c->family};
 	struct accept_stats *stats;
 	__u32 family = c->family;
 	__u64 zero = 0, *n;
@@ -532,20 +530,18 @@ static __always_inline void payload_bytes(const struct sock *sk, const struct tc
 	*sent = tp->bytes_acked;
 	if (c->role == ROLE_CLIENT && *sent)
 		(*sent)--;
-	fin_sent = oldstate == TCP_FIN_WAIT1 || oldstate == TCP_FIN_WAIT2 ||
-		   oldstate == TCP_CLOSING || oldstate == TCP_LAST_ACK ||
-		   oldstate == TCP_TIME_WAIT;
+	fin_sent = oldstate == TCP_FIN_WAIT1 || oldstate == TCP_FIN_WAIT2 || oldstate == TCP_CLOSING ||
+		   oldstate == TCP_LAST_ACK || oldstate == TCP_TIME_WAIT;
 	if (fin_sent && tp->snd_una == tp->write_seq && *sent)
 		(*sent)--;
 	*received = tp->bytes_received;
 	/* SOCK_DONE: set by tcp_fin() alone, when the peer's FIN arrived */
-	if ((sk->__sk_common.skc_flags & (1UL << bpf_core_enum_value(enum sock_flags, SOCK_DONE))) &&
-	    *received)
+	if ((sk->__sk_common.skc_flags & (1UL << bpf_core_enum_value(enum sock_flags, SOCK_DONE))) && *received)
 		(*received)--;
 }
 
-static __always_inline void record_close(const struct tcp_sock *tp, const struct conn *c, __u64 now,
-					 __u64 sent, __u64 received)
+static __always_inline void record_close(const struct tcp_sock *tp, const struct conn *c, __u64 now, __u64 sent,
+					 __u64 received)
 {
 	__u32 idx = c->family * ROLE_COUNT + c->role;
 	struct close_stats *stats = bpf_map_lookup_elem(&tcp_close_stats, &idx);
@@ -677,8 +673,7 @@ static __always_inline __u64 sock_of_fd(int fd)
 	struct socket *sock;
 	__u64 sk;
 
-	if (fd >= fdt->max_fds ||
-	    bpf_probe_read_kernel(&file, sizeof(file), &fds[fd]) || !file ||
+	if (fd >= fdt->max_fds || bpf_probe_read_kernel(&file, sizeof(file), &fds[fd]) || !file ||
 	    bpf_probe_read_kernel(&sock, sizeof(sock), &file->private_data) || !sock ||
 	    bpf_probe_read_kernel(&sk, sizeof(sk), &sock->sk))
 		return 0;

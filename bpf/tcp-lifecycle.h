@@ -22,13 +22,13 @@ enum fin_from { FIN_NONE, FIN_LOCAL, FIN_PEER };
 /* tcp_connect_stats[family] */
 struct connect_stats {
 	__u64 results[CONNECT_RESULT_COUNT];
-	struct hist latency_ns;		/* SYN sent to established */
+	struct hist latency_ns; /* SYN sent to established */
 };
 
 /* tcp_accept_stats[family] */
 struct accept_stats {
-	struct hist handshake_ns;	/* SYN-ACK sent to established */
-	struct hist queue_ns;		/* established to returned by accept() */
+	struct hist handshake_ns; /* SYN-ACK sent to established */
+	struct hist queue_ns;	  /* established to returned by accept() */
 };
 
 /* tcp_accepts[{port, family, comm}]: by listening port and the command of
@@ -44,10 +44,10 @@ struct accept_key {
 /* tcp_close_stats[family * ROLE_COUNT + role] */
 struct close_stats {
 	__u64 retransmits;
-	struct hist lifetime_ns;	/* established to closed */
-	struct hist sent_bytes;		/* payload acknowledged by the peer */
-	struct hist received_bytes;	/* payload received in order */
-	struct hist srtt_ns;		/* smoothed RTT at close */
+	struct hist lifetime_ns;    /* established to closed */
+	struct hist sent_bytes;	    /* payload acknowledged by the peer */
+	struct hist received_bytes; /* payload received in order */
+	struct hist srtt_ns;	    /* smoothed RTT at close */
 };
 
 /* A connection's addresses and ports (IPv4: the first 4 bytes; an IPv4-mapped
@@ -63,34 +63,34 @@ struct tuple {
  * (EVENT_CLOSE), and one per connect that failed (EVENT_CONNECT_FAILED).
  * Times are the kernel's monotonic clock (bpf_ktime_get_ns), in ns. */
 struct conn_event {
-	__u64 start_ns;		/* client: SYN sent; server: SYN-ACK sent */
-	__u64 established_ns;	/* 0: never established */
-	__u64 fin_ns;		/* the first FIN, either way; 0: none */
-	__u64 end_ns;		/* closed, or the connect failed */
-	__u64 id;		/* the connection's: unique while the object is loaded */
-	__u64 parent_id;	/* sidecar: the inbound connection this one serves */
-	__u64 root_id;		/* the first connection of the chain (0: this one) */
-	__u64 sent_bytes;	/* payload acknowledged by the peer */
-	__u64 received_bytes;	/* payload received in order */
+	__u64 start_ns;	      /* client: SYN sent; server: SYN-ACK sent */
+	__u64 established_ns; /* 0: never established */
+	__u64 fin_ns;	      /* the first FIN, either way; 0: none */
+	__u64 end_ns;	      /* closed, or the connect failed */
+	__u64 id;	      /* the connection's: unique while the object is loaded */
+	__u64 parent_id;      /* sidecar: the inbound connection this one serves */
+	__u64 root_id;	      /* the first connection of the chain (0: this one) */
+	__u64 sent_bytes;     /* payload acknowledged by the peer */
+	__u64 received_bytes; /* payload received in order */
 	__u32 retransmits;
 	__u32 srtt_us;
-	__u32 tgid;		/* connecting or accepting process */
+	__u32 tgid; /* connecting or accepting process */
 	struct tuple ends;
-	__u8 kind;		/* enum event_kind */
-	__u8 family;		/* enum family */
+	__u8 kind;   /* enum event_kind */
+	__u8 family; /* enum family */
 	__u8 role;
-	__u8 result;		/* enum connect_result */
-	__u8 fin_from;		/* enum fin_from */
+	__u8 result;   /* enum connect_result */
+	__u8 fin_from; /* enum fin_from */
 	__u8 pad[3];
-	char comm[16];		/* of tgid, when it connected or accepted */
+	char comm[16]; /* of tgid, when it connected or accepted */
 };
 
 /* sidecar_stats[sidecar]: --sidecar-comm / --sidecar-pid, in order */
 #define MAX_SIDECARS 16
 struct sidecar_stats {
-	struct hist forward_ns;		/* the proxy's accept to its connect upstream */
-	struct hist upstream_ns;	/* the proxy's connect to the application's accept */
-	__u64 reused;			/* inbound connections sent over an older upstream one */
+	struct hist forward_ns;	 /* the proxy's accept to its connect upstream */
+	struct hist upstream_ns; /* the proxy's connect to the application's accept */
+	__u64 reused;		 /* inbound connections sent over an older upstream one */
 };
 
 #endif /* BPFNET_TCP_LIFECYCLE_H */

@@ -51,10 +51,15 @@ const LATER_CAPS = 'CAP_NET_ADMIN and CAP_SYS_ADMIN (later redirect and cgroup f
 /** Prints the table; exit status 0 when at least one probe can run. */
 export async function runCheck(out: NodeJS.WritableStream): Promise<number> {
   const env: [string, () => Row][] = [
-    ['privileges', privileges], ['kernel', kernel], ['BTF', btf], ['tracefs', tracefs], ['bpffs', bpffs], ['cgroup v2', cgroup2],
+    ['privileges', privileges],
+    ['kernel', kernel],
+    ['BTF', btf],
+    ['tracefs', tracefs],
+    ['bpffs', bpffs],
+    ['cgroup v2', cgroup2],
   ];
   const rows = [...env.map(([item, check]) => guard(item, check)), ...attachTypes(), ...maps()];
-  const probes = probeRows();
+  const probes = await probeRows();
   out.write(table([...rows, ...probes, redirectRow()]));
   return probes.some((r) => r.ok) ? 0 : 1;
 }
@@ -103,7 +108,11 @@ function btf(): Row {
 function tracefs(): Row {
   const at = tracefsMount();
   if (at) return { item: 'tracefs', ok: true, detail: at };
-  return { item: 'tracefs', ok: false, detail: `not mounted at /sys/kernel/tracing or /sys/kernel/debug/tracing (classic tracepoints need it): ${TRACEFS_FIX}` };
+  return {
+    item: 'tracefs',
+    ok: false,
+    detail: `not mounted at /sys/kernel/tracing or /sys/kernel/debug/tracing (classic tracepoints need it): ${TRACEFS_FIX}`,
+  };
 }
 
 function bpffs(): Row {
@@ -114,7 +123,11 @@ function bpffs(): Row {
 function cgroup2(): Row {
   const at = cgroup2Mount();
   if (at) return { item: 'cgroup v2', ok: true, detail: at };
-  return { item: 'cgroup v2', ok: false, detail: 'no cgroup2 mount in /proc/mounts (--cgroup, sockops and sk_msg need one): mount -t cgroup2 none /sys/fs/cgroup' };
+  return {
+    item: 'cgroup v2',
+    ok: false,
+    detail: 'no cgroup2 mount in /proc/mounts (--cgroup, sockops and sk_msg need one): mount -t cgroup2 none /sys/fs/cgroup',
+  };
 }
 
 /** Opens bpf/features.bpf.o with only `program` to load (none: maps only),
@@ -137,7 +150,7 @@ function attachTypes(): Row[] {
       return withFeatures(program, (obj) => {
         loaded = true;
         const prog = obj.program(program);
-        if (!attach) return { item, ok: true, detail: 'loads (not attached: it would see this machine\'s own connections)' };
+        if (!attach) return { item, ok: true, detail: "loads (not attached: it would see this machine's own connections)" };
         if (prog.section.startsWith('tracepoint/') && !tracefsMount()) {
           return { item, ok: false, detail: `loads, but cannot attach: tracefs is not mounted: ${TRACEFS_FIX}` };
         }
@@ -170,27 +183,35 @@ function maps(): Row[] {
 
 /** Starts each probe group as the exporter does (load, attach) on a
  * throwaway registry, reads what it says about each probe, and closes it. */
-function probeRows(): Row[] {
+async function probeRows(): Promise<Row[]> {
   const log = new Logger('error', 'check', () => {});
   const registry = new Registry();
   const ctx = { log, filters: NO_FILTERS, registry, failures: new ScrapeFailures(registry, log), options: DEFAULT_OPTIONS };
-  return PROBE_GROUPS.flatMap((group) => {
+  const rows: Row[] = [];
+  for (const group of PROBE_GROUPS) {
     let status: ReadonlyMap<string, ProbeStatus>;
     try {
       const running = group.start(group.probes, ctx);
       status = new Map(running.status);
-      running.close();
+      await running.close();
     } catch (err) {
       status = new Map(group.probes.map((p) => [p, { up: false, reason: why(err) }]));
     }
-    return group.probes.map((probe) => {
-      const s = status.get(probe) ?? { up: false, reason: 'not started' };
-      const item = `probe ${probe}`;
-      if (!s.up) return { item, ok: false, detail: withHint(tidyReason(s.reason ?? 'down'), item) };
-      const degraded = probe === 'close' && status.get('accept')?.up === false;
-      return { item, ok: true, detail: degraded ? 'loads and attaches, but without accept attribution: --pid cannot filter closes of accepted connections' : 'loads and attaches' };
-    });
-  });
+    rows.push(
+      ...group.probes.map((probe) => {
+        const s = status.get(probe) ?? { up: false, reason: 'not started' };
+        const item = `probe ${probe}`;
+        if (!s.up) return { item, ok: false, detail: withHint(tidyReason(s.reason ?? 'down'), item) };
+        const degraded = probe === 'close' && status.get('accept')?.up === false;
+        return {
+          item,
+          ok: true,
+          detail: degraded ? 'loads and attaches, but without accept attribution: --pid cannot filter closes of accepted connections' : 'loads and attaches',
+        };
+      }),
+    );
+  }
+  return rows;
 }
 
 /** The socket redirect's object, loaded and never attached: attached to a

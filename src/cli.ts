@@ -16,7 +16,10 @@ import { parseListen } from './server';
  * (environment variables hold one string). */
 function list(values: unknown): string[] {
   const arr = Array.isArray(values) ? values : values === undefined ? [] : [values];
-  return arr.flatMap((v) => String(v).split(',')).map((s) => s.trim()).filter((s) => s !== '');
+  return arr
+    .flatMap((v) => String(v).split(','))
+    .map((s) => s.trim())
+    .filter((s) => s !== '');
 }
 
 function integers(flag: string, values: unknown): number[] {
@@ -42,15 +45,30 @@ const lastBoolean = (v: boolean | boolean[]): boolean => (Array.isArray(v) ? v[v
 /** Flags of the socket redirect, for run --redirect and the redirect command. */
 function redirectFlags<T>(y: Argv<T>) {
   return y
-    .option('redirect-cgroup', { type: 'string', coerce: lastString, describe: 'cgroup v2 directory whose sockets redirect applies to (and its descendants), absolute or relative to the cgroup2 mount; "kubepods": the pods of a Kubernetes node (kubepods.slice or kubepods); required' })
-    .option('redirect-ports', { type: 'array', string: true, default: [], describe: 'redirect only connections with one of these ports, local or remote, at either end (repeatable; at most 64)' });
+    .option('redirect-cgroup', {
+      type: 'string',
+      coerce: lastString,
+      describe:
+        'cgroup v2 directory whose sockets redirect applies to (and its descendants), absolute or relative to the cgroup2 mount; "kubepods": the pods of a Kubernetes node (kubepods.slice or kubepods); required',
+    })
+    .option('redirect-ports', {
+      type: 'array',
+      string: true,
+      default: [],
+      describe: 'redirect only connections with one of these ports, local or remote, at either end (repeatable; at most 64)',
+    });
 }
 
 /** Flags every long-running command has. */
 function serveFlags<T>(y: Argv<T>) {
   return y
     .option('listen', { type: 'string', default: '0.0.0.0:9435', coerce: lastString, describe: 'HTTP address for /metrics, /healthz, /readyz' })
-    .option('enable-bpf-stats', { type: 'boolean', default: false, coerce: lastBoolean, describe: 'turn on the kernel\'s BPF run time statistics while running (bpfnet_bpf_program_run_seconds_total)' })
+    .option('enable-bpf-stats', {
+      type: 'boolean',
+      default: false,
+      coerce: lastBoolean,
+      describe: "turn on the kernel's BPF run time statistics while running (bpfnet_bpf_program_run_seconds_total)",
+    })
     .option('log-level', { type: 'string', default: 'info', coerce: lastString, choices: LOG_LEVELS as unknown as string[], describe: 'log verbosity' });
 }
 
@@ -60,19 +78,68 @@ function redirectOptions(y: Argv) {
 
 function runOptions(y: Argv) {
   return redirectFlags(serveFlags(y))
-    .option('probes', { type: 'string', default: DEFAULT_PROBES.join(','), coerce: lastString, describe: `probes to run, comma-separated: ${PROBE_NAMES.join(', ')}` })
+    .option('probes', {
+      type: 'string',
+      default: DEFAULT_PROBES.join(','),
+      coerce: lastString,
+      describe: `probes to run, comma-separated: ${PROBE_NAMES.join(', ')}`,
+    })
     .option('pid', { type: 'array', string: true, default: [], describe: 'measure only these processes (repeatable)' })
-    .option('netns', { type: 'array', string: true, default: [], describe: 'measure only these network namespaces: /run/netns/NAME or /proc/PID/ns/net (repeatable)' })
-    .option('cgroup', { type: 'array', string: true, default: [], describe: 'measure only sockets of these cgroup v2 directories and their descendants (repeatable)' })
+    .option('netns', {
+      type: 'array',
+      string: true,
+      default: [],
+      describe: 'measure only these network namespaces: /run/netns/NAME or /proc/PID/ns/net (repeatable)',
+    })
+    .option('cgroup', {
+      type: 'array',
+      string: true,
+      default: [],
+      describe: 'measure only sockets of these cgroup v2 directories and their descendants (repeatable)',
+    })
     .option('port', { type: 'array', string: true, default: [], describe: 'measure only connections with this local or remote port (repeatable)' })
-    .option('accept-port-limit', { type: 'number', default: DEFAULT_OPTIONS.acceptPortLimit, coerce: lastNumber, describe: 'label sets (port, command) of bpfnet_tcp_accepts_total; accepts beyond them count as port="other"' })
-    .option('netstack-series-ttl', { type: 'number', default: DEFAULT_OPTIONS.netstackSeriesTtl, coerce: lastNumber, describe: 'seconds without a packet after which a netsubsys series (an interface gone) is dropped; 0: never' })
-    .option('sidecar-comm', { type: 'array', string: true, default: [], describe: 'time these sidecar proxies, by command name (envoy,pilot-agent): their accept to connect upstream, and that connect to the application\'s accept (repeatable)' })
+    .option('accept-port-limit', {
+      type: 'number',
+      default: DEFAULT_OPTIONS.acceptPortLimit,
+      coerce: lastNumber,
+      describe: 'label sets (port, command) of bpfnet_tcp_accepts_total; accepts beyond them count as port="other"',
+    })
+    .option('netstack-series-ttl', {
+      type: 'number',
+      default: DEFAULT_OPTIONS.netstackSeriesTtl,
+      coerce: lastNumber,
+      describe: 'seconds without a packet after which a netsubsys series (an interface gone) is dropped; 0: never',
+    })
+    .option('sidecar-comm', {
+      type: 'array',
+      string: true,
+      default: [],
+      describe:
+        "time these sidecar proxies, by command name (envoy,pilot-agent): their accept to connect upstream, and that connect to the application's accept (repeatable)",
+    })
     .option('sidecar-pid', { type: 'array', string: true, default: [], describe: 'time these sidecar proxies, by process id (repeatable)' })
-    .option('otlp-endpoint', { type: 'string', coerce: lastString, describe: 'send a span per TCP connection to this OTLP/HTTP collector (base URL, e.g. http://localhost:4318); OTEL_EXPORTER_OTLP_ENDPOINT works too' })
-    .option('trace-sample-ratio', { type: 'number', coerce: lastNumber, describe: 'share of connections (traces) to send spans for, 0 to 1; default OTEL_TRACES_SAMPLER(_ARG), else 1' })
-    .option('event-ring-bytes', { type: 'number', default: DEFAULT_OPTIONS.eventRingBytes, coerce: lastNumber, describe: 'size of the kernel ring buffer that carries connection events to the spans: a power of two, at least 4096' })
-    .option('redirect', { type: 'boolean', default: false, coerce: lastBoolean, describe: 'also make same-host TCP connections skip the TCP/IP stack (see the redirect command)' });
+    .option('otlp-endpoint', {
+      type: 'string',
+      coerce: lastString,
+      describe: 'send a span per TCP connection to this OTLP/HTTP collector (base URL, e.g. http://localhost:4318); OTEL_EXPORTER_OTLP_ENDPOINT works too',
+    })
+    .option('trace-sample-ratio', {
+      type: 'number',
+      coerce: lastNumber,
+      describe: 'share of connections (traces) to send spans for, 0 to 1; default OTEL_TRACES_SAMPLER(_ARG), else 1',
+    })
+    .option('event-ring-bytes', {
+      type: 'number',
+      default: DEFAULT_OPTIONS.eventRingBytes,
+      coerce: lastNumber,
+      describe: 'size of the kernel ring buffer that carries connection events to the spans: a power of two, at least 4096',
+    })
+    .option('redirect', {
+      type: 'boolean',
+      default: false,
+      coerce: lastBoolean,
+      describe: 'also make same-host TCP connections skip the TCP/IP stack (see the redirect command)',
+    });
 }
 
 type RunArgs = Awaited<ReturnType<typeof runOptions>['argv']>;
@@ -147,7 +214,18 @@ async function run(a: { 'log-level': string }, opts: ExporterOptions): Promise<n
  * inspector), SIGPROF (its profiler), SIGPIPE (ignored by Node.js), and the
  * faults a process cannot go on from. */
 export const STOP_SIGNALS: readonly NodeJS.Signals[] = [
-  'SIGTERM', 'SIGINT', 'SIGHUP', 'SIGQUIT', 'SIGUSR2', 'SIGALRM', 'SIGVTALRM', 'SIGXCPU', 'SIGXFSZ', 'SIGPOLL', 'SIGPWR', 'SIGSTKFLT',
+  'SIGTERM',
+  'SIGINT',
+  'SIGHUP',
+  'SIGQUIT',
+  'SIGUSR2',
+  'SIGALRM',
+  'SIGVTALRM',
+  'SIGXCPU',
+  'SIGXFSZ',
+  'SIGPOLL',
+  'SIGPWR',
+  'SIGSTKFLT',
 ];
 
 function parser(argv: string[]) {
@@ -155,15 +233,28 @@ function parser(argv: string[]) {
     .scriptName('bpfnet-exporter')
     .env('BPFNET')
     .command(['run', '$0'], 'measure TCP in the kernel and serve Prometheus metrics (default)', runOptions)
-    .command('redirect', 'make same-host TCP connections of a cgroup skip the TCP/IP stack (sockops + sk_msg), and serve its counters; no tracing probes', redirectOptions)
+    .command(
+      'redirect',
+      'make same-host TCP connections of a cgroup skip the TCP/IP stack (sockops + sk_msg), and serve its counters; no tracing probes',
+      redirectOptions,
+    )
     .command('check', 'print what this kernel supports for each probe and attach type')
-    .option('bpf-dir', { type: 'string', default: DEFAULT_BPF_DIR, coerce: lastString, describe: 'directory of the compiled BPF objects (*.bpf.o)', global: true })
+    .option('bpf-dir', {
+      type: 'string',
+      default: DEFAULT_BPF_DIR,
+      coerce: lastString,
+      describe: 'directory of the compiled BPF objects (*.bpf.o)',
+      global: true,
+    })
     .strict()
     .version(packageVersion())
     .help()
     .wrap(Math.min(110, process.stdout.columns || 110))
     .fail((msg, err) => {
-      const text = msg.replace(/:\s*\n\s*/g, ': ').replace(/\s*\n\s*/g, '; ').replace(/\s+/g, ' ');
+      const text = msg
+        .replace(/:\s*\n\s*/g, ': ')
+        .replace(/\s*\n\s*/g, '; ')
+        .replace(/\s+/g, ' ');
       throw err ?? new UsageError(`${text}; see --help`);
     });
 }

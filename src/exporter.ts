@@ -59,7 +59,9 @@ export function checkPrivileges(): void {
 
 export function checkBtf(): void {
   if (!fs.existsSync(VMLINUX_BTF)) {
-    throw new EnvironmentError(`kernel BTF is missing (${VMLINUX_BTF}): run a kernel built with CONFIG_DEBUG_INFO_BTF=y (Debian 11+, Ubuntu 20.10+, RHEL 8.2+)`);
+    throw new EnvironmentError(
+      `kernel BTF is missing (${VMLINUX_BTF}): run a kernel built with CONFIG_DEBUG_INFO_BTF=y (Debian 11+, Ubuntu 20.10+, RHEL 8.2+)`,
+    );
   }
 }
 

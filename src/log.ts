@@ -48,10 +48,18 @@ export class Logger {
     this.write(line);
   }
 
-  error(msg: string, fields?: Fields): void { this.log('error', msg, fields); }
-  warn(msg: string, fields?: Fields): void { this.log('warn', msg, fields); }
-  info(msg: string, fields?: Fields): void { this.log('info', msg, fields); }
-  debug(msg: string, fields?: Fields): void { this.log('debug', msg, fields); }
+  error(msg: string, fields?: Fields): void {
+    this.log('error', msg, fields);
+  }
+  warn(msg: string, fields?: Fields): void {
+    this.log('warn', msg, fields);
+  }
+  info(msg: string, fields?: Fields): void {
+    this.log('info', msg, fields);
+  }
+  debug(msg: string, fields?: Fields): void {
+    this.log('debug', msg, fields);
+  }
 }
 
 export const rootLogger = new Logger('info');

@@ -28,5 +28,5 @@ export function bpfObjectPath(stem: string): string {
 }
 
 export function packageVersion(): string {
-  return (require(path.join(packageRoot, 'package.json')) as { version: string }).version;
+  return (JSON.parse(fs.readFileSync(path.join(packageRoot, 'package.json'), 'utf8')) as { version: string }).version;
 }

@@ -59,12 +59,7 @@ export class MetricsServer {
     readonly address: ListenAddress,
   ) {}
 
-  static async listen(
-    at: ListenAddress,
-    registry: Registry,
-    readiness: () => { ready: boolean; detail: string },
-    log: Logger,
-  ): Promise<MetricsServer> {
+  static async listen(at: ListenAddress, registry: Registry, readiness: () => { ready: boolean; detail: string }, log: Logger): Promise<MetricsServer> {
     const openMetrics = openMetricsView(registry);
     const server = http.createServer((req, res) => {
       const url = (req.url ?? '/').split('?')[0];
@@ -97,7 +92,11 @@ export class MetricsServer {
           return;
         }
         case '/':
-          reply(200, 'text/html', '<html><head><title>bpfnet-exporter</title></head><body><h1>bpfnet-exporter</h1><p><a href="/metrics">Metrics</a> <a href="/readyz">Readiness</a></p></body></html>\n');
+          reply(
+            200,
+            'text/html',
+            '<html><head><title>bpfnet-exporter</title></head><body><h1>bpfnet-exporter</h1><p><a href="/metrics">Metrics</a> <a href="/readyz">Readiness</a></p></body></html>\n',
+          );
           return;
         default:
           reply(404, 'text/plain', 'not found: try /metrics\n');

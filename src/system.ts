@@ -5,7 +5,7 @@ import fs from 'node:fs';
 /** Mount points whose visible (topmost) file system is of this type, from
  * /proc/mounts; a later mount on the same point hides an earlier one. */
 export function mountsOfType(fsType: string): string[] {
-  let text = '';
+  let text: string;
   try {
     text = fs.readFileSync('/proc/mounts', 'utf8');
   } catch {

@@ -9,11 +9,11 @@
 #include <bpf/bpf_tracing.h>
 #include <bpf/bpf_endian.h>
 
-#define AF_INET 2
-#define AF_INET6 10
-#define IPPROTO_TCP 6
+#define AF_INET	     2
+#define AF_INET6     10
+#define IPPROTO_TCP  6
 #define ECONNREFUSED 111
-#define ETIMEDOUT 110
+#define ETIMEDOUT    110
 
 #include "histogram.h"
 

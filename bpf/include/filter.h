@@ -9,7 +9,7 @@
 #define BPFNET_FILTER_H
 
 #define FILTER_MAX_ENTRIES 1024
-#define CGROUP_MAX_DEPTH 16
+#define CGROUP_MAX_DEPTH   16
 
 struct filter_config {
 	__u8 pid;
@@ -101,8 +101,7 @@ static __always_inline bool ports_allowed(const struct sock *sk)
 	__u16 lport = BPF_CORE_READ(sk, __sk_common.skc_num);
 	__u16 rport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
 
-	return bpf_map_lookup_elem(&filter_ports, &lport) ||
-	       bpf_map_lookup_elem(&filter_ports, &rport);
+	return bpf_map_lookup_elem(&filter_ports, &lport) || bpf_map_lookup_elem(&filter_ports, &rport);
 }
 
 /* What the socket itself tells: its namespace, its cgroup (that of the process

@@ -21,7 +21,7 @@
 
 #define SOCK_TABLE_WAYS 4
 /* defaults; userspace resizes both (sock_table to a power of two) */
-#define SOCK_TABLE_SLOTS 65536
+#define SOCK_TABLE_SLOTS    65536
 #define SOCK_TABLE_OVERFLOW 262144
 
 struct sock_slot {

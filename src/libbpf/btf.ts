@@ -5,8 +5,25 @@
 // each global variable sits in its data section.
 
 export const enum Kind {
-  Int = 1, Ptr, Array, Struct, Union, Enum, Fwd, Typedef, Volatile, Const, Restrict,
-  Func, FuncProto, Var, Datasec, Float, DeclTag, TypeTag, Enum64,
+  Int = 1,
+  Ptr,
+  Array,
+  Struct,
+  Union,
+  Enum,
+  Fwd,
+  Typedef,
+  Volatile,
+  Const,
+  Restrict,
+  Func,
+  FuncProto,
+  Var,
+  Datasec,
+  Float,
+  DeclTag,
+  TypeTag,
+  Enum64,
 }
 
 export interface Member {
@@ -45,16 +62,29 @@ const MAGIC = 0xeb9f;
 function trailerSize(info: number, id: number): number {
   const vlen = info & 0xffff;
   switch ((info >>> 24) & 0x1f) {
-    case Kind.Int: case Kind.Var: case Kind.DeclTag:
+    case Kind.Int:
+    case Kind.Var:
+    case Kind.DeclTag:
       return 4;
     case Kind.Array:
       return 12;
-    case Kind.Struct: case Kind.Union: case Kind.Datasec: case Kind.Enum64:
+    case Kind.Struct:
+    case Kind.Union:
+    case Kind.Datasec:
+    case Kind.Enum64:
       return 12 * vlen;
-    case Kind.Enum: case Kind.FuncProto:
+    case Kind.Enum:
+    case Kind.FuncProto:
       return 8 * vlen;
-    case Kind.Ptr: case Kind.Fwd: case Kind.Typedef: case Kind.Volatile: case Kind.Const:
-    case Kind.Restrict: case Kind.Func: case Kind.Float: case Kind.TypeTag:
+    case Kind.Ptr:
+    case Kind.Fwd:
+    case Kind.Typedef:
+    case Kind.Volatile:
+    case Kind.Const:
+    case Kind.Restrict:
+    case Kind.Func:
+    case Kind.Float:
+    case Kind.TypeTag:
       return 0;
     default:
       throw new Error(`unknown BTF kind ${(info >>> 24) & 0x1f} at type ${id}`);
@@ -198,8 +228,13 @@ export class Btf {
   sizeOf(id: number): number {
     const t = this.resolve(id);
     switch (t.kind) {
-      case Kind.Int: case Kind.Struct: case Kind.Union: case Kind.Enum: case Kind.Enum64:
-      case Kind.Float: case Kind.Datasec:
+      case Kind.Int:
+      case Kind.Struct:
+      case Kind.Union:
+      case Kind.Enum:
+      case Kind.Enum64:
+      case Kind.Float:
+      case Kind.Datasec:
         return t.sizeOrType;
       case Kind.Ptr:
         return 8;

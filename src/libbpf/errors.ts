@@ -6,9 +6,7 @@ import os from 'node:os';
 import { errno, native, type Ptr } from './native';
 import { captureLog } from './log';
 
-const errnoNames = new Map<number, string>(
-  Object.entries(os.constants.errno).map(([name, value]) => [value, name]),
-);
+const errnoNames = new Map<number, string>(Object.entries(os.constants.errno).map(([name, value]) => [value, name]));
 
 export function errnoName(code: number): string {
   return errnoNames.get(code) ?? (code >= 4000 && code < 4100 ? `LIBBPF_ERRNO ${code}` : `errno ${code}`);
@@ -75,9 +73,16 @@ export function usefulLine(log: readonly string[]): string | undefined {
   const begin = log.findIndex((l) => l.includes('-- BEGIN PROG LOAD LOG --'));
   const end = log.findIndex((l) => l.includes('-- END PROG LOAD LOG --'));
   let line: string | undefined;
-  if (begin >= 0 && end > begin) line = log.slice(begin + 1, end).filter((l) => !noise(l)).pop();
+  if (begin >= 0 && end > begin)
+    line = log
+      .slice(begin + 1, end)
+      .filter((l) => !noise(l))
+      .pop();
   line ??= log.find((l) => !noise(l));
-  return line?.trim().replace(/^libbpf: /, '').replace(/^prog '[^']*': /, '');
+  return line
+    ?.trim()
+    .replace(/^libbpf: /, '')
+    .replace(/^prog '[^']*': /, '');
 }
 
 /** The kernel lacks something a probe needs. */

@@ -18,7 +18,10 @@ export class BpfLink {
 
   /** Opens a link pinned at path by an earlier run. */
   static open(path: string): BpfLink {
-    const link = new BpfLink(checkPtr(`open link ${path}`, () => native.linkOpen(path) as Ptr | null), path);
+    const link = new BpfLink(
+      checkPtr(`open link ${path}`, () => native.linkOpen(path) as Ptr | null),
+      path,
+    );
     link.pinnedAt = path;
     return link;
   }

@@ -11,9 +11,7 @@ function loadLibrary(name: string): LibraryHandle {
   try {
     return koffi.load(name);
   } catch (err) {
-    throw new Error(
-      `cannot load ${name} (${(err as Error).message}): install it with "apt-get install libbpf1"`,
-    );
+    throw new Error(`cannot load ${name} (${(err as Error).message}): install it with "apt-get install libbpf1"`, { cause: err });
   }
 }
 
@@ -105,7 +103,9 @@ export const native = {
   lookupAndDelete: f('int bpf_map_lookup_and_delete_elem(int fd, void *key, void *value)'),
   nextKey: f('int bpf_map_get_next_key(int fd, void *key, void *next_key)'),
   lookupBatch: f('int bpf_map_lookup_batch(int fd, void *in_batch, void *out_batch, void *keys, void *values, _Inout_ uint32_t *count, void *opts)'),
-  lookupAndDeleteBatch: f('int bpf_map_lookup_and_delete_batch(int fd, void *in_batch, void *out_batch, void *keys, void *values, _Inout_ uint32_t *count, void *opts)'),
+  lookupAndDeleteBatch: f(
+    'int bpf_map_lookup_and_delete_batch(int fd, void *in_batch, void *out_batch, void *keys, void *values, _Inout_ uint32_t *count, void *opts)',
+  ),
 
   // descriptors and the file system
   objPin: f('int bpf_obj_pin(int fd, const char *path)'),
@@ -149,7 +149,7 @@ export function setErrno(value: number): void {
 }
 
 /** Registers a long-lived C callback; release it with unregisterCallback. */
-export function registerCallback(fn: Function, type: TypeObject): Ptr {
+export function registerCallback(fn: (...args: never[]) => unknown, type: TypeObject): Ptr {
   return koffi.register(fn, type);
 }
 

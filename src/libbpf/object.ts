@@ -31,7 +31,10 @@ export class BpfObject {
 
   /** Opens (parses) an object file; nothing reaches the kernel yet. */
   static open(path: string): BpfObject {
-    return new BpfObject(checkPtr(`open BPF object ${path}`, () => native.openFile(path, null) as Ptr | null), path);
+    return new BpfObject(
+      checkPtr(`open BPF object ${path}`, () => native.openFile(path, null) as Ptr | null),
+      path,
+    );
   }
 
   /** Sets const volatile globals (in .rodata) before load; the verifier then
@@ -47,11 +50,20 @@ export class BpfObject {
       if (!v) throw new Error(`${this.path} has no constant ${name}`);
       const n = typeof value === 'boolean' ? BigInt(value ? 1 : 0) : BigInt(value);
       switch (v.size) {
-        case 1: view.writeUInt8(Number(n), v.offset); break;
-        case 2: view.writeUInt16LE(Number(n), v.offset); break;
-        case 4: view.writeUInt32LE(Number(BigInt.asUintN(32, n)), v.offset); break;
-        case 8: view.writeBigUInt64LE(BigInt.asUintN(64, n), v.offset); break;
-        default: throw new Error(`constant ${name} is ${v.size} bytes: set it as a number of 1, 2, 4 or 8 bytes`);
+        case 1:
+          view.writeUInt8(Number(n), v.offset);
+          break;
+        case 2:
+          view.writeUInt16LE(Number(n), v.offset);
+          break;
+        case 4:
+          view.writeUInt32LE(Number(BigInt.asUintN(32, n)), v.offset);
+          break;
+        case 8:
+          view.writeBigUInt64LE(BigInt.asUintN(64, n), v.offset);
+          break;
+        default:
+          throw new Error(`constant ${name} is ${v.size} bytes: set it as a number of 1, 2, 4 or 8 bytes`);
       }
     }
   }

@@ -70,9 +70,20 @@ export class BpfProgram {
   testRun(ctx: Buffer): number {
     const opts = {
       sz: TestRunOpts.size,
-      data_in: null, data_out: null, data_size_in: 0, data_size_out: 0,
-      ctx_in: ctx, ctx_out: null, ctx_size_in: ctx.length, ctx_size_out: 0,
-      retval: 0, repeat: 0, duration: 0, flags: 0, cpu: 0, batch_size: 0,
+      data_in: null,
+      data_out: null,
+      data_size_in: 0,
+      data_size_out: 0,
+      ctx_in: ctx,
+      ctx_out: null,
+      ctx_size_in: ctx.length,
+      ctx_size_out: 0,
+      retval: 0,
+      repeat: 0,
+      duration: 0,
+      flags: 0,
+      cpu: 0,
+      batch_size: 0,
     };
     check(`test run of ${this.name}`, () => native.testRun(this.fd, opts) as number);
     return opts.retval;

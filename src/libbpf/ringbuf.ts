@@ -9,15 +9,7 @@
 // onSample on the main thread.
 import { check, checkPtr } from './errors';
 import type { BpfMap } from './map';
-import {
-  epollWaitAsync,
-  native,
-  readBytes,
-  registerCallback,
-  sampleFnPointer,
-  unregisterCallback,
-  type Ptr,
-} from './native';
+import { epollWaitAsync, native, readBytes, registerCallback, sampleFnPointer, unregisterCallback, type Ptr } from './native';
 
 /** How long a wait lasts before it re-checks whether the ring was closed. */
 const WAIT_MS = 100;

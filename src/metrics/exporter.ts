@@ -40,8 +40,7 @@ export function registerExporterMetrics(opts: {
       labelNames: ['program'],
       registry,
       failures,
-      collect: () =>
-        opts.programs().map((p) => ({ labels: { program: p.name }, value: value(p.info()) })),
+      collect: () => opts.programs().map((p) => ({ labels: { program: p.name }, value: value(p.info()) })),
     });
   const statsOff = 'Counted only while BPF statistics are on: sysctl kernel.bpf_stats_enabled=1, or run with --enable-bpf-stats.';
   perProgram('bpfnet_bpf_program_run_seconds_total', `Time the kernel spent running each BPF program. ${statsOff}`, (i) => i.runTimeNs / 1e9);

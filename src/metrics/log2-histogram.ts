@@ -30,7 +30,6 @@ export interface Log2HistogramOptions {
   failures: ScrapeFailures;
 }
 
-
 /** The Prometheus bucket bound (le) of slot exp, in base units. */
 export function bucketBound(exp: number, scale: number): number {
   return 2 ** exp / scale;

@@ -105,7 +105,8 @@ export class Netsubsys implements RunningGroup {
       // without qdisc_enqueue, a packet a qdisc holds cannot be told from one
       // sent at once: every transmitted packet then goes to the hash map
       obj.setConstants({ tx_always_hashed: missing.some(([prog]) => prog === 'tx_qdisc_enqueue') });
-      if (missing.length) ctx.log.warn('tracepoints missing on this kernel; their stages are not measured', { tracepoints: missing.map(([, tp]) => tp).join(',') });
+      if (missing.length)
+        ctx.log.warn('tracepoints missing on this kernel; their stages are not measured', { tracepoints: missing.map(([, tp]) => tp).join(',') });
       obj.load();
       for (const [name, spec] of Object.entries(SPECS)) this.layouts.set(name as keyof typeof SPECS, obj.layout(spec));
       applyFilters(obj, ctx.filters);
@@ -139,7 +140,10 @@ export class Netsubsys implements RunningGroup {
     const oldest = process.hrtime.bigint() - BigInt(Math.round(ttl * 1e9)); // CLOCK_MONOTONIC, as bpf_ktime_get_ns
     let deleted = 0;
     try {
-      for (const [mapName, spec] of [['netstack_latency', 'stageStats'], ['netstack_drops', 'dropStats']] as const) {
+      for (const [mapName, spec] of [
+        ['netstack_latency', 'stageStats'],
+        ['netstack_drops', 'dropStats'],
+      ] as const) {
         const map = obj.map(mapName);
         const at = this.layouts.get(spec)!.offset('last_ns');
         for (const { key, value } of map.entries()) {

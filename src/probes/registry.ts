@@ -43,7 +43,10 @@ const tcpLifecycle: ProbeGroup = {
         failures: ctx.failures,
         collect: () => {
           const lost = tcp.readEventsLost();
-          return [{ labels: { probe: 'connect' }, value: lost.connect }, { labels: { probe: 'close' }, value: lost.close }];
+          return [
+            { labels: { probe: 'connect' }, value: lost.connect },
+            { labels: { probe: 'close' }, value: lost.close },
+          ];
         },
       });
     }

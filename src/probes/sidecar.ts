@@ -60,7 +60,8 @@ export function applySidecars(obj: BpfObject, sidecars: readonly Sidecar[]): voi
   // MAX_SIDECARS is checked at the command line, before any object is open:
   // the object's own bound (its per-sidecar statistics) must be the same
   const slots = obj.map('sidecar_stats').maxEntries;
-  if (slots !== MAX_SIDECARS) throw new Error(`tcp-lifecycle.bpf.o has ${slots} sidecar slots, the exporter expects ${MAX_SIDECARS}: rebuild both from one checkout`);
+  if (slots !== MAX_SIDECARS)
+    throw new Error(`tcp-lifecycle.bpf.o has ${slots} sidecar slots, the exporter expects ${MAX_SIDECARS}: rebuild both from one checkout`);
   const index = Buffer.alloc(4);
   sidecars.forEach((s, i) => {
     index.writeUInt32LE(i);

@@ -37,5 +37,11 @@ export function registerAcceptMetrics(tcp: TcpLifecycle, ctx: ProbeContext): voi
     read,
     'handshake_ns',
   );
-  latencyByFamily(ctx, 'bpfnet_tcp_accept_queue_duration_seconds', 'Time an established connection waited in the accept queue until accept() returned it.', read, 'queue_ns');
+  latencyByFamily(
+    ctx,
+    'bpfnet_tcp_accept_queue_duration_seconds',
+    'Time an established connection waited in the accept queue until accept() returned it.',
+    read,
+    'queue_ns',
+  );
 }

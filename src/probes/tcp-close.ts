@@ -36,10 +36,22 @@ export function registerCloseMetrics(tcp: TcpLifecycle, ctx: ProbeContext): void
     });
   const roles = 'role is client for active opens, server for passive opens';
 
-  counter('bpfnet_tcp_closes_total', `TCP connections closed after being established; ${roles}.`, (k) => k.stats.hist('lifetime_ns', k.labels).slots.reduce((a, b) => a + b, 0));
-  counter('bpfnet_tcp_sent_bytes_total', `Payload bytes sent and acknowledged by the peer, over closed connections; ${roles}.`, (k) => k.stats.hist('sent_bytes', k.labels).sum);
-  counter('bpfnet_tcp_received_bytes_total', `Payload bytes received in order, over closed connections; ${roles}.`, (k) => k.stats.hist('received_bytes', k.labels).sum);
-  counter('bpfnet_tcp_retransmits_total', `Segments retransmitted, over closed connections (SYN-ACK retransmissions included); ${roles}.`, (k) => k.stats.u64('retransmits'));
+  counter('bpfnet_tcp_closes_total', `TCP connections closed after being established; ${roles}.`, (k) =>
+    k.stats.hist('lifetime_ns', k.labels).slots.reduce((a, b) => a + b, 0),
+  );
+  counter(
+    'bpfnet_tcp_sent_bytes_total',
+    `Payload bytes sent and acknowledged by the peer, over closed connections; ${roles}.`,
+    (k) => k.stats.hist('sent_bytes', k.labels).sum,
+  );
+  counter(
+    'bpfnet_tcp_received_bytes_total',
+    `Payload bytes received in order, over closed connections; ${roles}.`,
+    (k) => k.stats.hist('received_bytes', k.labels).sum,
+  );
+  counter('bpfnet_tcp_retransmits_total', `Segments retransmitted, over closed connections (SYN-ACK retransmissions included); ${roles}.`, (k) =>
+    k.stats.u64('retransmits'),
+  );
 
   const byConnection = { labelNames: ['family', 'role'], registry, failures };
   new Log2Histogram({
@@ -80,7 +92,9 @@ export function registerCloseMetrics(tcp: TcpLifecycle, ctx: ProbeContext): void
     failures,
     collect: () =>
       FAMILIES.map((family) => {
-        const both = read().filter((k) => k.labels.family === family).map((k) => k.stats.hist('srtt_ns', { family }));
+        const both = read()
+          .filter((k) => k.labels.family === family)
+          .map((k) => k.stats.hist('srtt_ns', { family }));
         return {
           labels: { family },
           slots: both[0]!.slots.map((n, i) => n + both[1]!.slots[i]!),

@@ -163,7 +163,12 @@ export class TcpLifecycle implements RunningGroup {
         return summary(err);
       }
     };
-    const stateErr = tryAttach('tcp_state') ?? ['sidecar_read', 'sidecar_send'].filter((p) => obj.program(p).autoload).map(tryAttach).find((e) => e !== undefined);
+    const stateErr =
+      tryAttach('tcp_state') ??
+      ['sidecar_read', 'sidecar_send']
+        .filter((p) => obj.program(p).autoload)
+        .map(tryAttach)
+        .find((e) => e !== undefined);
     if (stateErr) log.error('cannot attach program', { program: 'tcp_state', err: stateErr });
     const acceptErr = hook.programs.map(tryAttach).find((e) => e !== undefined);
     for (const p of enabled) {

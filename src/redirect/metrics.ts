@@ -74,12 +74,10 @@ export function registerRedirectMetrics(redirect: () => SockRedirect | undefined
   new CollectedCounter({
     ...common,
     name: 'bpfnet_redirect_fallbacks_total',
-    help: 'Messages of sockets in the sockhash that took the normal stack: peer_missing (no paired peer), redirect_failed (the kernel refused), policy (redirect paused), stack_used (bytes the socket sent through the stack are not all read yet, so redirecting could reorder), receiver_full (its reader is as far behind as the stack would let it be: the stack takes over and holds the sender back), memory_pressure (TCP memory of the host or of the reader\'s memory cgroup is under pressure).',
+    help: "Messages of sockets in the sockhash that took the normal stack: peer_missing (no paired peer), redirect_failed (the kernel refused), policy (redirect paused), stack_used (bytes the socket sent through the stack are not all read yet, so redirecting could reorder), receiver_full (its reader is as far behind as the stack would let it be: the stack takes over and holds the sender back), memory_pressure (TCP memory of the host or of the reader's memory cgroup is under pressure).",
     labelNames: ['family', 'reason'],
     collect: () =>
-      stats().flatMap((s, f) =>
-        FALLBACK_REASONS.map((reason, i) => ({ labels: { family: REDIRECT_FAMILIES[f]!, reason }, value: s.fallbacks[i]! })),
-      ),
+      stats().flatMap((s, f) => FALLBACK_REASONS.map((reason, i) => ({ labels: { family: REDIRECT_FAMILIES[f]!, reason }, value: s.fallbacks[i]! }))),
   });
   new CollectedCounter({
     ...common,

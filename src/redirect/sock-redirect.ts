@@ -152,7 +152,9 @@ export class SockRedirect {
     try {
       this.link = obj.program('redirect_sockops').attachCgroup(cgroupFd, this.opts.cgroup.dir);
     } catch (err) {
-      throw new EnvironmentError(`cannot attach the redirect to cgroup ${this.opts.cgroup.dir}: ${err instanceof BpfError ? err.summary() : (err as Error).message}`);
+      throw new EnvironmentError(
+        `cannot attach the redirect to cgroup ${this.opts.cgroup.dir}: ${err instanceof BpfError ? err.summary() : (err as Error).message}`,
+      );
     } finally {
       fs.closeSync(cgroupFd);
     }
@@ -233,7 +235,9 @@ export class SockRedirect {
       this.link = undefined;
     }
     if (this.msgAttached && obj) {
-      attempt('detach the sk_msg program', () => obj.program('redirect_msg').detachFromMap(obj.map('redirect_socks').fd, BPF_SK_MSG_VERDICT, 'the redirect sockhash'));
+      attempt('detach the sk_msg program', () =>
+        obj.program('redirect_msg').detachFromMap(obj.map('redirect_socks').fd, BPF_SK_MSG_VERDICT, 'the redirect sockhash'),
+      );
       this.msgAttached = false;
     }
     attempt('remove the redirect pins', () => {

@@ -9,10 +9,25 @@ import { CONNECT_RESULTS, FAMILIES, ROLES } from '../probes/tcp-lifecycle';
 export const CONN_EVENT_SPEC: StructSpec = {
   struct: 'conn_event',
   fields: {
-    start_ns: 'u64', established_ns: 'u64', fin_ns: 'u64', end_ns: 'u64', id: 'u64', parent_id: 'u64', root_id: 'u64',
-    sent_bytes: 'u64', received_bytes: 'u64', retransmits: 'u32', srtt_us: 'u32', tgid: 'u32',
+    start_ns: 'u64',
+    established_ns: 'u64',
+    fin_ns: 'u64',
+    end_ns: 'u64',
+    id: 'u64',
+    parent_id: 'u64',
+    root_id: 'u64',
+    sent_bytes: 'u64',
+    received_bytes: 'u64',
+    retransmits: 'u32',
+    srtt_us: 'u32',
+    tgid: 'u32',
     ends: { struct: 'tuple', fields: { laddr: { array: 'u8', length: 16 }, raddr: { array: 'u8', length: 16 }, lport: 'u16', rport: 'u16' } },
-    kind: 'u8', family: 'u8', role: 'u8', result: 'u8', fin_from: 'u8', comm: { array: 'u8', length: 16 },
+    kind: 'u8',
+    family: 'u8',
+    role: 'u8',
+    result: 'u8',
+    fin_from: 'u8',
+    comm: { array: 'u8', length: 16 },
   },
 };
 
@@ -56,7 +71,7 @@ export function formatAddress(bytes: Buffer, offset: number, family: string): st
   // the longest run of zero groups (two or more) becomes "::" (RFC 5952)
   let best = -1;
   let bestLen = 1;
-  for (let i = 0; i < 8; ) {
+  for (let i = 0; i < 8;) {
     if (groups[i] !== '0') {
       i++;
       continue;
@@ -74,10 +89,26 @@ export function formatAddress(bytes: Buffer, offset: number, family: string): st
  * once, here, not per event. */
 export function connEventDecoder(l: Layout): (buf: Buffer) => ConnEvent {
   const [start, established, fin, end, id, parent, root, sent, received] = [
-    'start_ns', 'established_ns', 'fin_ns', 'end_ns', 'id', 'parent_id', 'root_id', 'sent_bytes', 'received_bytes',
+    'start_ns',
+    'established_ns',
+    'fin_ns',
+    'end_ns',
+    'id',
+    'parent_id',
+    'root_id',
+    'sent_bytes',
+    'received_bytes',
   ].map((f) => l.offset(f)) as [number, number, number, number, number, number, number, number, number];
   const [kind, familyAt, role, result, finFrom, retransmits, srtt, tgid, comm] = [
-    'kind', 'family', 'role', 'result', 'fin_from', 'retransmits', 'srtt_us', 'tgid', 'comm',
+    'kind',
+    'family',
+    'role',
+    'result',
+    'fin_from',
+    'retransmits',
+    'srtt_us',
+    'tgid',
+    'comm',
   ].map((f) => l.offset(f)) as [number, number, number, number, number, number, number, number, number];
   const ends = l.offset('ends');
   const t = l.nested('ends');

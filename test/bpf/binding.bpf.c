@@ -39,7 +39,7 @@ SEC("syscall")
 int emit(struct emit_args *args)
 {
 	__u32 count = args->count, value = args->value, zero = 0;
-	struct record r = { .value = value };
+	struct record r = {.value = value};
 	__u64 *n = bpf_map_lookup_elem(&per_cpu, &zero);
 
 	if (n)

@@ -15,8 +15,8 @@ enum { OP_PUT = 1, OP_GET, OP_DEL };
 struct table_ops {
 	__u64 op[OPS];
 	__u64 sk[OPS];
-	__u64 value[OPS];	/* in: for put; out: for get (0: absent), 1/0 for put */
-	__u64 overflowed;	/* out: entries in the overflow map after the ops */
+	__u64 value[OPS]; /* in: for put; out: for get (0: absent), 1/0 for put */
+	__u64 overflowed; /* out: entries in the overflow map after the ops */
 };
 
 SEC("syscall")

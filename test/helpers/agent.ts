@@ -40,10 +40,12 @@ export class AgentProcess {
       for (const w of this.waiters.splice(0)) w();
     });
     child.stderr!.on('data', (d) => (this.stderr += d));
-    this.exited = new Promise((resolve) => child.on('exit', (code) => {
-      for (const w of this.waiters.splice(0)) w();
-      resolve(code);
-    }));
+    this.exited = new Promise((resolve) =>
+      child.on('exit', (code) => {
+        for (const w of this.waiters.splice(0)) w();
+        resolve(code);
+      }),
+    );
   }
 
   /** Resolves with the first message matching, failing if the agent exits first. */

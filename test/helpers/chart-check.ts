@@ -55,7 +55,11 @@ export function render(override: Values = {}, opts: { chart?: Chart; skipSchema?
   for (const [template, text] of out.manifests) {
     for (const doc of splitManifests(text)) {
       const parsed = YAML.parseDocument(doc, { uniqueKeys: true });
-      assert.deepEqual([...parsed.errors, ...parsed.warnings].map((e) => e.message), [], `${template} is well-formed YAML:\n${doc}`);
+      assert.deepEqual(
+        [...parsed.errors, ...parsed.warnings].map((e) => e.message),
+        [],
+        `${template} is well-formed YAML:\n${doc}`,
+      );
       const obj = parsed.toJS() as Obj;
       assert.equal(typeof obj, 'object', `${template} renders an object:\n${doc}`);
       objects.push(obj);
@@ -112,11 +116,14 @@ export function runExporter(ds: Obj): Promise<Run> {
   const argv = [process.execPath, BIN, ...c.args];
   const cmd = process.getuid?.() === 0 ? ['setpriv', '--bounding-set=-all', '--inh-caps=-all', ...argv] : argv;
   return new Promise((resolve) => {
-    const child = execFile(cmd[0]!, cmd.slice(1), { env, timeout: 30_000, encoding: 'utf8' }, (_err, stdout, stderr) => resolve({ status: child.exitCode, stdout, stderr }));
+    const child = execFile(cmd[0]!, cmd.slice(1), { env, timeout: 30_000, encoding: 'utf8' }, (_err, stdout, stderr) =>
+      resolve({ status: child.exitCode, stdout, stderr }),
+    );
   });
 }
 
-export const NOT_PERMITTED = 'bpfnet-exporter: not permitted to load BPF programs: run as root, or grant CAP_BPF, CAP_PERFMON, CAP_NET_ADMIN and CAP_SYS_ADMIN\n';
+export const NOT_PERMITTED =
+  'bpfnet-exporter: not permitted to load BPF programs: run as root, or grant CAP_BPF, CAP_PERFMON, CAP_NET_ADMIN and CAP_SYS_ADMIN\n';
 
 /** The all-on values with what must exist on the node taken from this machine:
  * this process, its network namespace, its cgroup, the checkout's BPF objects. */

@@ -92,7 +92,12 @@ function expand(dir: string, pattern: string): string[] {
   const parent = path.posix.dirname(rel);
   const re = globRegExp(path.posix.basename(rel));
   const where = path.join(dir, parent);
-  return fs.existsSync(where) ? fs.readdirSync(where).filter((n) => re.test(n)).map((n) => path.posix.join(parent, n)) : [];
+  return fs.existsSync(where)
+    ? fs
+        .readdirSync(where)
+        .filter((n) => re.test(n))
+        .map((n) => path.posix.join(parent, n))
+    : [];
 }
 
 export interface BuiltStage {

@@ -70,7 +70,8 @@ export class RunningExporter {
     this.exited = new Promise((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })));
     // an exporter that dies while a test uses it says why, there and then
     void this.exited.then(({ code, signal }) => {
-      if (!this.stopping && (code !== 0 || signal)) process.stderr.write(`\nexporter ${child.pid} died (${signal ?? code}):\n${this.stderrText.slice(-4000)}\n`);
+      if (!this.stopping && (code !== 0 || signal))
+        process.stderr.write(`\nexporter ${child.pid} died (${signal ?? code}):\n${this.stderrText.slice(-4000)}\n`);
     });
     this.url = new Promise((resolve, reject) => {
       child.stderr!.setEncoding('utf8');

@@ -69,7 +69,14 @@ function lex(name: string, src: string): Item[] {
       const close = src.indexOf('*/', i + 2);
       if (close < 0) throw new Error(`${lineAt(open)}: unclosed comment`);
       end = src.indexOf('}}', close + 2);
-      if (end < 0 || src.slice(close + 2, end).trim().replace(/^-$/, '') !== '') throw new Error(`${lineAt(open)}: comment ends without }}`);
+      if (
+        end < 0 ||
+        src
+          .slice(close + 2, end)
+          .trim()
+          .replace(/^-$/, '') !== ''
+      )
+        throw new Error(`${lineAt(open)}: comment ends without }}`);
     } else {
       end = i;
       let quote = '';
@@ -236,14 +243,7 @@ function parseList(items: Item[], state: { i: number }, defines: Map<string, Nod
   return { nodes };
 }
 
-function parseControl(
-  word: 'if' | 'with' | 'range',
-  rest: string,
-  where: string,
-  items: Item[],
-  state: { i: number },
-  defines: Map<string, Node[]>,
-): Node {
+function parseControl(word: 'if' | 'with' | 'range', rest: string, where: string, items: Item[], state: { i: number }, defines: Map<string, Node[]>): Node {
   const pipe = parsePipeline(rest, where);
   const { nodes: body, stop } = parseList(items, state, defines);
   if (!stop) throw new Error(`${where}: ${word} without end`);

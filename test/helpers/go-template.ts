@@ -140,7 +140,7 @@ export class TemplateSet {
     try {
       return goPrint(v);
     } catch (err) {
-      throw new Error(`${where}: ${(err as Error).message}`);
+      throw new Error(`${where}: ${(err as Error).message}`, { cause: err });
     }
   }
 
@@ -180,7 +180,7 @@ export class TemplateSet {
       try {
         return fn(...rest.map(arg), ...final);
       } catch (err) {
-        throw new Error(`${where}: ${first.name}: ${(err as Error).message}`);
+        throw new Error(`${where}: ${first.name}: ${(err as Error).message}`, { cause: err });
       }
     }
     const v = arg(first);

@@ -24,7 +24,12 @@ type Values = Record<string, unknown>;
 
 /** A glob as Helm's .Files.Glob and .helmignore read it: * and ? stop at "/". */
 export function globRegExp(pattern: string): RegExp {
-  const re = pattern.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*\*/g, '\0').replace(/\*/g, '[^/]*').replace(/\?/g, '[^/]').replace(/\0/g, '.*');
+  const re = pattern
+    .replace(/[.+^${}()|[\]\\]/g, '\\$&')
+    .replace(/\*\*/g, '\0')
+    .replace(/\*/g, '[^/]*')
+    .replace(/\?/g, '[^/]')
+    .replace(/\0/g, '.*');
   return new RegExp(`^${re}$`);
 }
 
@@ -51,7 +56,11 @@ function walk(dir: string, rel: string, rules: string[], out: Map<string, Buffer
 export function loadChart(dir: string): Chart {
   const helmignore = path.join(dir, '.helmignore');
   const rules = fs.existsSync(helmignore)
-    ? fs.readFileSync(helmignore, 'utf8').split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('#'))
+    ? fs
+        .readFileSync(helmignore, 'utf8')
+        .split('\n')
+        .map((l) => l.trim())
+        .filter((l) => l && !l.startsWith('#'))
     : [];
   const all = new Map<string, Buffer>();
   walk(dir, '', rules, all);
@@ -89,7 +98,13 @@ export function mergeValues(defaults: Values, override: Values): Values {
 /** toYaml: YAML with sorted keys and no trailing newline, as Helm's (sigs.k8s.io/yaml). */
 function toYaml(v: unknown): string {
   const plain = (x: unknown): unknown =>
-    x instanceof GoInt ? Number(x.value) : Array.isArray(x) ? x.map(plain) : isMap(x) ? Object.fromEntries(Object.entries(x).map(([k, y]) => [k, plain(y)])) : x;
+    x instanceof GoInt
+      ? Number(x.value)
+      : Array.isArray(x)
+        ? x.map(plain)
+        : isMap(x)
+          ? Object.fromEntries(Object.entries(x).map(([k, y]) => [k, plain(y)]))
+          : x;
   return YAML.stringify(plain(v), { sortMapEntries: true, indentSeq: false, lineWidth: 0 }).replace(/\n$/, '');
 }
 
@@ -145,7 +160,12 @@ function goEqual(a: unknown, b: unknown): boolean {
 /** Sprig's indent: every line padded, empty ones too. */
 function indent(n: unknown, s: unknown): string {
   const pad = ' '.repeat(Number(toInt64(n).value));
-  return pad + goPrint(s).split('\n').join('\n' + pad);
+  return (
+    pad +
+    goPrint(s)
+      .split('\n')
+      .join('\n' + pad)
+  );
 }
 
 /** The Helm and Sprig functions the chart may use; the chart keeps to them. */
@@ -156,12 +176,19 @@ function helmFunctions(templates: () => TemplateSet): Record<string, TemplateFun
     toYaml: (v) => toYaml(v),
     indent: (n, s) => indent(n, s),
     nindent: (n, s) => '\n' + indent(n, s),
-    quote: (...args) => args.filter((a) => a !== null && a !== undefined).map((a) => JSON.stringify(str(a))).join(' '),
+    quote: (...args) =>
+      args
+        .filter((a) => a !== null && a !== undefined)
+        .map((a) => JSON.stringify(str(a)))
+        .join(' '),
     default: (d, ...given) => (given.length === 0 || empty(given[0]) ? d : given[0]),
     printf: (format, ...args) => sprintf(format as string, ...args),
     trunc: (n, s) => str(s).slice(0, Number(toInt64(n).value)),
     trimSuffix: (suffix, s) => (str(s).endsWith(suffix as string) ? str(s).slice(0, -(suffix as string).length || undefined) : str(s)),
-    replace: (from, to, s) => str(s).split(from as string).join(to as string),
+    replace: (from, to, s) =>
+      str(s)
+        .split(from as string)
+        .join(to as string),
     contains: (sub, s) => str(s).includes(sub as string),
     join: (sep, list) => (list as unknown[]).map(str).join(sep as string),
     base: (p) => path.posix.basename(str(p)),
@@ -204,7 +231,14 @@ export function renderChart(chart: Chart, release: Release, override: Values = {
   const root = new GoStruct({
     Values: values,
     Release: new GoStruct({ Name: release.name, Namespace: release.namespace, Service: 'Helm', IsInstall: true, IsUpgrade: false, Revision: new GoInt(1n) }),
-    Chart: new GoStruct({ Name: meta.name, Version: meta.version, AppVersion: meta.appVersion, Description: meta.description, Type: meta.type, KubeVersion: meta.kubeVersion }),
+    Chart: new GoStruct({
+      Name: meta.name,
+      Version: meta.version,
+      AppVersion: meta.appVersion,
+      Description: meta.description,
+      Type: meta.type,
+      KubeVersion: meta.kubeVersion,
+    }),
     Files,
   });
   const manifests = new Map<string, string>();

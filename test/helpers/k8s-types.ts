@@ -15,6 +15,7 @@ type Model = { getAttributeTypeMap(): Attribute[] };
 
 // an ES module: loaded by Node's require(esm); the package's index needs more
 // than these plain model classes do
+// eslint-disable-next-line @typescript-eslint/no-require-imports
 const models = require('@kubernetes/client-node/dist/gen/models/ObjectSerializer.js') as Record<string, Model | undefined>;
 
 /** The model of each kind the chart renders from core Kubernetes. */
@@ -56,7 +57,11 @@ function check(value: unknown, type: string, format: string, where: string, out:
     // free-form in the API
   } else {
     if (kind !== 'object') return void bad(type);
-    const fields = new Map(model(type).getAttributeTypeMap().map((a) => [a.baseName, a]));
+    const fields = new Map(
+      model(type)
+        .getAttributeTypeMap()
+        .map((a) => [a.baseName, a]),
+    );
     for (const [k, v] of Object.entries(value as object)) {
       const f = fields.get(k);
       if (!f) out.push(`${where}.${k}: no such field in ${type}`);

@@ -56,7 +56,10 @@ export class Netns {
   veth(ifname: string, address: string, peer: Netns, peerIfname: string, peerAddress: string, opts: { staticNeighbours?: boolean } = {}): void {
     const mac = (n: number) => `02:00:00:00:00:${n.toString(16).padStart(2, '0')}`;
     this.run('ip', 'link', 'add', ifname, 'address', mac(1), 'type', 'veth', 'peer', 'name', peerIfname, 'address', mac(2), 'netns', peer.name);
-    for (const [ns, dev, addr, other, otherMac] of [[this, ifname, address, peerAddress, mac(2)], [peer, peerIfname, peerAddress, address, mac(1)]] as const) {
+    for (const [ns, dev, addr, other, otherMac] of [
+      [this, ifname, address, peerAddress, mac(2)],
+      [peer, peerIfname, peerAddress, address, mac(1)],
+    ] as const) {
       ns.run('ip', 'addr', 'add', addr, 'dev', dev);
       ns.run('ip', 'link', 'set', dev, 'up');
       if (opts.staticNeighbours) ns.run('ip', 'neigh', 'replace', other.split('/')[0]!, 'lladdr', otherMac, 'dev', dev, 'nud', 'permanent');
@@ -89,7 +92,9 @@ export class Netns {
 
   /** The kernel's TCP counters in this namespace (/proc/net/snmp). */
   tcpCounters(): TcpCounters {
-    const lines = this.run('cat', '/proc/net/snmp').split('\n').filter((l) => l.startsWith('Tcp:'));
+    const lines = this.run('cat', '/proc/net/snmp')
+      .split('\n')
+      .filter((l) => l.startsWith('Tcp:'));
     const names = lines[0]!.split(/\s+/).slice(1);
     const values = lines[1]!.split(/\s+/).slice(1).map(Number);
     return Object.fromEntries(names.map((n, i) => [n, values[i]!])) as TcpCounters;

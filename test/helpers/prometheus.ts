@@ -62,15 +62,25 @@ export class RunningPrometheus {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'bpfnet-prometheus-'));
     const removeDir = onCleanup(`prometheus directory ${dir}`, () => fs.rmSync(dir, { recursive: true, force: true }));
     const config = path.join(dir, 'prometheus.yml');
-    fs.writeFileSync(config, JSON.stringify({
-      global: { scrape_interval: '1s', scrape_timeout: '1s', evaluation_interval: '1s' },
-      scrape_configs: [{ job_name: job.job, static_configs: [{ targets: [job.target], labels: job.labels }] }],
-    }, null, 2)); // YAML reads JSON
+    fs.writeFileSync(
+      config,
+      JSON.stringify(
+        {
+          global: { scrape_interval: '1s', scrape_timeout: '1s', evaluation_interval: '1s' },
+          scrape_configs: [{ job_name: job.job, static_configs: [{ targets: [job.target], labels: job.labels }] }],
+        },
+        null,
+        2,
+      ),
+    ); // YAML reads JSON
     // a port found free can be taken before Prometheus binds it: try again
     for (let attempt = 1; ; attempt++) {
       const port = await freePort();
-      const child = spawn(PROMETHEUS, [`--config.file=${config}`, `--storage.tsdb.path=${path.join(dir, 'data')}`,
-        `--web.listen-address=127.0.0.1:${port}`, '--log.level=warn'], { stdio: ['ignore', 'ignore', 'pipe'] });
+      const child = spawn(
+        PROMETHEUS,
+        [`--config.file=${config}`, `--storage.tsdb.path=${path.join(dir, 'data')}`, `--web.listen-address=127.0.0.1:${port}`, '--log.level=warn'],
+        { stdio: ['ignore', 'ignore', 'pipe'] },
+      );
       const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
       const kill = onCleanup(`prometheus ${child.pid}`, async () => {
         if (child.exitCode === null && child.signalCode === null) {
@@ -84,7 +94,13 @@ export class RunningPrometheus {
       });
       const deadline = Date.now() + 30_000;
       for (;;) {
-        const ready = await Promise.race([httpGet(`${prom.url}/-/ready`).then((r) => r.status === 200, () => false), exited.then(() => 'exited' as const)]);
+        const ready = await Promise.race([
+          httpGet(`${prom.url}/-/ready`).then(
+            (r) => r.status === 200,
+            () => false,
+          ),
+          exited.then(() => 'exited' as const),
+        ]);
         if (ready === true) return prom;
         if (ready === 'exited' || child.exitCode !== null) break;
         if (Date.now() > deadline) throw new Error(`prometheus not ready in time:\n${prom.stderr}`);
@@ -117,13 +133,21 @@ export class RunningPrometheus {
    * (what Grafana's label_values() asks). */
   labelValues(label: string, match?: string): Promise<ApiAnswer<string[]>> {
     const now = Date.now() / 1000;
-    return this.api<string[]>(`label/${encodeURIComponent(label)}/values`, [...(match ? [['match[]', match] as [string, string]] : []), ['start', String(now - 3600)], ['end', String(now)]]);
+    return this.api<string[]>(`label/${encodeURIComponent(label)}/values`, [
+      ...(match ? [['match[]', match] as [string, string]] : []),
+      ['start', String(now - 3600)],
+      ['end', String(now)],
+    ]);
   }
 
   /** Series matching a selector in the last hour. */
   series(match: string): Promise<ApiAnswer<Labels[]>> {
     const now = Date.now() / 1000;
-    return this.api<Labels[]>('series', [['match[]', match], ['start', String(now - 3600)], ['end', String(now)]]);
+    return this.api<Labels[]>('series', [
+      ['match[]', match],
+      ['start', String(now - 3600)],
+      ['end', String(now)],
+    ]);
   }
 
   /** Metadata (type, help) the targets' scrapes declared for metric. */

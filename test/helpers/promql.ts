@@ -33,8 +33,9 @@ const KEYWORDS = new Set(['and', 'or', 'unless', 'bool', 'inf', 'nan']);
 
 function tokenize(expr: string): Token[] {
   const tokens: Token[] = [];
-  const re = /\s+|("(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|`[^`]*`)|(\[[^\]]*\])|([a-zA-Z_:][a-zA-Z0-9_:]*)|(\d+(?:\.\d+)?(?:e[+-]?\d+)?)|(=~|!~|!=|==|>=|<=|[-+*/%^(){},=<>])/y;
-  for (let at = 0; at < expr.length; ) {
+  const re =
+    /\s+|("(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|`[^`]*`)|(\[[^\]]*\])|([a-zA-Z_:][a-zA-Z0-9_:]*)|(\d+(?:\.\d+)?(?:e[+-]?\d+)?)|(=~|!~|!=|==|>=|<=|[-+*/%^(){},=<>])/y;
+  for (let at = 0; at < expr.length;) {
     re.lastIndex = at;
     const m = re.exec(expr);
     if (!m) throw new Error(`cannot read PromQL at "${expr.slice(at, at + 20)}"`);
@@ -64,7 +65,7 @@ export function selectors(expr: string): Selector[] {
     for (i++; t[i] && t[i]!.text !== ')'; i++) if (t[i]!.kind === 'ident') labels.push(t[i]!.text);
     return [labels, i + 1];
   };
-  for (let i = 0; i < t.length; ) {
+  for (let i = 0; i < t.length;) {
     const tok = t[i]!;
     const next = t[i + 1];
     if (tok.kind === 'ident' && AGGREGATIONS.has(tok.text) && (next?.text === 'by' || next?.text === 'without')) {
@@ -74,7 +75,8 @@ export function selectors(expr: string): Selector[] {
       i = j + 1;
     } else if (tok.kind === 'ident' && LABEL_LISTS.has(tok.text)) {
       // after an aggregation's argument (`sum(x) by (l)`) or a binary operator
-      if (t[i - 1]?.text === ')' && (tok.text === 'by' || tok.text === 'without')) throw new Error(`write "sum by (...) (...)", not "sum(...) by (...)": ${expr}`);
+      if (t[i - 1]?.text === ')' && (tok.text === 'by' || tok.text === 'without'))
+        throw new Error(`write "sum by (...) (...)", not "sum(...) by (...)": ${expr}`);
       i = labelList(i + 1)[1];
     } else if (tok.kind === 'ident' && next?.text === '(') {
       stack.push({ name: tok.text });
@@ -90,9 +92,10 @@ export function selectors(expr: string): Selector[] {
       const sel: Selector = { metric: tok.text, matchers: [], within: within() };
       i++;
       if (t[i]?.text === '{') {
-        for (i++; t[i]?.text !== '}'; ) {
+        for (i++; t[i]?.text !== '}';) {
           const [label, op, value] = [t[i], t[i + 1], t[i + 2]];
-          if (label?.kind !== 'ident' || !['=', '!=', '=~', '!~'].includes(op?.text ?? '') || value?.kind !== 'string') throw new Error(`cannot read the matchers of ${tok.text} in ${expr}`);
+          if (label?.kind !== 'ident' || !['=', '!=', '=~', '!~'].includes(op?.text ?? '') || value?.kind !== 'string')
+            throw new Error(`cannot read the matchers of ${tok.text} in ${expr}`);
           sel.matchers.push({ label: label.text, op: op!.text as Matcher['op'], value: unquote(value.text) });
           i += 3;
           if (t[i]?.text === ',') i++;

@@ -35,7 +35,6 @@ export function assertWhole(results: StreamResult[], served: Served[], bytes: nu
   assert.deepEqual(served.map((s) => s.sha256).sort(), results.map((r) => r.sentSha256).sort());
 }
 
-
 export interface Served {
   received: number;
   sha256?: string;

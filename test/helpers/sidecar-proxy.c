@@ -41,8 +41,8 @@ static ssize_t read_to_end(int fd, char *buf, size_t len)
 
 static int connect_upstream(void)
 {
-	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(upstream_port),
-				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	struct sockaddr_in a = {
+		.sin_family = AF_INET, .sin_port = htons(upstream_port), .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
 	int fd = socket(AF_INET, SOCK_STREAM, 0);
 
 	if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof(a)))
@@ -94,11 +94,18 @@ int main(int argc, char **argv)
 
 	while ((opt = getopt(argc, argv, "u:m:d:")) != -1) {
 		switch (opt) {
-		case 'u': upstream_port = atoi(optarg); break;
-		case 'm': mode = optarg; break;
-		case 'd': delay_ms = atoi(optarg); break;
+		case 'u':
+			upstream_port = atoi(optarg);
+			break;
+		case 'm':
+			mode = optarg;
+			break;
+		case 'd':
+			delay_ms = atoi(optarg);
+			break;
 		default:
-			fprintf(stderr, "usage: sidecar-proxy -u UPSTREAM_PORT [-m loop|threads|reuse] [-d DELAY_MS]\n");
+			fprintf(stderr,
+				"usage: sidecar-proxy -u UPSTREAM_PORT [-m loop|threads|reuse] [-d DELAY_MS]\n");
 			return 2;
 		}
 	}

@@ -18,7 +18,10 @@ export function buildSidecarProxy(): void {
 }
 
 /** The proxy inside ns; resolves with its port once it listens. */
-export async function startSidecarProxy(ns: Netns, opts: { mode: 'loop' | 'threads' | 'reuse'; delayMs: number; upstreamPort: number }): Promise<{ port: number; stop: () => void }> {
+export async function startSidecarProxy(
+  ns: Netns,
+  opts: { mode: 'loop' | 'threads' | 'reuse'; delayMs: number; upstreamPort: number },
+): Promise<{ port: number; stop: () => void }> {
   const child = ns.spawn(PROXY, ['-m', opts.mode, '-d', String(opts.delayMs), '-u', String(opts.upstreamPort)]);
   const port = await new Promise<number>((resolve, reject) => {
     let out = '';

@@ -85,7 +85,13 @@ export class SlowReader extends Peer {
   /** Per connection, by the writer's port: bytes read and their SHA-256. */
   async results(timeoutMs = 300_000): Promise<Map<number, { bytes: number; sha256: string }>> {
     const code = await Promise.race([this.exited, sleep(timeoutMs).then(() => 'timeout')]);
-    if (code !== 0) throw new Error(`slow-peer read ended with ${code}: ${this.lines.map((l) => l.join(' ')).slice(-5).join('; ')}`);
+    if (code !== 0)
+      throw new Error(
+        `slow-peer read ended with ${code}: ${this.lines
+          .map((l) => l.join(' '))
+          .slice(-5)
+          .join('; ')}`,
+      );
     return new Map(this.all('read').map((l) => [Number(l[1]), { bytes: Number(l[2]), sha256: l[3]! }]));
   }
 }
@@ -117,7 +123,12 @@ export class FastWriter extends Peer {
       } else if (last > 0 && Date.now() - since >= quietMs) {
         return last;
       }
-      if (this.all('error').length) throw new Error(`the writer failed: ${this.all('error').map((l) => l.join(' ')).join('; ')}`);
+      if (this.all('error').length)
+        throw new Error(
+          `the writer failed: ${this.all('error')
+            .map((l) => l.join(' '))
+            .join('; ')}`,
+        );
       if (Date.now() > deadline) throw new Error(`the writer never stopped: ${last} bytes sent`);
       await sleep(50);
     }
@@ -134,7 +145,11 @@ export class FastWriter extends Peer {
 }
 
 /** A reader in ns and cgroup, listening on addr; resolves once it listens. */
-export async function startSlowReader(ns: Netns, cg: TestCgroup, opts: { addr?: string; conns?: number; rate?: number; now?: boolean } = {}): Promise<SlowReader> {
+export async function startSlowReader(
+  ns: Netns,
+  cg: TestCgroup,
+  opts: { addr?: string; conns?: number; rate?: number; now?: boolean } = {},
+): Promise<SlowReader> {
   const args = ['read', '-a', opts.addr ?? '127.0.0.1', '-n', String(opts.conns ?? 1), '-r', String(opts.rate ?? 0)];
   if (opts.now) args.push('-g');
   const r = new SlowReader(ns.spawn(BIN, args, cg));
@@ -143,7 +158,11 @@ export async function startSlowReader(ns: Netns, cg: TestCgroup, opts: { addr?: 
 }
 
 /** A writer in ns and cgroup: conns connections to port, bytes each. */
-export function startFastWriter(ns: Netns, cg: TestCgroup, opts: { addr?: string; port: number; conns?: number; bytes: number; nonBlocking?: boolean; hold?: boolean }): FastWriter {
+export function startFastWriter(
+  ns: Netns,
+  cg: TestCgroup,
+  opts: { addr?: string; port: number; conns?: number; bytes: number; nonBlocking?: boolean; hold?: boolean },
+): FastWriter {
   const args = ['write', '-a', opts.addr ?? '127.0.0.1', '-p', String(opts.port), '-n', String(opts.conns ?? 1), '-B', String(opts.bytes)];
   if (opts.nonBlocking) args.push('-N');
   if (opts.hold) args.push('-H');

@@ -14,18 +14,49 @@ import { requireRoot } from '../helpers/privileges';
 
 const UNPRIVILEGED = ['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups', '--inh-caps=-all'];
 const HIDE_BTF = ['unshare', '-m', 'sh', '-c', 'mount -t tmpfs none /sys/kernel/btf && exec "$@"', 'sh'];
-const HIDE_TRACEFS = ['unshare', '-m', 'sh', '-c',
-  'mount -t tmpfs none /sys/kernel/tracing && { ! [ -d /sys/kernel/debug ] || mount -t tmpfs none /sys/kernel/debug; } && exec "$@"', 'sh'];
+const HIDE_TRACEFS = [
+  'unshare',
+  '-m',
+  'sh',
+  '-c',
+  'mount -t tmpfs none /sys/kernel/tracing && { ! [ -d /sys/kernel/debug ] || mount -t tmpfs none /sys/kernel/debug; } && exec "$@"',
+  'sh',
+];
 const TRACEFS_FIX = 'mount -t tracefs nodev /sys/kernel/tracing';
 const PRIVILEGE_FIX = 'run as root, or grant CAP_BPF and CAP_PERFMON';
 const BTF_FIX = 'run a kernel built with CONFIG_DEBUG_INFO_BTF=y';
 const PROBES = ['connect', 'accept', 'close'];
 const ALL_PROBES = [...PROBES, 'netsubsys'];
 /** every program check loads: bpf/features.bpf.c, tcp-lifecycle.bpf.c, sock-redirect.bpf.c and netsubsys.bpf.c */
-const OUR_PROGRAMS = new Set(['feat_tp_btf', 'feat_tracepoint', 'feat_raw_tp', 'feat_kprobe', 'feat_kretprobe', 'feat_fentry',
-  'feat_fexit', 'feat_sockops', 'feat_sk_msg', 'tcp_state', 'accept_exit', 'accept4_exit', 'redirect_sockops', 'redirect_msg',
-  'rx_netif_rx', 'rx_gro_receive', 'rx_receive_skb', 'rx_tcp_probe', 'rx_read', 'tx_tcp_sendmsg', 'tx_dev_queue', 'tx_start_xmit',
-  'tx_dev_xmit', 'drop_kfree_skb', 'tcp_reset_sent', 'tcp_reset_recv', 'tcp_retransmit']);
+const OUR_PROGRAMS = new Set([
+  'feat_tp_btf',
+  'feat_tracepoint',
+  'feat_raw_tp',
+  'feat_kprobe',
+  'feat_kretprobe',
+  'feat_fentry',
+  'feat_fexit',
+  'feat_sockops',
+  'feat_sk_msg',
+  'tcp_state',
+  'accept_exit',
+  'accept4_exit',
+  'redirect_sockops',
+  'redirect_msg',
+  'rx_netif_rx',
+  'rx_gro_receive',
+  'rx_receive_skb',
+  'rx_tcp_probe',
+  'rx_read',
+  'tx_tcp_sendmsg',
+  'tx_dev_queue',
+  'tx_start_xmit',
+  'tx_dev_xmit',
+  'drop_kfree_skb',
+  'tcp_reset_sent',
+  'tcp_reset_recv',
+  'tcp_retransmit',
+]);
 
 /** The table as ITEM -> [STATUS, DETAIL], checking its shape on the way. */
 function parseTable(stdout: string): Map<string, [string, string]> {
@@ -60,7 +91,7 @@ function loadedPrograms(): { id: number; name: string }[] {
 function heldPrograms(): Set<number> {
   const ids = new Set<number>();
   for (const pid of fs.readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
-    let fds: string[] = [];
+    let fds: string[];
     try {
       fds = fs.readdirSync(`/proc/${pid}/fd`);
     } catch {
@@ -85,7 +116,9 @@ async function leftovers(since: number): Promise<string[]> {
   let left: string[] = [];
   for (let i = 0; i < 50; i++) {
     const held = heldPrograms();
-    left = loadedPrograms().filter((p) => p.id > since && OUR_PROGRAMS.has(p.name) && !held.has(p.id)).map((p) => `${p.name} (id ${p.id})`);
+    left = loadedPrograms()
+      .filter((p) => p.id > since && OUR_PROGRAMS.has(p.name) && !held.has(p.id))
+      .map((p) => `${p.name} (id ${p.id})`);
     if (!left.length) return left;
     await sleep(200);
   }
@@ -104,7 +137,7 @@ async function check(wrap: string[] = []): Promise<RunResult & { rows: Map<strin
 describe('check', function () {
   before(requireRoot);
 
-  it('finds this machine\'s kernel facts by loading programs: tp_btf and every probe yes, kprobes and fentry no', async function () {
+  it("finds this machine's kernel facts by loading programs: tp_btf and every probe yes, kprobes and fentry no", async function () {
     const r = await check();
     expectRows(r.rows, {
       privileges: ['yes', /^root with CAP_BPF, CAP_PERFMON, CAP_NET_ADMIN, CAP_SYS_ADMIN$/],
@@ -138,8 +171,9 @@ describe('check', function () {
       tp_btf: ['no', new RegExp(`^cannot load: EPERM \\(Operation not permitted\\); ${PRIVILEGE_FIX}$`)],
       sockops: ['no', /^cannot load: EPERM/],
       'ring buffer map': ['no', /^cannot create: EPERM/],
-      ...Object.fromEntries(PROBES.map((p) => [`probe ${p}`,
-        ['no', new RegExp(`^cannot load tcp-lifecycle.bpf.o: EPERM \\(Operation not permitted\\); ${PRIVILEGE_FIX}$`)]])),
+      ...Object.fromEntries(
+        PROBES.map((p) => [`probe ${p}`, ['no', new RegExp(`^cannot load tcp-lifecycle.bpf.o: EPERM \\(Operation not permitted\\); ${PRIVILEGE_FIX}$`)]]),
+      ),
       'probe netsubsys': ['no', new RegExp(`^cannot load netsubsys.bpf.o: EPERM \\(Operation not permitted\\); ${PRIVILEGE_FIX}$`)],
       redirect: ['no', new RegExp(`^cannot load sock-redirect.bpf.o: EPERM \\(Operation not permitted\\).*; ${PRIVILEGE_FIX}$`)],
     });
@@ -180,8 +214,9 @@ describe('check', function () {
 
 describe('check on Linux 6.1', function () {
   const root = path.resolve(__dirname, '..', '..', '..', '..');
-  const kvmRun = [process.env.KVM_RUN, path.join(root, '..', 'shared', 'tools', 'kvm-run'), '/work/shared/tools/kvm-run']
-    .find((p): p is string => !!p && fs.existsSync(p));
+  const kvmRun = [process.env.KVM_RUN, path.join(root, '..', 'shared', 'tools', 'kvm-run'), '/work/shared/tools/kvm-run'].find(
+    (p): p is string => !!p && fs.existsSync(p),
+  );
 
   it('finds kprobes, kretprobes, fentry and fexit working there', async function () {
     requireRoot();

@@ -14,7 +14,7 @@ import { requireRoot } from '../helpers/privileges';
 function programsOf(pid: number): number[] {
   const ids = new Set<number>();
   for (const fd of fs.readdirSync(`/proc/${pid}/fd`)) {
-    let info = '';
+    let info: string;
     try {
       info = fs.readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8');
     } catch {
@@ -74,13 +74,33 @@ describe('command line', function () {
       ['a cgroup that does not exist', ['--cgroup', '/bpfnet-no-such-cgroup'], /no such cgroup/],
       ['a directory that is not a cgroup', ['--cgroup', '/tmp'], /--cgroup \/tmp: not a cgroup v2 directory/],
       ['a port out of range', ['--port', '70000'], /--port 70000: not a port; give 1 to 65535/],
-      ['an OTLP endpoint that is not http', ['--otlp-endpoint', 'collector:4318'], /--otlp-endpoint collector:4318: not http or https; give the collector's OTLP\/HTTP address, such as http:\/\/localhost:4318/],
-      ['a sample ratio above 1', ['--otlp-endpoint', 'http://127.0.0.1:4318', '--trace-sample-ratio', '1.5'], /--trace-sample-ratio 1.5: give a ratio from 0 to 1/],
-      ['spans without a TCP probe', ['--probes', 'netsubsys', '--otlp-endpoint', 'http://127.0.0.1:4318'], /spans come from the TCP probes: add one of connect,accept,close to --probes/],
-      ['a sidecar command too long for the kernel', ['--sidecar-comm', 'a-name-far-too-long'], /--sidecar-comm "a-name-far-too-long": give a command name of 1 to 15 bytes/],
+      [
+        'an OTLP endpoint that is not http',
+        ['--otlp-endpoint', 'collector:4318'],
+        /--otlp-endpoint collector:4318: not http or https; give the collector's OTLP\/HTTP address, such as http:\/\/localhost:4318/,
+      ],
+      [
+        'a sample ratio above 1',
+        ['--otlp-endpoint', 'http://127.0.0.1:4318', '--trace-sample-ratio', '1.5'],
+        /--trace-sample-ratio 1.5: give a ratio from 0 to 1/,
+      ],
+      [
+        'spans without a TCP probe',
+        ['--probes', 'netsubsys', '--otlp-endpoint', 'http://127.0.0.1:4318'],
+        /spans come from the TCP probes: add one of connect,accept,close to --probes/,
+      ],
+      [
+        'a sidecar command too long for the kernel',
+        ['--sidecar-comm', 'a-name-far-too-long'],
+        /--sidecar-comm "a-name-far-too-long": give a command name of 1 to 15 bytes/,
+      ],
       ['a sidecar pid that does not exist', ['--sidecar-pid', String(deadPid())], /--sidecar-pid \d+: no such process/],
       ['a ring buffer size that is not a power of two', ['--event-ring-bytes', '5000'], /--event-ring-bytes 5000: give a power of two from 4096/],
-      ['a negative series lifetime', ['--probes', 'netsubsys', '--netstack-series-ttl', '-1'], /--netstack-series-ttl -1: give seconds, 0 or more \(0: never\)/],
+      [
+        'a negative series lifetime',
+        ['--probes', 'netsubsys', '--netstack-series-ttl', '-1'],
+        /--netstack-series-ttl -1: give seconds, 0 or more \(0: never\)/,
+      ],
       ['a directory without BPF objects', ['--bpf-dir', '/tmp'], /--bpf-dir \/tmp: no BPF objects there; give the directory holding tcp-lifecycle.bpf.o/],
     ];
     for (const [what, args, message] of usage) {
@@ -153,18 +173,31 @@ describe('command line', function () {
 
     it('keeps the other probes running when one cannot attach, and is not ready', async function () {
       // without tracefs the accept() tracepoints cannot attach; tp_btf needs none
-      const hideTracefs = ['unshare', '-m', 'sh', '-c',
-        'mount -t tmpfs none /sys/kernel/tracing && { ! [ -d /sys/kernel/debug ] || mount -t tmpfs none /sys/kernel/debug; } && exec "$@"', 'sh'];
+      const hideTracefs = [
+        'unshare',
+        '-m',
+        'sh',
+        '-c',
+        'mount -t tmpfs none /sys/kernel/tracing && { ! [ -d /sys/kernel/debug ] || mount -t tmpfs none /sys/kernel/debug; } && exec "$@"',
+        'sh',
+      ];
       const exporter = new RunningExporter([], {}, hideTracefs);
       const url = await exporter.url;
       let ready = await httpGet(`${url}/readyz`);
       for (let i = 0; i < 50 && !/accept/.test(ready.body); i++) ready = await httpGet(`${url}/readyz`);
       assert.equal(ready.status, 503);
-      assert.match(ready.body, /not ready: accept \(tracepoint\/syscalls\/sys_exit_accept\{,4\} needs tracefs, which is not mounted: mount -t tracefs nodev \/sys\/kernel\/tracing\)/);
+      assert.match(
+        ready.body,
+        /not ready: accept \(tracepoint\/syscalls\/sys_exit_accept\{,4\} needs tracefs, which is not mounted: mount -t tracefs nodev \/sys\/kernel\/tracing\)/,
+      );
       const m = await exporter.scrape();
       assert.deepEqual(
         m.find('bpfnet_probe_up').map((s) => [s.labels.probe, s.value]),
-        [['connect', 1], ['accept', 0], ['close', 1]],
+        [
+          ['connect', 1],
+          ['accept', 0],
+          ['close', 1],
+        ],
       );
       assert.match(exporter.stderr, /level=error .*msg="probe down" probe=accept reason=".*mount -t tracefs/);
       const r = await exporter.stop();

@@ -63,10 +63,14 @@ interface Variable {
 }
 
 function loadDashboards(): Dashboard[] {
-  return fs.readdirSync(DASHBOARDS).filter((f) => f.endsWith('.json')).sort().map((file) => {
-    const text = fs.readFileSync(path.join(DASHBOARDS, file), 'utf8');
-    return { file, text, json: JSON.parse(text) };
-  });
+  return fs
+    .readdirSync(DASHBOARDS)
+    .filter((f) => f.endsWith('.json'))
+    .sort()
+    .map((file) => {
+      const text = fs.readFileSync(path.join(DASHBOARDS, file), 'utf8');
+      return { file, text, json: JSON.parse(text) };
+    });
 }
 
 /** Every panel, rows' panels included (a collapsed row keeps them inside). */
@@ -111,7 +115,10 @@ const allVariables = dashboards.flatMap((d) => variablesOf(d).filter((v) => v.ty
 
 describe('dashboards', function () {
   it(`are the five areas' files, pretty-printed, with stable uids and no ids`, function () {
-    assert.deepEqual(dashboards.map((d) => d.file), FILES);
+    assert.deepEqual(
+      dashboards.map((d) => d.file),
+      FILES,
+    );
     for (const d of dashboards) {
       assert.equal(d.text, JSON.stringify(d.json, null, 2) + '\n', `${d.file} is not 2-space pretty-printed JSON with a trailing newline`);
       assert.equal(d.json.id, undefined, `${d.file} has an id`);
@@ -127,14 +134,19 @@ describe('dashboards', function () {
     for (const d of dashboards) {
       const vars = variablesOf(d);
       assert.deepEqual([vars[0]!.type, vars[0]!.name, vars[0]!.raw.query], ['datasource', 'datasource', 'prometheus'], d.file);
-      assert.deepEqual(vars.slice(1, 5).map((v) => v.name), COMMON, d.file);
+      assert.deepEqual(
+        vars.slice(1, 5).map((v) => v.name),
+        COMMON,
+        d.file,
+      );
       const names = vars.map((v) => v.name);
       for (const [i, v] of vars.entries()) {
         if (v.type === 'datasource') continue;
         const r = v.raw;
         if (v.type !== 'query') problems.push(`${d.file}: variable ${v.name} is a ${v.type}`);
         if (JSON.stringify(r.datasource) !== JSON.stringify(DS)) problems.push(`${d.file}: variable ${v.name} does not query \${datasource}`);
-        if (!(r.includeAll === true && r.multi === true && r.allValue === '.*')) problems.push(`${d.file}: variable ${v.name} is not multi-value with All as .*`);
+        if (!(r.includeAll === true && r.multi === true && r.allValue === '.*'))
+          problems.push(`${d.file}: variable ${v.name} is not multi-value with All as .*`);
         if (r.definition !== v.query) problems.push(`${d.file}: variable ${v.name}: definition and query differ`);
         // each narrows by the common variables before it (all of them, for the others)
         const before = COMMON.includes(v.name) ? COMMON.slice(0, COMMON.indexOf(v.name)) : COMMON;
@@ -142,7 +154,9 @@ describe('dashboards', function () {
           const [s, ...more] = selectors(labelValuesQuery(v.query).match);
           if (more.length) problems.push(`${d.file}: variable ${v.name} has more than one selector`);
           problems.push(...filterProblems(s!, before).map((p) => `${d.file}: variable ${v.name}: ${p}`));
-          for (const m of s!.matchers) if (m.value.startsWith('$') && !names.slice(0, i).includes(m.value.slice(1))) problems.push(`${d.file}: variable ${v.name} uses ${m.value}, not defined before it`);
+          for (const m of s!.matchers)
+            if (m.value.startsWith('$') && !names.slice(0, i).includes(m.value.slice(1)))
+              problems.push(`${d.file}: variable ${v.name} uses ${m.value}, not defined before it`);
         } catch (err) {
           problems.push(`${d.file}: variable ${v.name}: ${(err as Error).message}`);
         }
@@ -177,14 +191,17 @@ describe('dashboards', function () {
         if (!p.description) problems.push(`${at}: no description`);
         if (JSON.stringify(p.datasource) !== JSON.stringify(DS)) problems.push(`${at}: datasource is not \${datasource}`);
         if (!p.targets?.length) problems.push(`${at}: no queries`);
-        for (const t of p.targets ?? []) if (JSON.stringify(t.datasource) !== JSON.stringify(DS)) problems.push(`${at} › ${t.refId}: datasource is not \${datasource}`);
+        for (const t of p.targets ?? [])
+          if (JSON.stringify(t.datasource) !== JSON.stringify(DS)) problems.push(`${at} › ${t.refId}: datasource is not \${datasource}`);
       }
       for (const q of queriesOf(d)) {
-        for (const [, name] of q.expr.matchAll(/\$\{?(\w+)/g)) if (!names.has(name!) && !(name! in BUILTINS)) problems.push(`${where(q)}: $${name} is not a variable`);
+        for (const [, name] of q.expr.matchAll(/\$\{?(\w+)/g))
+          if (!names.has(name!) && !(name! in BUILTINS)) problems.push(`${where(q)}: $${name} is not a variable`);
         try {
           for (const s of selectors(q.expr)) {
             problems.push(...filterProblems(s, COMMON).map((p) => `${where(q)}: ${p}`));
-            for (const m of s.matchers) if (m.value.includes('$') && !(m.op === '=~' && m.value === `$${m.label}`)) problems.push(`${where(q)}: matcher ${m.label}${m.op}"${m.value}"`);
+            for (const m of s.matchers)
+              if (m.value.includes('$') && !(m.op === '=~' && m.value === `$${m.label}`)) problems.push(`${where(q)}: matcher ${m.label}${m.op}"${m.value}"`);
             if (s.range && s.range !== '$__rate_interval' && s.range !== '$__range') problems.push(`${where(q)}: a fixed range [${s.range}]`);
           }
         } catch (err) {
@@ -204,7 +221,10 @@ async function makeTraffic(ns: Netns, cg: TestCgroup): Promise<void> {
     // established, accepted, closed; the server answers after the client's
     // FIN, so the answer's segments take stack_to_read
     const normal = await runClient(ns, { host, port: server.port, connections: Array(5).fill({ up: 1000 }) });
-    assert.deepEqual(normal.results.map((r) => r.received), Array(5).fill(4096));
+    assert.deepEqual(
+      normal.results.map((r) => r.received),
+      Array(5).fill(4096),
+    );
     // a closed port: refused, a reset each way, a no_socket drop
     const refused = await runClient(ns, { host, port: 1, connections: [{ up: 1 }] });
     assert.equal(refused.results[0]!.error, 'ECONNREFUSED');
@@ -232,7 +252,13 @@ async function makeTraffic(ns: Netns, cg: TestCgroup): Promise<void> {
   const echo = await startEchoServer(ns, { role: 'echo', host, port: 0 }, cg);
   try {
     const streams = await streamResults(spawnEchoAgent(ns, { role: 'stream', host, port: echo.port, connections: 2, bytes: 100_000 }, cg));
-    assert.deepEqual(streams.map((r) => [r.sent, r.received]), [[100_000, 100_000], [100_000, 100_000]]);
+    assert.deepEqual(
+      streams.map((r) => [r.sent, r.received]),
+      [
+        [100_000, 100_000],
+        [100_000, 100_000],
+      ],
+    );
   } finally {
     await echo.stop();
   }
@@ -242,7 +268,10 @@ async function makeTraffic(ns: Netns, cg: TestCgroup): Promise<void> {
   const proxy = await startSidecarProxy(ns, { mode: 'loop', delayMs: 5, upstreamPort: app.port });
   try {
     const { results } = await runClient(ns, { host, port: proxy.port, connections: Array(3).fill({ up: 100 }) });
-    assert.deepEqual(results.map((r) => r.received), [300, 300, 300]);
+    assert.deepEqual(
+      results.map((r) => r.received),
+      [300, 300, 300],
+    );
   } finally {
     proxy.stop();
     await app.stop();
@@ -307,8 +336,23 @@ describe('dashboards on a real Prometheus scraping the exporter', function () {
     ns = createNetns('dashboards');
     cg = new TestCgroup('dashboards');
     receiver = await new OtlpReceiver().start();
-    exporter = await new RunningExporter(['--probes', 'connect,accept,close,netsubsys', '--netns', ns.path, '--redirect', '--redirect-cgroup', cg.path,
-      '--enable-bpf-stats', '--sidecar-comm', 'sidecar-proxy', '--otlp-endpoint', receiver.endpoint], { OTEL_BSP_SCHEDULE_DELAY: '100' }).ready();
+    exporter = await new RunningExporter(
+      [
+        '--probes',
+        'connect,accept,close,netsubsys',
+        '--netns',
+        ns.path,
+        '--redirect',
+        '--redirect-cgroup',
+        cg.path,
+        '--enable-bpf-stats',
+        '--sidecar-comm',
+        'sidecar-proxy',
+        '--otlp-endpoint',
+        receiver.endpoint,
+      ],
+      { OTEL_BSP_SCHEDULE_DELAY: '100' },
+    ).ready();
     instance = new URL(await exporter.url).host;
     prom = await RunningPrometheus.start({ job: JOB, target: instance, labels: { namespace: NAMESPACE, pod: POD } });
 
@@ -317,7 +361,8 @@ describe('dashboards on a real Prometheus scraping the exporter', function () {
     // the exporter has counted it all (spans sent, sockets closed) ...
     let closes = -1;
     const m = await exporter.settle((x) => {
-      const settled = x.sum('bpfnet_spans_exported_total') > 0 && x.sum('bpfnet_sidecar_upstream_connect_seconds_count') === 3 && x.sum('bpfnet_tcp_closes_total') === closes;
+      const settled =
+        x.sum('bpfnet_spans_exported_total') > 0 && x.sum('bpfnet_sidecar_upstream_connect_seconds_count') === 3 && x.sum('bpfnet_tcp_closes_total') === closes;
       closes = x.sum('bpfnet_tcp_closes_total');
       return settled;
     }, 20_000);
@@ -352,14 +397,20 @@ describe('dashboards on a real Prometheus scraping the exporter', function () {
     // a histogram is shown by its buckets, sum or count
     const family = (metric: string) => (types.has(metric) ? metric : metric.replace(/_(bucket|sum|count)$/, ''));
     const shown = new Set(allQueries.flatMap((q) => selectors(q.expr).map((s) => family(s.metric))));
-    assert.deepEqual([...types.keys()].filter((name) => !shown.has(name)), [], 'metrics on no dashboard');
+    assert.deepEqual(
+      [...types.keys()].filter((name) => !shown.has(name)),
+      [],
+      'metrics on no dashboard',
+    );
   });
 
   it(`have query variables (${allVariables.length}) that find their values in Prometheus: the scrape's job, namespace, pod and instance`, async function () {
     const expected: Record<string, string> = { job: JOB, namespace: NAMESPACE, pod: POD, instance };
     const problems: string[] = [];
     for (const d of dashboards) {
-      const values: Record<string, { value: string; regex: boolean }> = Object.fromEntries(Object.entries(BUILTINS).map(([k, v]) => [k, { value: v, regex: false }]));
+      const values: Record<string, { value: string; regex: boolean }> = Object.fromEntries(
+        Object.entries(BUILTINS).map(([k, v]) => [k, { value: v, regex: false }]),
+      );
       for (const v of variablesOf(d).filter((x) => x.type === 'query')) {
         const { match, label } = labelValuesQuery(interpolate(v.query, values));
         const r = await prom.labelValues(label, match);
@@ -405,7 +456,10 @@ describe('dashboards on a real Prometheus scraping the exporter', function () {
       assert.equal(types.get(name), 'counter', name);
       assert.doesNotMatch(metricsText, new RegExp(`^${name}[{ ]`, 'm'), `${name} has series now: it needs no exception`);
       const meta = await prom.targetMetadata(name.replace(/_total$/, '')); // OpenMetrics names a counter without _total
-      assert.ok(meta.ok && meta.data.some((x) => x.target.instance === instance && x.type === 'counter'), `Prometheus knows ${name} as a counter of the exporter: ${JSON.stringify(meta)}`);
+      assert.ok(
+        meta.ok && meta.data.some((x) => x.target.instance === instance && x.type === 'counter'),
+        `Prometheus knows ${name} as a counter of the exporter: ${JSON.stringify(meta)}`,
+      );
     }
     assert.equal(empty, allQueries.filter((q) => selectors(q.expr).every((s) => EMPTY_WHILE_HEALTHY.includes(s.metric))).length);
   });

@@ -26,7 +26,9 @@ function owner(file: string): string {
   const candidates = [file, real, ...[file, real].map((p) => (p.startsWith('/usr/') ? p.slice(4) : `/usr${p}`))];
   for (const c of candidates) {
     try {
-      return execFileSync('dpkg', ['-S', c], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).split(':')[0]!.trim();
+      return execFileSync('dpkg', ['-S', c], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] })
+        .split(':')[0]!
+        .trim();
     } catch {
       /* not by this path */
     }
@@ -46,10 +48,19 @@ function libraryPackages(binary: string): Map<string, string> {
 
 /** A package and everything it depends on, recursively. */
 function withDependencies(pkgs: string[]): Set<string> {
-  const text = execFileSync('apt-cache', ['depends', '--recurse', '--no-recommends', '--no-suggests', '--no-conflicts', '--no-breaks', '--no-replaces', '--no-enhances', ...pkgs], {
-    encoding: 'utf8',
-  });
-  return new Set(text.split('\n').filter((l) => /^\S/.test(l)).map((l) => l.replace(/:\w+$/, '').trim()));
+  const text = execFileSync(
+    'apt-cache',
+    ['depends', '--recurse', '--no-recommends', '--no-suggests', '--no-conflicts', '--no-breaks', '--no-replaces', '--no-enhances', ...pkgs],
+    {
+      encoding: 'utf8',
+    },
+  );
+  return new Set(
+    text
+      .split('\n')
+      .filter((l) => /^\S/.test(l))
+      .map((l) => l.replace(/:\w+$/, '').trim()),
+  );
 }
 
 describe('Dockerfile', function () {
@@ -94,7 +105,10 @@ describe('Dockerfile', function () {
 
   it('sends a context of sources only: no build outputs, node_modules or git', function () {
     const files = contextFiles(ROOT);
-    assert.deepEqual(files.filter((f) => /^(build|node_modules|\.git|dashboards|helm|test|bench)\//.test(f)), []);
+    assert.deepEqual(
+      files.filter((f) => /^(build|node_modules|\.git|dashboards|helm|test|bench)\//.test(f)),
+      [],
+    );
     assert.ok(files.includes('bpf/tcp-lifecycle.bpf.c') && files.includes('src/cli.ts') && files.includes('bin/bpfnet-exporter'));
     const bytes = files.reduce((n, f) => n + fs.statSync(path.join(ROOT, f)).size, 0);
     assert.ok(bytes < 4 << 20, `context of ${bytes} bytes`);
@@ -104,16 +118,29 @@ describe('Dockerfile', function () {
     const app = path.join(runtime.root, runtime.workdir);
     assert.equal(runtime.workdir, '/app');
     assert.deepEqual(fs.readdirSync(app).sort(), ['bin', 'build', 'node_modules', 'package.json']);
-    const objects = fs.readdirSync(path.join(ROOT, 'bpf')).filter((f) => f.endsWith('.bpf.c')).map((f) => f.replace(/\.c$/, '.o'));
+    const objects = fs
+      .readdirSync(path.join(ROOT, 'bpf'))
+      .filter((f) => f.endsWith('.bpf.c'))
+      .map((f) => f.replace(/\.c$/, '.o'));
     assert.deepEqual(fs.readdirSync(path.join(app, 'build', 'bpf')).sort(), objects.sort());
     assert.deepEqual(fs.readdirSync(path.join(app, 'build', 'js')), ['src']);
     assert.ok(fs.existsSync(path.join(app, 'build', 'js', 'src', 'cli.js')));
     // package-lock.json marks what only development needs (dev) and what only some platforms get (optional)
-    const lock = JSON.parse(fs.readFileSync(path.join(ROOT, 'package-lock.json'), 'utf8')) as { packages: Record<string, { dev?: boolean; optional?: boolean }> };
+    const lock = JSON.parse(fs.readFileSync(path.join(ROOT, 'package-lock.json'), 'utf8')) as {
+      packages: Record<string, { dev?: boolean; optional?: boolean }>;
+    };
     const entries = Object.entries(lock.packages).filter(([p]) => p.startsWith('node_modules/'));
     const there = (p: string) => fs.existsSync(path.join(app, p, 'package.json'));
-    assert.deepEqual(entries.filter(([p, e]) => e.dev && there(p)).map(([p]) => p), [], 'no development package');
-    assert.deepEqual(entries.filter(([p, e]) => !e.dev && !e.optional && !there(p)).map(([p]) => p), [], 'every production package');
+    assert.deepEqual(
+      entries.filter(([p, e]) => e.dev && there(p)).map(([p]) => p),
+      [],
+      'no development package',
+    );
+    assert.deepEqual(
+      entries.filter(([p, e]) => !e.dev && !e.optional && !there(p)).map(([p]) => p),
+      [],
+      'every production package',
+    );
     assert.ok(!there('node_modules/typescript') && there('node_modules/koffi'));
     assert.deepEqual(runtime.entrypoint, ['/app/bin/bpfnet-exporter']);
     assert.deepEqual(runtime.cmd, ['run']);
@@ -121,7 +148,7 @@ describe('Dockerfile', function () {
     assert.ok(fs.statSync(entry).mode & 0o111, 'the entrypoint is executable');
   });
 
-  it("gives koffi the libbpf.so.1 it loads and the libraries its module needs, from libbpf1 and the Node.js base image", function () {
+  it('gives koffi the libbpf.so.1 it loads and the libraries its module needs, from libbpf1 and the Node.js base image', function () {
     const native = fs.readFileSync(path.join(ROOT, 'src', 'libbpf', 'native.ts'), 'utf8');
     assert.match(native, /loadLibrary\('libbpf\.so\.1'\)/);
     const provided = withDependencies(runtime.apt);
@@ -129,14 +156,16 @@ describe('Dockerfile', function () {
     for (const pkg of libraryPackages(process.execPath).values()) provided.add(pkg);
     const app = path.join(runtime.root, runtime.workdir);
     const koffi = path.join(app, 'node_modules', '@koromix', `koffi-linux-${process.arch}`, `linux_${process.arch}`, 'koffi.node');
-    const libbpf = execFileSync('dpkg', ['-L', 'libbpf1'], { encoding: 'utf8' }).split('\n').find((f) => f.endsWith('/libbpf.so.1'))!;
+    const libbpf = execFileSync('dpkg', ['-L', 'libbpf1'], { encoding: 'utf8' })
+      .split('\n')
+      .find((f) => f.endsWith('/libbpf.so.1'))!;
     assert.ok(libbpf, 'libbpf1 has libbpf.so.1');
     const needed = new Map([...libraryPackages(koffi), ...libraryPackages(libbpf)]);
     assert.ok(needed.has('libstdc++.so.6') && needed.has('libelf.so.1'), [...needed.keys()].join(' '));
     for (const [lib, pkg] of needed) assert.ok(provided.has(pkg), `${lib} (${pkg}) is in the runtime image`);
   });
 
-  it('runs the chart\'s arguments from a read-only root: probes up, ready, stopped by SIGTERM', async function () {
+  it("runs the chart's arguments from a read-only root: probes up, ready, stopped by SIGTERM", async function () {
     const chart = loadChart(path.join(ROOT, 'helm', 'bpfnet-exporter'));
     const rendered = renderChart(chart, { name: 'bpfnet-exporter', namespace: 'monitoring' }).manifests.get('templates/daemonset.yaml')!;
     const args = (YAML.parse(rendered) as { spec: { template: { spec: { containers: { args: string[] }[] } } } }).spec.template.spec.containers[0]!.args;
@@ -147,7 +176,7 @@ describe('Dockerfile', function () {
       wrapper,
       [
         'set -e',
-        'awk \'{print $2}\' /proc/self/mounts | sort -u | while read -r m; do',
+        "awk '{print $2}' /proc/self/mounts | sort -u | while read -r m; do",
         '  case "$m" in /proc|/proc/*|/sys|/sys/*|/dev|/dev/*) continue ;; esac',
         '  mount -o remount,bind,ro "$m"',
         'done',

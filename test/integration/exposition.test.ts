@@ -26,8 +26,19 @@ describe('exposition', function () {
     ns = createNetns('expo');
     cg = new TestCgroup('expo');
     receiver = await new OtlpReceiver().start();
-    exporter = await new RunningExporter(['--probes', 'connect,accept,close,netsubsys', '--netns', ns.path, '--redirect', '--redirect-cgroup', cg.path,
-      '--otlp-endpoint', receiver.endpoint, '--sidecar-comm', 'sidecar-proxy']).ready();
+    exporter = await new RunningExporter([
+      '--probes',
+      'connect,accept,close,netsubsys',
+      '--netns',
+      ns.path,
+      '--redirect',
+      '--redirect-cgroup',
+      cg.path,
+      '--otlp-endpoint',
+      receiver.endpoint,
+      '--sidecar-comm',
+      'sidecar-proxy',
+    ]).ready();
     url = await exporter.url;
     const server = await startServer(ns, { host: '::1', port: 0, down: 4096 });
     await runClient(ns, { host: '::1', port: server.port, connections: Array(3).fill({ up: 1000 }) });
@@ -51,17 +62,44 @@ describe('exposition', function () {
     assert.equal(contentType, 'text/plain; version=0.0.4; charset=utf-8');
     const out = execFileSync('promtool', ['check', 'metrics'], { input: body, encoding: 'utf8', stdio: ['pipe', 'pipe', 'pipe'] });
     assert.equal(out, '');
-    for (const name of ['bpfnet_tcp_connects_total', 'bpfnet_tcp_connect_duration_seconds_bucket', 'bpfnet_tcp_accepts_total',
-      'bpfnet_tcp_accept_handshake_duration_seconds_bucket', 'bpfnet_tcp_accept_queue_duration_seconds_bucket', 'bpfnet_tcp_closes_total',
-      'bpfnet_tcp_connection_duration_seconds_bucket', 'bpfnet_tcp_sent_bytes_total', 'bpfnet_tcp_received_bytes_total',
-      'bpfnet_tcp_connection_sent_bytes_bucket', 'bpfnet_tcp_connection_received_bytes_bucket', 'bpfnet_tcp_retransmits_total',
-      'bpfnet_tcp_srtt_seconds_bucket', 'bpfnet_probe_up', 'bpfnet_bpf_program_run_seconds_total', 'bpfnet_bpf_program_runs_total',
-      'bpfnet_build_info', 'bpfnet_redirect_enabled', 'bpfnet_redirect_sockets', 'bpfnet_redirect_connections_total',
-      'bpfnet_redirect_messages_total', 'bpfnet_redirect_bytes_total', 'bpfnet_redirect_fallbacks_total', 'bpfnet_redirect_map_full_total',
-      'bpfnet_netstack_latency_seconds_bucket', 'bpfnet_skb_drops_total', 'bpfnet_tcp_resets_total', 'bpfnet_tcp_retransmitted_segments_total',
-      'bpfnet_netstack_map_full_total', 'bpfnet_sidecar_forward_seconds_bucket', 'bpfnet_sidecar_upstream_connect_seconds_bucket',
-      'bpfnet_sidecar_reused_connections_total', 'bpfnet_events_lost_total', 'bpfnet_spans_exported_total', 'bpfnet_spans_dropped_total',
-      'bpfnet_spans_queued']) {
+    for (const name of [
+      'bpfnet_tcp_connects_total',
+      'bpfnet_tcp_connect_duration_seconds_bucket',
+      'bpfnet_tcp_accepts_total',
+      'bpfnet_tcp_accept_handshake_duration_seconds_bucket',
+      'bpfnet_tcp_accept_queue_duration_seconds_bucket',
+      'bpfnet_tcp_closes_total',
+      'bpfnet_tcp_connection_duration_seconds_bucket',
+      'bpfnet_tcp_sent_bytes_total',
+      'bpfnet_tcp_received_bytes_total',
+      'bpfnet_tcp_connection_sent_bytes_bucket',
+      'bpfnet_tcp_connection_received_bytes_bucket',
+      'bpfnet_tcp_retransmits_total',
+      'bpfnet_tcp_srtt_seconds_bucket',
+      'bpfnet_probe_up',
+      'bpfnet_bpf_program_run_seconds_total',
+      'bpfnet_bpf_program_runs_total',
+      'bpfnet_build_info',
+      'bpfnet_redirect_enabled',
+      'bpfnet_redirect_sockets',
+      'bpfnet_redirect_connections_total',
+      'bpfnet_redirect_messages_total',
+      'bpfnet_redirect_bytes_total',
+      'bpfnet_redirect_fallbacks_total',
+      'bpfnet_redirect_map_full_total',
+      'bpfnet_netstack_latency_seconds_bucket',
+      'bpfnet_skb_drops_total',
+      'bpfnet_tcp_resets_total',
+      'bpfnet_tcp_retransmitted_segments_total',
+      'bpfnet_netstack_map_full_total',
+      'bpfnet_sidecar_forward_seconds_bucket',
+      'bpfnet_sidecar_upstream_connect_seconds_bucket',
+      'bpfnet_sidecar_reused_connections_total',
+      'bpfnet_events_lost_total',
+      'bpfnet_spans_exported_total',
+      'bpfnet_spans_dropped_total',
+      'bpfnet_spans_queued',
+    ]) {
       assert.match(body, new RegExp(`^${name}[{ ]`, 'm'), name);
     }
   });

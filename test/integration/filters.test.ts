@@ -56,7 +56,10 @@ describe('filters', function () {
     const m = await exporter.settle((x) => closedConns(x) >= 4);
     await exporter.stop();
     assert.deepEqual([m.sum('bpfnet_tcp_connects_total'), accepted(m), closedConns(m)], [2, 2, 4]);
-    assert.deepEqual(m.find('bpfnet_tcp_accepts_total').map((s) => s.labels.port), [String(counted.port)]);
+    assert.deepEqual(
+      m.find('bpfnet_tcp_accepts_total').map((s) => s.labels.port),
+      [String(counted.port)],
+    );
     await counted.stop();
     await other.stop();
   });
@@ -76,7 +79,10 @@ describe('filters', function () {
     const m = await exporter.settle((x) => closedConns(x) >= 7);
     await exporter.stop();
     assert.deepEqual([established(m), accepted(m)], [2, 5]);
-    assert.deepEqual([m.value('bpfnet_tcp_closes_total', { family: 'ipv4', role: 'client' }), m.value('bpfnet_tcp_closes_total', { family: 'ipv4', role: 'server' })], [2, 5]);
+    assert.deepEqual(
+      [m.value('bpfnet_tcp_closes_total', { family: 'ipv4', role: 'client' }), m.value('bpfnet_tcp_closes_total', { family: 'ipv4', role: 'server' })],
+      [2, 5],
+    );
     await server.stop();
     await outsider.stop();
     await child.destroy();
@@ -86,12 +92,26 @@ describe('filters', function () {
   it('kinds combine: --pid and --port count what matches both', async function () {
     const s1 = await startServer(a, { host: '127.0.0.1', port: 0, down: 1 });
     const s2 = await startServer(a, { host: '127.0.0.1', port: 0, down: 1 });
-    const exporter = await new RunningExporter(['--netns', a.path, '--probes', 'accept', '--pid', String(s1.pid), '--pid', String(s2.pid), '--port', String(s2.port)]).ready();
+    const exporter = await new RunningExporter([
+      '--netns',
+      a.path,
+      '--probes',
+      'accept',
+      '--pid',
+      String(s1.pid),
+      '--pid',
+      String(s2.pid),
+      '--port',
+      String(s2.port),
+    ]).ready();
     await runClient(a, { host: '127.0.0.1', port: s1.port, connections: Array(2).fill({ up: 1 }) });
     await runClient(a, { host: '127.0.0.1', port: s2.port, connections: Array(3).fill({ up: 1 }) });
     const m = await exporter.scrape();
     await exporter.stop();
-    assert.deepEqual(m.find('bpfnet_tcp_accepts_total').map((s) => [s.labels.port, s.value]), [[String(s2.port), 3]]);
+    assert.deepEqual(
+      m.find('bpfnet_tcp_accepts_total').map((s) => [s.labels.port, s.value]),
+      [[String(s2.port), 3]],
+    );
     await s1.stop();
     await s2.stop();
   });
@@ -99,7 +119,14 @@ describe('filters', function () {
   it('filters written while the programs run apply to the connections opened after', async function () {
     const log = new Logger('error');
     const exporter = await Exporter.start(
-      { listen: { host: '127.0.0.1', port: 0 }, probes: ['connect'], filters: { pids: [], netns: [b.path], cgroups: [], ports: [] }, enableBpfStats: false, acceptPortLimit: 16, netstackSeriesTtl: 0 },
+      {
+        listen: { host: '127.0.0.1', port: 0 },
+        probes: ['connect'],
+        filters: { pids: [], netns: [b.path], cgroups: [], ports: [] },
+        enableBpfStats: false,
+        acceptPortLimit: 16,
+        netstackSeriesTtl: 0,
+      },
       log,
     );
     onCleanup('in-process exporter', () => exporter.stop());

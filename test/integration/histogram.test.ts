@@ -14,8 +14,25 @@ describe('histogram slots in BPF', function () {
     const obj = BpfObject.open(OBJECT);
     try {
       obj.load();
-      const values = [0n, 1n, 2n, 3n, 4n, 5n, 1023n, 1024n, 1025n, 2n ** 31n, 2n ** 31n + 1n, 2n ** 32n, 2n ** 32n + 1n,
-        2n ** 62n, 2n ** 62n + 1n, 2n ** 63n, 2n ** 64n - 1n];
+      const values = [
+        0n,
+        1n,
+        2n,
+        3n,
+        4n,
+        5n,
+        1023n,
+        1024n,
+        1025n,
+        2n ** 31n,
+        2n ** 31n + 1n,
+        2n ** 32n,
+        2n ** 32n + 1n,
+        2n ** 62n,
+        2n ** 62n + 1n,
+        2n ** 63n,
+        2n ** 64n - 1n,
+      ];
       const layout = obj.layout({ struct: 'slot_test', fields: { values: { array: 'u64', length: 32 }, slots: { array: 'u32', length: 32 } } });
       const ctx = Buffer.alloc(layout.size);
       values.forEach((v, i) => ctx.writeBigUInt64LE(v, layout.offset('values') + 8 * i));

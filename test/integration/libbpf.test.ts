@@ -41,7 +41,10 @@ describe('libbpf binding', function () {
     assert.equal(m.lookup(u32(1)), undefined);
     m.update(u32(1), u64(10));
     m.update(u32(2), u64(20), UpdateFlags.NoExist);
-    assert.throws(() => m.update(u32(2), u64(21), UpdateFlags.NoExist), (e: Error) => e instanceof BpfError && e.code === 'EEXIST');
+    assert.throws(
+      () => m.update(u32(2), u64(21), UpdateFlags.NoExist),
+      (e: Error) => e instanceof BpfError && e.code === 'EEXIST',
+    );
     assert.equal(m.lookup(u32(2))!.readBigUInt64LE(), 20n);
     assert.deepEqual([...m.keys()].map((k) => k.readUInt32LE()).sort(), [1, 2]);
     assert.equal(m.delete(u32(1)), true);
@@ -105,11 +108,20 @@ describe('libbpf binding', function () {
     setImmediate(watch);
     for (let i = 0; i < 100 && seen.length < 64; i++) await new Promise((r) => setTimeout(r, 10));
     await closeRing();
-    assert.deepEqual(seen, Array.from({ length: 64 }, (_, i) => i));
+    assert.deepEqual(
+      seen,
+      Array.from({ length: 64 }, (_, i) => i),
+    );
     // never more than a batch between two turns; each batch was whole
     const steps = turns.slice(1).map((n, i) => n - turns[i]!);
-    assert.ok(steps.every((d) => d === 0 || d === 16), `counts seen between turns: ${turns}`);
-    assert.deepEqual([...new Set(turns)].filter((n) => n > 0), [16, 32, 48, 64]);
+    assert.ok(
+      steps.every((d) => d === 0 || d === 16),
+      `counts seen between turns: ${turns}`,
+    );
+    assert.deepEqual(
+      [...new Set(turns)].filter((n) => n > 0),
+      [16, 32, 48, 64],
+    );
   });
 
   it('pins a map and opens it again by path', function () {
@@ -129,23 +141,32 @@ describe('libbpf binding', function () {
       closeFd(fd);
       void unpin();
     }
-    assert.throws(() => openPinned(pin), (e: Error) => e instanceof BpfError && e.code === 'ENOENT' && /open pinned/.test(e.message));
+    assert.throws(
+      () => openPinned(pin),
+      (e: Error) => e instanceof BpfError && e.code === 'ENOENT' && /open pinned/.test(e.message),
+    );
     m.delete(u32(42));
   });
 
-  it('reports a refused program with the errno and the verifier\'s log', function () {
+  it("reports a refused program with the errno and the verifier's log", function () {
     const bad = BpfObject.open(OBJECT);
     try {
       bad.program('emit').autoload = false;
-      assert.throws(() => bad.load(), (e: Error) => {
-        assert.ok(e instanceof BpfError);
-        assert.equal(e.code, 'EACCES');
-        assert.match(e.message, /^load BPF object .*binding\.bpf\.o: EACCES \(Permission denied\)$/);
-        assert.ok(e.log.some((l) => /invalid mem access 'scalar'/.test(l)), e.log.join('\n'));
-        assert.match(e.detail(), /prog 'refused': failed to load/);
-        assert.match(e.summary(), /^load BPF object .*binding\.bpf\.o: EACCES \(Permission denied\): R\d invalid mem access 'scalar'$/);
-        return true;
-      });
+      assert.throws(
+        () => bad.load(),
+        (e: Error) => {
+          assert.ok(e instanceof BpfError);
+          assert.equal(e.code, 'EACCES');
+          assert.match(e.message, /^load BPF object .*binding\.bpf\.o: EACCES \(Permission denied\)$/);
+          assert.ok(
+            e.log.some((l) => /invalid mem access 'scalar'/.test(l)),
+            e.log.join('\n'),
+          );
+          assert.match(e.detail(), /prog 'refused': failed to load/);
+          assert.match(e.summary(), /^load BPF object .*binding\.bpf\.o: EACCES \(Permission denied\): R\d invalid mem access 'scalar'$/);
+          return true;
+        },
+      );
     } finally {
       bad.close();
     }

@@ -50,7 +50,9 @@ function mapEntries(name: string): number {
 function entriesIn(name: string, netns: string): number {
   const maps = JSON.parse(execFileSync('bpftool', ['-j', 'map', 'show'], { encoding: 'utf8' })) as { id: number; name: string }[];
   const id = maps.find((m) => m.name === name)!.id;
-  const dump = JSON.parse(execFileSync('bpftool', ['-j', 'map', 'dump', 'id', String(id)], { encoding: 'utf8', maxBuffer: 1 << 28 })) as { formatted: { value: { netns: number } } }[];
+  const dump = JSON.parse(execFileSync('bpftool', ['-j', 'map', 'dump', 'id', String(id)], { encoding: 'utf8', maxBuffer: 1 << 28 })) as {
+    formatted: { value: { netns: number } };
+  }[];
   return dump.filter((e) => String(e.formatted.value.netns) === netns).length;
 }
 
@@ -148,12 +150,16 @@ describe('netsubsys probe', function () {
     const kernelBefore = rsts();
     // a closed port: b answers each SYN with a reset
     const refused = await runClient(a, { host: '10.210.0.2', port: 9, connections: Array(3).fill({ up: 1 }) });
-    assert.deepEqual(refused.results.map((r) => r.error), ['ECONNREFUSED', 'ECONNREFUSED', 'ECONNREFUSED']);
+    assert.deepEqual(
+      refused.results.map((r) => r.error),
+      ['ECONNREFUSED', 'ECONNREFUSED', 'ECONNREFUSED'],
+    );
     // established connections that a aborts (SO_LINGER 0)
     const server = await startServer(b, { host: '10.210.0.2', port: 0, down: 0 });
     await runClient(a, { host: '10.210.0.2', port: server.port, connections: Array(2).fill({ up: 1000, ending: 'reset' }) });
     await server.stop();
-    const resets = (m: Metrics, direction: string) => m.value('bpfnet_tcp_resets_total', { family: 'ipv4', direction }) - before.value('bpfnet_tcp_resets_total', { family: 'ipv4', direction });
+    const resets = (m: Metrics, direction: string) =>
+      m.value('bpfnet_tcp_resets_total', { family: 'ipv4', direction }) - before.value('bpfnet_tcp_resets_total', { family: 'ipv4', direction });
     const sent = TRACES_SOCKETLESS_RESETS ? 5 : 2;
     const m = await exporter.settle((x) => resets(x, 'tx') === sent && resets(x, 'rx') === 5);
     assert.deepEqual([resets(m, 'tx'), resets(m, 'rx'), rsts() - kernelBefore], [sent, 5, 5]);
@@ -179,7 +185,8 @@ describe('netsubsys probe', function () {
     await server.stop();
     const kernel = retrans() - kernelBefore;
     const family = { family: 'ipv4' };
-    const counted = (x: Metrics) => x.value('bpfnet_tcp_retransmitted_segments_total', family) - before.value('bpfnet_tcp_retransmitted_segments_total', family);
+    const counted = (x: Metrics) =>
+      x.value('bpfnet_tcp_retransmitted_segments_total', family) - before.value('bpfnet_tcp_retransmitted_segments_total', family);
     const m = await exporter.settle((x) => counted(x) === kernel);
     assert.ok(kernel >= 1, `the kernel retransmitted ${kernel} segments`);
     assert.equal(counted(m), kernel);
@@ -187,9 +194,14 @@ describe('netsubsys probe', function () {
     // after a's FIN, when a is no longer established: its segments skip the
     // established socket's point (tcp_probe), stack_to_read has them
     for (const [ns, direction, name, ifname] of [
-      [a, 'tx', 'send_to_qdisc', 'va'], [a, 'tx', 'qdisc', 'va'], [a, 'tx', 'driver', 'va'],
-      [b, 'rx', 'device_to_stack', 'vb'], [b, 'rx', 'stack_to_socket', 'vb'], [b, 'rx', 'socket_to_read', 'vb'],
-      [b, 'tx', 'send_to_qdisc', 'vb'], [a, 'rx', 'stack_to_read', 'va'],
+      [a, 'tx', 'send_to_qdisc', 'va'],
+      [a, 'tx', 'qdisc', 'va'],
+      [a, 'tx', 'driver', 'va'],
+      [b, 'rx', 'device_to_stack', 'vb'],
+      [b, 'rx', 'stack_to_socket', 'vb'],
+      [b, 'rx', 'socket_to_read', 'vb'],
+      [b, 'tx', 'send_to_qdisc', 'vb'],
+      [a, 'rx', 'stack_to_read', 'va'],
     ] as const) {
       if (name === 'send_to_qdisc' && !HAS_SEND_STAGE) continue;
       assert.ok(added(before, m, stage(ns, direction, name, ifname)).get('count')! > 0, `${direction} ${name} on ${ifname}`);
@@ -231,11 +243,15 @@ describe('netsubsys probe', function () {
 
     // a's sockets to port 9 receive resets; the answers b sends have no socket
     // (no port to judge), and b's own connections are in another namespace
-    await filtered(['--netns', a.path, '--port', '9'], async () => {
-      await refused(a, '10.210.0.2', 9, 2);
-      await refused(a, '10.210.0.2', 10, 3);
-      await refused(b, '10.210.0.1', 9, 1);
-    }, { tx: 0, rx: 2 });
+    await filtered(
+      ['--netns', a.path, '--port', '9'],
+      async () => {
+        await refused(a, '10.210.0.2', 9, 2);
+        await refused(a, '10.210.0.2', 10, 3);
+        await refused(b, '10.210.0.1', 9, 1);
+      },
+      { tx: 0, rx: 2 },
+    );
 
     const server = await startServer(b, { host: '10.210.0.2', port: 0, down: 0 });
     const abort = (cgroup?: TestCgroup) => runClient(a, { host: '10.210.0.2', port: server.port, connections: [{ up: 100, ending: 'reset' }] }, cgroup);
@@ -243,19 +259,27 @@ describe('netsubsys probe', function () {
     try {
       // the aborting socket of the client in the cgroup; b's server sockets
       // that receive the resets are not in it
-      await filtered(['--cgroup', cg.path], async () => {
-        await abort(cg);
-        await abort();
-      }, { tx: 1, rx: 0 });
+      await filtered(
+        ['--cgroup', cg.path],
+        async () => {
+          await abort(cg);
+          await abort();
+        },
+        { tx: 1, rx: 0 },
+      );
 
       // a socket the listed process sent on (where the kernel traces sends)
       const listed = startClient(a, { host: '10.210.0.2', port: server.port, waitForGo: true, connections: [{ up: 100, ending: 'reset' }] });
       const pid = (await listed.waitFor('started')).pid as number;
-      await filtered(['--pid', String(pid)], async () => {
-        listed.go();
-        await listed.waitFor('done');
-        await abort();
-      }, { tx: HAS_SEND_STAGE ? 1 : 0, rx: 0 });
+      await filtered(
+        ['--pid', String(pid)],
+        async () => {
+          listed.go();
+          await listed.waitFor('done');
+          await abort();
+        },
+        { tx: HAS_SEND_STAGE ? 1 : 0, rx: 0 },
+      );
     } finally {
       await server.stop();
       await cg.destroy();

@@ -12,8 +12,9 @@ import { requireRoot } from '../helpers/privileges';
 
 const ROOT = path.resolve(__dirname, '..', '..', '..', '..');
 // the workplace's VM runner, beside the checkout
-const KVM_RUN = [process.env.KVM_RUN, path.join(ROOT, '..', 'shared', 'tools', 'kvm-run'), '/work/shared/tools/kvm-run']
-  .find((p): p is string => !!p && fs.existsSync(p));
+const KVM_RUN = [process.env.KVM_RUN, path.join(ROOT, '..', 'shared', 'tools', 'kvm-run'), '/work/shared/tools/kvm-run'].find(
+  (p): p is string => !!p && fs.existsSync(p),
+);
 const FILES = ['tcp-connect', 'tcp-accept', 'tcp-close', 'histogram'].map((f) => `build/js/test/integration/${f}.test.js`);
 
 function kvmRun(kernel: string, command: string): Promise<{ code: number | null; out: string }> {

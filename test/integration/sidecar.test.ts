@@ -44,8 +44,9 @@ describe('sidecar latency', function () {
     buildSidecarProxy();
     ns = createNetns('sidecar');
     receiver = await new OtlpReceiver().start();
-    exporter = await new RunningExporter(['--netns', ns.path, '--sidecar-comm', 'sidecar-proxy', '--otlp-endpoint', receiver.endpoint],
-      { OTEL_BSP_SCHEDULE_DELAY: '100' }).ready();
+    exporter = await new RunningExporter(['--netns', ns.path, '--sidecar-comm', 'sidecar-proxy', '--otlp-endpoint', receiver.endpoint], {
+      OTEL_BSP_SCHEDULE_DELAY: '100',
+    }).ready();
   });
 
   after(async function () {
@@ -63,7 +64,10 @@ describe('sidecar latency', function () {
         const before = await exporter.scrape();
         const spansBefore = receiver.spans.length;
         const { results } = await runClient(ns, { host: '127.0.0.1', port: proxy.port, connections: Array(n).fill({ up: 100 }) });
-        assert.deepEqual(results.map((r) => r.received), Array(n).fill(300));
+        assert.deepEqual(
+          results.map((r) => r.received),
+          Array(n).fill(300),
+        );
         const m = await exporter.settle((x) => gained(before, x, 'bpfnet_sidecar_upstream_connect_seconds').count === n);
         // 20 ms and a little: above 2^24 ns, below 2^25 ns
         assert.deepEqual(gained(before, m, 'bpfnet_sidecar_forward_seconds'), { [LE_16MS]: 0, [LE_33MS]: n, count: n });
@@ -79,12 +83,16 @@ describe('sidecar latency', function () {
         for (const parent of inbound) {
           assert.equal(parent.parentSpanId, '');
           const children = spans.filter((s) => s.parentSpanId === parent.spanId);
-          assert.deepEqual(children.map((s) => [s.kind, s.traceId, s.attributes['process.executable.name']]).sort(),
-            [[SERVER, parent.traceId, 'test-server'], [CLIENT, parent.traceId, 'sidecar-proxy']]);
+          assert.deepEqual(children.map((s) => [s.kind, s.traceId, s.attributes['process.executable.name']]).sort(), [
+            [SERVER, parent.traceId, 'test-server'],
+            [CLIENT, parent.traceId, 'sidecar-proxy'],
+          ]);
           const [out, accepted] = [children.find((s) => s.kind === CLIENT)!, children.find((s) => s.kind === SERVER)!];
           // the two legs are one connection, seen from each end
-          assert.deepEqual([out.attributes['network.local.port'], out.attributes['network.peer.port']],
-            [accepted.attributes['network.peer.port'], accepted.attributes['network.local.port']]);
+          assert.deepEqual(
+            [out.attributes['network.local.port'], out.attributes['network.peer.port']],
+            [accepted.attributes['network.peer.port'], accepted.attributes['network.local.port']],
+          );
           assert.ok(out.startNs - parent.startNs >= 20_000_000n, 'the upstream connect started after the 20 ms wait');
         }
         assert.deepEqual(receiver.errors, []);
@@ -102,8 +110,12 @@ describe('sidecar latency', function () {
     try {
       const before = await exporter.scrape();
       const { results } = await runClient(ns, { host: '127.0.0.1', port: proxy.port, connections: Array(n).fill({ up: 100 }) });
-      assert.deepEqual(results.map((r) => r.received), Array(n).fill(100));
-      const reused = (x: Metrics) => x.value('bpfnet_sidecar_reused_connections_total', SIDECAR) - before.value('bpfnet_sidecar_reused_connections_total', SIDECAR);
+      assert.deepEqual(
+        results.map((r) => r.received),
+        Array(n).fill(100),
+      );
+      const reused = (x: Metrics) =>
+        x.value('bpfnet_sidecar_reused_connections_total', SIDECAR) - before.value('bpfnet_sidecar_reused_connections_total', SIDECAR);
       const m = await exporter.settle((x) => reused(x) === (SEES_REUSE ? n - 1 : 0));
       // the first request made the upstream connection; the others rode on it
       assert.equal(reused(m), SEES_REUSE ? n - 1 : 0);

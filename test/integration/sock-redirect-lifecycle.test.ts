@@ -118,7 +118,10 @@ describe('socket redirect lifecycle', function () {
     await exporter.stop();
     const served = servedBy(server);
     assertWhole([...results, ...after], served, 0);
-    assert.deepEqual([...results, ...after].map((r) => r.sent), [2 * MiB, 2 * MiB, 2 * MiB, 2 * MiB, MiB, MiB]);
+    assert.deepEqual(
+      [...results, ...after].map((r) => r.sent),
+      [2 * MiB, 2 * MiB, 2 * MiB, 2 * MiB, MiB, MiB],
+    );
     assert.equal(m.value('bpfnet_redirect_connections_total', { family: 'ipv4' }), 2);
     assert.equal(m.value('bpfnet_redirect_bytes_total', { family: 'ipv4' }), 2 * 2 * MiB);
     assert.equal(fallbacks(m), 0);
@@ -173,11 +176,17 @@ describe('socket redirect lifecycle', function () {
     const m = await second.scrape();
     assert.equal(m.value('bpfnet_redirect_connections_total', { family: 'ipv4' }), 2);
     assert.equal(m.value('bpfnet_redirect_bytes_total', { family: 'ipv4' }), 2 * 2 * MiB);
-    assert.deepEqual(bpftool<{ name: string }[]>('cgroup', 'show', cg.path).map((a) => a.name), ['redirect_sockops']);
+    assert.deepEqual(
+      bpftool<{ name: string }[]>('cgroup', 'show', cg.path).map((a) => a.name),
+      ['redirect_sockops'],
+    );
 
     const third = await runCli(['redirect', '--redirect-cgroup', cg.path, '--listen', '127.0.0.1:0']);
     assert.equal(third.code, 1);
-    assert.equal(third.stderr.trim(), `bpfnet-exporter: another bpfnet-exporter (pid ${second.pid}) redirects sockets of ${cg.path}: stop it first, or give another --redirect-cgroup`);
+    assert.equal(
+      third.stderr.trim(),
+      `bpfnet-exporter: another bpfnet-exporter (pid ${second.pid}) redirects sockets of ${cg.path}: stop it first, or give another --redirect-cgroup`,
+    );
 
     await server.stop();
     assert.deepEqual(await second.stop(), { code: 0, signal: null });
@@ -214,7 +223,11 @@ describe('socket redirect lifecycle', function () {
       pod.run('ip', 'link', 'set', 'svc1', 'up');
       pod.run('ip', 'addr', 'add', '127.0.0.6/8', 'dev', 'lo');
       const app = await startEchoServer(pod, { role: 'echo', host: '127.0.0.1', port: 0 }, cg);
-      const proxy = await startEchoServer(pod, { role: 'proxy', host: '127.0.0.1', port: 0, upstreamHost: '127.0.0.1', upstreamPort: app.port, upstreamLocalAddress: '127.0.0.6' }, cg);
+      const proxy = await startEchoServer(
+        pod,
+        { role: 'proxy', host: '127.0.0.1', port: 0, upstreamHost: '127.0.0.1', upstreamPort: app.port, upstreamLocalAddress: '127.0.0.6' },
+        cg,
+      );
       pod.nft(`table ip sidecar {
         chain output {
           type nat hook output priority -100;

@@ -32,7 +32,16 @@ describe('socket redirect', function () {
 
   it('delivers 64 concurrent 8 MiB echo streams whole, counting every byte and message exactly, redirected or, held back, on the stack', async function () {
     // the close probe counts the payload the stack carried, per connection
-    const exporter = await new RunningExporter(['--redirect', '--redirect-cgroup', cg.path, '--probes', 'close', '--netns', ns.path, '--enable-bpf-stats']).ready();
+    const exporter = await new RunningExporter([
+      '--redirect',
+      '--redirect-cgroup',
+      cg.path,
+      '--probes',
+      'close',
+      '--netns',
+      ns.path,
+      '--enable-bpf-stats',
+    ]).ready();
     const server = await startEchoServer(ns, { role: 'echo', host: '127.0.0.1', port: 0 }, cg);
     const lo = loBytes(ns);
     const client = spawnEchoAgent(ns, { role: 'stream', host: '127.0.0.1', port: server.port, connections: 64, bytes: 8 * MiB }, cg);
@@ -76,7 +85,10 @@ describe('socket redirect', function () {
     assertWhole(rm, servedBy(v4), MiB);
     assert.deepEqual(
       ['ipv4', 'ipv6'].map((family) => [m.value('bpfnet_redirect_connections_total', { family }), m.value('bpfnet_redirect_bytes_total', { family })]),
-      [[2, 2 * 2 * MiB], [3, 3 * 2 * MiB]],
+      [
+        [2, 2 * 2 * MiB],
+        [3, 3 * 2 * MiB],
+      ],
     );
     assert.equal(fallbacks(m), 0);
   });
@@ -86,18 +98,31 @@ describe('socket redirect', function () {
     const server = await startEchoServer(ns, { role: 'echo', host: '127.0.0.1', port: 0 }, cg);
     // half-close: the client's FIN comes after its redirected bytes, and the
     // server still echoes everything back before closing its side
-    const half = await streamResults(spawnEchoAgent(ns, { role: 'stream', host: '127.0.0.1', port: server.port, connections: 4, bytes: 300_000, maxWrite: 4096 }, cg));
+    const half = await streamResults(
+      spawnEchoAgent(ns, { role: 'stream', host: '127.0.0.1', port: server.port, connections: 4, bytes: 300_000, maxWrite: 4096 }, cg),
+    );
     assertWhole(half, servedBy(server), 300_000);
     const served = server.all('served').length;
     // reset after 100 kB: the server sees the reset, nothing hangs
-    const reset = await streamResults(spawnEchoAgent(ns, { role: 'stream', host: '127.0.0.1', port: server.port, connections: 4, bytes: 200_000, resetAfter: 100_000 }, cg));
+    const reset = await streamResults(
+      spawnEchoAgent(ns, { role: 'stream', host: '127.0.0.1', port: server.port, connections: 4, bytes: 200_000, resetAfter: 100_000 }, cg),
+    );
     const deadline = Date.now() + 10_000;
     while (server.all('served').length < served + 4 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
     const m = await exporter.settle((x) => x.value('bpfnet_redirect_sockets', { family: 'ipv4' }) === 0);
     await server.stop();
     await exporter.stop();
-    assert.deepEqual(reset.map((r) => r.sent), [100_000, 100_000, 100_000, 100_000]);
-    assert.deepEqual(server.all('served').slice(served).map((s) => s.error), ['ECONNRESET', 'ECONNRESET', 'ECONNRESET', 'ECONNRESET']);
+    assert.deepEqual(
+      reset.map((r) => r.sent),
+      [100_000, 100_000, 100_000, 100_000],
+    );
+    assert.deepEqual(
+      server
+        .all('served')
+        .slice(served)
+        .map((s) => s.error),
+      ['ECONNRESET', 'ECONNRESET', 'ECONNRESET', 'ECONNRESET'],
+    );
     assert.equal(m.value('bpfnet_redirect_connections_total', { family: 'ipv4' }), 8);
     assert.equal(m.value('bpfnet_redirect_sockets', { family: 'ipv4' }), 0);
   });

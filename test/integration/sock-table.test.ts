@@ -64,7 +64,17 @@ describe('socket table in BPF', function () {
   it('finds what was put, and nothing for a socket never put', function () {
     const [a, b] = colliding(2, 1n);
     const other = colliding(1, 2n)[0]!;
-    const r = run([[PUT, a!, 11n], [PUT, b!, 22n], [GET, a!], [GET, b!], [GET, other], [DEL, a!], [GET, a!], [GET, b!], [DEL, b!]]);
+    const r = run([
+      [PUT, a!, 11n],
+      [PUT, b!, 22n],
+      [GET, a!],
+      [GET, b!],
+      [GET, other],
+      [DEL, a!],
+      [GET, a!],
+      [GET, b!],
+      [DEL, b!],
+    ]);
     assert.deepEqual(r.results, [1n, 1n, 11n, 22n, 0n, 0n, 0n, 22n, 0n]);
     assert.equal(r.overflowed, 0n);
   });
@@ -78,12 +88,23 @@ describe('socket table in BPF', function () {
 
     // free one slot and one overflowed entry; a new socket takes the slot
     const [newcomer] = colliding(8, 3n).slice(7);
-    const after = run([[DEL, sks[0]!], [DEL, sks[6]!], [PUT, newcomer!, 999n], [GET, newcomer!], [GET, sks[0]!], [GET, sks[6]!], [GET, sks[5]!]]);
+    const after = run([
+      [DEL, sks[0]!],
+      [DEL, sks[6]!],
+      [PUT, newcomer!, 999n],
+      [GET, newcomer!],
+      [GET, sks[0]!],
+      [GET, sks[6]!],
+      [GET, sks[5]!],
+    ]);
     assert.deepEqual(after.results, [0n, 0n, 1n, 999n, 0n, 0n, 105n]);
     assert.equal(after.overflowed, 2n);
 
     // putting a socket that is already there reuses its entry
-    const again = run([[PUT, sks[1]!, 7n], [GET, sks[1]!]]);
+    const again = run([
+      [PUT, sks[1]!, 7n],
+      [GET, sks[1]!],
+    ]);
     assert.deepEqual(again.results, [1n, 7n]);
     run([...sks.slice(1, 6), newcomer!].map((sk): [bigint, bigint] => [DEL, sk]));
     assert.equal(run([]).overflowed, 0n);

@@ -35,8 +35,15 @@ describe('accept probe', function () {
     const m = await exporter.scrape();
     await exporter.stop();
     assert.deepEqual(
-      m.find('bpfnet_tcp_accepts_total').map((s) => [s.labels.family, s.labels.port, s.labels.comm, s.value]).sort(),
-      [['ipv4', String(dual.port), 'test-server', 2], ['ipv4', String(v4.port), 'test-server', 4], ['ipv6', String(dual.port), 'test-server', 3]].sort(),
+      m
+        .find('bpfnet_tcp_accepts_total')
+        .map((s) => [s.labels.family, s.labels.port, s.labels.comm, s.value])
+        .sort(),
+      [
+        ['ipv4', String(dual.port), 'test-server', 2],
+        ['ipv4', String(v4.port), 'test-server', 4],
+        ['ipv6', String(dual.port), 'test-server', 3],
+      ].sort(),
     );
     assert.equal(ns.tcpCounters().PassiveOpens - before, 9);
     assert.equal(m.value('bpfnet_tcp_accept_queue_duration_seconds_count', { family: 'ipv4' }), 6);
@@ -107,7 +114,10 @@ describe('accept probe', function () {
     fs.writeFileSync(go, '');
     const m = await exporter.settle((x) => x.sum('bpfnet_tcp_accepts_total') > 0);
     await exporter.stop();
-    assert.deepEqual(m.find('bpfnet_tcp_accepts_total').map((s) => [s.labels.port, s.labels.comm, s.value]), [[String(server.port), '', 1]]);
+    assert.deepEqual(
+      m.find('bpfnet_tcp_accepts_total').map((s) => [s.labels.port, s.labels.comm, s.value]),
+      [[String(server.port), '', 1]],
+    );
     assert.equal(m.value('bpfnet_tcp_accept_queue_duration_seconds_count', { family: 'ipv4' }), 0);
     assert.equal(m.value('bpfnet_tcp_accept_handshake_duration_seconds_count', { family: 'ipv4' }), 1);
     assert.equal(ns.tcpCounters().PassiveOpens - before, 1);

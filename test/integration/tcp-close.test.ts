@@ -12,7 +12,13 @@ import type { Metrics } from '../helpers/prom-text';
 
 // (client sends, server answers): sizes on both sides of bucket bounds
 const SIZES: [number, number][] = [
-  [0, 0], [1, 1], [1000, 1024], [1024, 1025], [1025, 65536], [65536, 1048576], [1048576, 0],
+  [0, 0],
+  [1, 1],
+  [1000, 1024],
+  [1024, 1025],
+  [1025, 65536],
+  [65536, 1048576],
+  [1048576, 0],
 ];
 const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
 
@@ -34,11 +40,17 @@ describe('close probe', function () {
   });
 
   it('counts exact payload bytes each way, per connection and in total, for IPv4 and IPv6', async function () {
-    for (const [family, host] of [['ipv4', '127.0.0.1'], ['ipv6', '::1']] as const) {
+    for (const [family, host] of [
+      ['ipv4', '127.0.0.1'],
+      ['ipv6', '::1'],
+    ] as const) {
       for (const [up, down] of SIZES) {
         const server = await startServer(ns, { host, port: 0, down });
         const { results } = await runClient(ns, { host, port: server.port, connections: [{ up }] });
-        assert.deepEqual(results.map((r) => [r.ok, r.received]), [[true, down]]);
+        assert.deepEqual(
+          results.map((r) => [r.ok, r.received]),
+          [[true, down]],
+        );
         await server.stop();
       }
       const n = SIZES.length;
@@ -46,13 +58,14 @@ describe('close probe', function () {
       const ups = sum(SIZES.map((s) => s[0]));
       const downs = sum(SIZES.map((s) => s[1]));
       const v = (name: string, role: string) => m.value(name, { family, role });
+      assert.deepEqual([closed(m, family, 'client'), closed(m, family, 'server')], [n, n]);
       assert.deepEqual(
-        [closed(m, family, 'client'), closed(m, family, 'server')],
-        [n, n],
-      );
-      assert.deepEqual(
-        [v('bpfnet_tcp_sent_bytes_total', 'client'), v('bpfnet_tcp_received_bytes_total', 'client'),
-          v('bpfnet_tcp_sent_bytes_total', 'server'), v('bpfnet_tcp_received_bytes_total', 'server')],
+        [
+          v('bpfnet_tcp_sent_bytes_total', 'client'),
+          v('bpfnet_tcp_received_bytes_total', 'client'),
+          v('bpfnet_tcp_sent_bytes_total', 'server'),
+          v('bpfnet_tcp_received_bytes_total', 'server'),
+        ],
         [ups, downs, downs, ups],
       );
       // one connection per size: the first bucket whose bound is >= the size
@@ -79,8 +92,15 @@ describe('close probe', function () {
     await server.stop();
     const delta = (name: string, role: string) => m.value(name, { family: 'ipv4', role }) - before.value(name, { family: 'ipv4', role });
     assert.deepEqual(
-      ['client', 'server'].map((r) => [delta('bpfnet_tcp_closes_total', r), delta('bpfnet_tcp_sent_bytes_total', r), delta('bpfnet_tcp_received_bytes_total', r)]),
-      [[1, 5000, 0], [1, 0, 5000]],
+      ['client', 'server'].map((r) => [
+        delta('bpfnet_tcp_closes_total', r),
+        delta('bpfnet_tcp_sent_bytes_total', r),
+        delta('bpfnet_tcp_received_bytes_total', r),
+      ]),
+      [
+        [1, 5000, 0],
+        [1, 0, 5000],
+      ],
     );
     // both ends left ESTABLISHED straight for CLOSE: the sender of the RST and its receiver
     assert.equal(ns.tcpCounters().EstabResets - resetsBefore, 2);
@@ -138,7 +158,11 @@ describe('close probe', function () {
       await runClient(ns, { host: '127.0.0.1', port: server.port, connections: Array(3).fill({ up: 100 * 1024 }) });
       const m = await exporter.settle((x) => closed(x, 'ipv4', 'server') - closed(before, 'ipv4', 'server') === 3);
       // PID COMM LADDR LPORT RADDR RPORT TX_KB RX_KB MS, from a perf buffer
-      const ours = () => out.split('\n').map((l) => l.trim().split(/\s+/)).filter((f) => f.length >= 9 && (f[3] === String(server.port) || f[5] === String(server.port)));
+      const ours = () =>
+        out
+          .split('\n')
+          .map((l) => l.trim().split(/\s+/))
+          .filter((f) => f.length >= 9 && (f[3] === String(server.port) || f[5] === String(server.port)));
       for (let i = 0; i < 100 && ours().length < 6; i++) await sleep(100);
       const lines = ours();
       const serverSide = lines.filter((f) => f[3] === String(server.port)).map((f) => [Number(f[6]), Number(f[7])]);

@@ -8,9 +8,7 @@ import { createNetns, type Netns } from '../helpers/netns';
 import { requireRoot } from '../helpers/privileges';
 
 const connects = (m: import('../helpers/prom-text').Metrics) =>
-  Object.fromEntries(
-    m.find('bpfnet_tcp_connects_total').map((s) => [`${s.labels.family}/${s.labels.result}`, s.value]),
-  );
+  Object.fromEntries(m.find('bpfnet_tcp_connects_total').map((s) => [`${s.labels.family}/${s.labels.result}`, s.value]));
 
 describe('connect probe', function () {
   let ns: Netns;
@@ -50,8 +48,14 @@ describe('connect probe', function () {
 
     const m = await exporter.scrape();
     assert.deepEqual(connects(m), {
-      'ipv4/established': 5, 'ipv4/refused': 4, 'ipv4/timeout': 1, 'ipv4/aborted': 3,
-      'ipv6/established': 3, 'ipv6/refused': 2, 'ipv6/timeout': 2, 'ipv6/aborted': 1,
+      'ipv4/established': 5,
+      'ipv4/refused': 4,
+      'ipv4/timeout': 1,
+      'ipv4/aborted': 3,
+      'ipv6/established': 3,
+      'ipv6/refused': 2,
+      'ipv6/timeout': 2,
+      'ipv6/aborted': 1,
     });
     assert.equal(m.value('bpfnet_tcp_connect_duration_seconds_count', { family: 'ipv4' }), 5);
     assert.equal(m.value('bpfnet_tcp_connect_duration_seconds_count', { family: 'ipv6' }), 3);

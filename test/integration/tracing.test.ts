@@ -88,10 +88,30 @@ describe('connection spans', function () {
         ] as const) {
           const cs = find(CLIENT, family, client.localPort);
           const ss = find(SERVER, family, server.port);
-          const common = { 'network.transport': 'tcp', 'network.type': family, 'network.local.address': addr, 'network.peer.address': addr, 'bpfnet.tcp.retransmits': 0 };
+          const common = {
+            'network.transport': 'tcp',
+            'network.type': family,
+            'network.local.address': addr,
+            'network.peer.address': addr,
+            'bpfnet.tcp.retransmits': 0,
+          };
           // the agents name themselves (process.title): the kernel's comm
-          expect(cs, { ...common, 'network.peer.port': server.port, 'process.pid': client.pid, 'process.executable.name': 'test-client', 'bpfnet.tcp.sent_bytes': up, 'bpfnet.tcp.received_bytes': down });
-          expect(ss, { ...common, 'network.peer.port': client.localPort, 'process.pid': server.pid, 'process.executable.name': 'test-server', 'bpfnet.tcp.sent_bytes': down, 'bpfnet.tcp.received_bytes': up });
+          expect(cs, {
+            ...common,
+            'network.peer.port': server.port,
+            'process.pid': client.pid,
+            'process.executable.name': 'test-client',
+            'bpfnet.tcp.sent_bytes': up,
+            'bpfnet.tcp.received_bytes': down,
+          });
+          expect(ss, {
+            ...common,
+            'network.peer.port': client.localPort,
+            'process.pid': server.pid,
+            'process.executable.name': 'test-server',
+            'bpfnet.tcp.sent_bytes': down,
+            'bpfnet.tcp.received_bytes': up,
+          });
           assert.deepEqual([cs.name, ss.name], ['tcp connect', 'tcp accept']);
           for (const s of [cs, ss]) {
             assert.equal(s.parentSpanId, '');
@@ -99,17 +119,31 @@ describe('connection spans', function () {
             assert.ok((s.attributes['bpfnet.tcp.srtt'] as number) > 0);
             // in order, inside the test's wall-clock window
             const [est, fin] = [s.events.find((e) => e.name === 'tcp.established')!, s.events.find((e) => e.name === 'tcp.fin')!];
-            assert.ok(t0 - 1_000_000n <= s.startNs && s.startNs <= est.timeNs && est.timeNs <= fin.timeNs && fin.timeNs <= s.endNs && s.endNs <= t1 + 1_000_000n,
-              `${s.name}: ${[t0, s.startNs, est.timeNs, fin.timeNs, s.endNs, t1].join(' <= ')}`);
+            assert.ok(
+              t0 - 1_000_000n <= s.startNs && s.startNs <= est.timeNs && est.timeNs <= fin.timeNs && fin.timeNs <= s.endNs && s.endNs <= t1 + 1_000_000n,
+              `${s.name}: ${[t0, s.startNs, est.timeNs, fin.timeNs, s.endNs, t1].join(' <= ')}`,
+            );
             assert.equal(est.attributes['bpfnet.tcp.handshake.duration'], Number(est.timeNs - s.startNs) / 1e9);
           }
           // the client sends its FIN first; the server answers after it
-          assert.deepEqual([cs.events.find((e) => e.name === 'tcp.fin')!.attributes['bpfnet.tcp.fin.from'], ss.events.find((e) => e.name === 'tcp.fin')!.attributes['bpfnet.tcp.fin.from']], ['local', 'peer']);
+          assert.deepEqual(
+            [
+              cs.events.find((e) => e.name === 'tcp.fin')!.attributes['bpfnet.tcp.fin.from'],
+              ss.events.find((e) => e.name === 'tcp.fin')!.attributes['bpfnet.tcp.fin.from'],
+            ],
+            ['local', 'peer'],
+          );
           assert.notEqual(cs.traceId, ss.traceId);
         }
         const failed = spans.filter((s) => s.status.code === STATUS_ERROR);
         assert.equal(failed.length, 1);
-        expect(failed[0]!, { 'network.peer.port': 9, 'process.pid': refused.pid, 'error.type': 'refused', 'bpfnet.tcp.connect.result': 'refused', 'bpfnet.tcp.sent_bytes': 0 });
+        expect(failed[0]!, {
+          'network.peer.port': 9,
+          'process.pid': refused.pid,
+          'error.type': 'refused',
+          'bpfnet.tcp.connect.result': 'refused',
+          'bpfnet.tcp.sent_bytes': 0,
+        });
         assert.deepEqual([failed[0]!.kind, failed[0]!.name, failed[0]!.events.map((e) => e.name)], [CLIENT, 'tcp connect', []]);
         assert.equal(spans[0]!.resource['service.name'], 'bpfnet-exporter');
         assert.deepEqual([...receiver.contentTypes], [contentType]);
@@ -131,7 +165,10 @@ describe('connection spans', function () {
       await server.stop();
       const m = await exporter.settle((x) => x.sum('bpfnet_tcp_closes_total') === 2);
       assert.equal(m.sum('bpfnet_tcp_closes_total'), 2);
-      assert.deepEqual(m.samples.filter((s) => /^bpfnet_(spans|events)_/.test(s.name)), []);
+      assert.deepEqual(
+        m.samples.filter((s) => /^bpfnet_(spans|events)_/.test(s.name)),
+        [],
+      );
       assert.doesNotMatch(exporter.stderr, /tracing/);
     } finally {
       await exporter.stop();
@@ -167,8 +204,12 @@ describe('connection spans', function () {
 
   it('keeps serving /metrics while the collector is down, within a bounded queue, counts every span it drops, and recovers', async function () {
     const queue = 50;
-    const exporter = await new RunningExporter(['--netns', ns.path, '--otlp-endpoint', receiver.endpoint],
-      { ...FAST_EXPORT, OTEL_BSP_MAX_QUEUE_SIZE: String(queue), OTEL_BSP_MAX_EXPORT_BATCH_SIZE: '10', OTEL_EXPORTER_OTLP_TIMEOUT: '1000' }).ready();
+    const exporter = await new RunningExporter(['--netns', ns.path, '--otlp-endpoint', receiver.endpoint], {
+      ...FAST_EXPORT,
+      OTEL_BSP_MAX_QUEUE_SIZE: String(queue),
+      OTEL_BSP_MAX_EXPORT_BATCH_SIZE: '10',
+      OTEL_EXPORTER_OTLP_TIMEOUT: '1000',
+    }).ready();
     try {
       await receiver.stop();
       const before = receiver.spans.length;
@@ -176,7 +217,7 @@ describe('connection spans', function () {
       const n = 150;
       let maxQueued = 0;
       const clients = runClient(ns, { host: '127.0.0.1', port: server.port, connections: Array(n).fill({ up: 100 }) });
-      for (let done = false; !done; ) {
+      for (let done = false; !done;) {
         done = await Promise.race([clients.then(() => true), sleep(50).then(() => false)]);
         maxQueued = Math.max(maxQueued, (await exporter.scrape()).value('bpfnet_spans_queued'));
       }

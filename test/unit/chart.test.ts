@@ -50,37 +50,93 @@ describe('Helm chart', function () {
     // Each value the exporter would refuse: the schema names its key, and the
     // exporter, given it anyway (the schema bypassed), stops with a usage error.
     const refused: { values: Values; errors: string[]; cli: RegExp }[] = [
-      { values: { exporter: { probes: ['connect', 'tcp'] } }, errors: ['exporter.probes[1]: must be equal to one of the allowed values'], cli: /--probes: unknown probe "tcp"/ },
-      { values: { exporter: { probes: [] } }, errors: ['exporter.probes: must NOT have fewer than 1 items', 'exporter: must match "then" schema'], cli: /--probes is empty/ },
+      {
+        values: { exporter: { probes: ['connect', 'tcp'] } },
+        errors: ['exporter.probes[1]: must be equal to one of the allowed values'],
+        cli: /--probes: unknown probe "tcp"/,
+      },
+      {
+        values: { exporter: { probes: [] } },
+        errors: ['exporter.probes: must NOT have fewer than 1 items', 'exporter: must match "then" schema'],
+        cli: /--probes is empty/,
+      },
       {
         values: { exporter: { probes: ['netsubsys'], spans: { otlpEndpoint: 'http://otel-collector:4318' } } },
         // ajv words a failed "contains" as each item's mismatch, then the list's
-        errors: ['exporter.probes[0]: must be equal to one of the allowed values', 'exporter.probes: must contain at least 1 valid item(s)', 'exporter: must match "then" schema'],
+        errors: [
+          'exporter.probes[0]: must be equal to one of the allowed values',
+          'exporter.probes: must contain at least 1 valid item(s)',
+          'exporter: must match "then" schema',
+        ],
         cli: /spans come from the TCP probes/,
       },
       {
         values: { exporter: { probes: ['netsubsys'], sidecars: { comms: ['envoy'] } } },
-        errors: ['exporter.probes[0]: must be equal to one of the allowed values', 'exporter.probes: must contain at least 1 valid item(s)', 'exporter: must match "then" schema'],
+        errors: [
+          'exporter.probes[0]: must be equal to one of the allowed values',
+          'exporter.probes: must contain at least 1 valid item(s)',
+          'exporter: must match "then" schema',
+        ],
         cli: /sidecars are timed by the TCP probes/,
       },
-      { values: { exporter: { listen: { port: 70000 } } }, errors: ['exporter.listen.port: must be <= 65535'], cli: /--listen 0\.0\.0\.0:70000: not an address/ },
-      { values: { exporter: { listen: { host: '::1' } } }, errors: ['exporter.listen.host: must match pattern "^(\\[[0-9a-fA-F:.]+\\]|[^:\\[\\]]*)$"'], cli: /--listen ::1:9435: not an address/ },
-      { values: { exporter: { spans: { eventRingBytes: 5000 } } }, errors: ['exporter.spans.eventRingBytes: must be equal to one of the allowed values'], cli: /--event-ring-bytes 5000: give a power of two/ },
-      { values: { exporter: { spans: { sampleRatio: 1.5 } } }, errors: ['exporter.spans.sampleRatio: must be <= 1'], cli: /--trace-sample-ratio 1\.5: give a ratio from 0 to 1/ },
-      { values: { exporter: { spans: { otlpEndpoint: 'otel-collector:4318' } } }, errors: ['exporter.spans.otlpEndpoint: must match pattern "^(|https?://.+)$"'], cli: /--otlp-endpoint otel-collector:4318: not http or https/ },
-      { values: { exporter: { logLevel: 'verbose' } }, errors: ['exporter.logLevel: must be equal to one of the allowed values'], cli: /Invalid values: Argument: log-level, Given: "verbose"/ },
-      { values: { exporter: { acceptPortLimit: 0 } }, errors: ['exporter.acceptPortLimit: must be >= 1'], cli: /--accept-port-limit 0: give an integer from 1 to 65535/ },
+      {
+        values: { exporter: { listen: { port: 70000 } } },
+        errors: ['exporter.listen.port: must be <= 65535'],
+        cli: /--listen 0\.0\.0\.0:70000: not an address/,
+      },
+      {
+        values: { exporter: { listen: { host: '::1' } } },
+        errors: ['exporter.listen.host: must match pattern "^(\\[[0-9a-fA-F:.]+\\]|[^:\\[\\]]*)$"'],
+        cli: /--listen ::1:9435: not an address/,
+      },
+      {
+        values: { exporter: { spans: { eventRingBytes: 5000 } } },
+        errors: ['exporter.spans.eventRingBytes: must be equal to one of the allowed values'],
+        cli: /--event-ring-bytes 5000: give a power of two/,
+      },
+      {
+        values: { exporter: { spans: { sampleRatio: 1.5 } } },
+        errors: ['exporter.spans.sampleRatio: must be <= 1'],
+        cli: /--trace-sample-ratio 1\.5: give a ratio from 0 to 1/,
+      },
+      {
+        values: { exporter: { spans: { otlpEndpoint: 'otel-collector:4318' } } },
+        errors: ['exporter.spans.otlpEndpoint: must match pattern "^(|https?://.+)$"'],
+        cli: /--otlp-endpoint otel-collector:4318: not http or https/,
+      },
+      {
+        values: { exporter: { logLevel: 'verbose' } },
+        errors: ['exporter.logLevel: must be equal to one of the allowed values'],
+        cli: /Invalid values: Argument: log-level, Given: "verbose"/,
+      },
+      {
+        values: { exporter: { acceptPortLimit: 0 } },
+        errors: ['exporter.acceptPortLimit: must be >= 1'],
+        cli: /--accept-port-limit 0: give an integer from 1 to 65535/,
+      },
       { values: { exporter: { netstackSeriesTtl: -1 } }, errors: ['exporter.netstackSeriesTtl: must be >= 0'], cli: /--netstack-series-ttl -1: give seconds/ },
       { values: { exporter: { filters: { pids: [0] } } }, errors: ['exporter.filters.pids[0]: must be >= 1'], cli: /--pid 0: not a process id/ },
       { values: { exporter: { filters: { ports: [0] } } }, errors: ['exporter.filters.ports[0]: must be >= 1'], cli: /--port 0: not a port/ },
-      { values: { exporter: { sidecars: { comms: ['sixteen-byte-cmd'] } } }, errors: ['exporter.sidecars.comms[0]: must NOT have more than 15 characters'], cli: /--sidecar-comm "sixteen-byte-cmd": give a command name of 1 to 15 bytes/ },
+      {
+        values: { exporter: { sidecars: { comms: ['sixteen-byte-cmd'] } } },
+        errors: ['exporter.sidecars.comms[0]: must NOT have more than 15 characters'],
+        cli: /--sidecar-comm "sixteen-byte-cmd": give a command name of 1 to 15 bytes/,
+      },
       {
         values: { exporter: { redirect: { enabled: true, ports: Array.from({ length: 65 }, (_, i) => 1000 + i) } } },
         errors: ['exporter.redirect.ports: must NOT have more than 64 items'],
         cli: /--redirect-ports: 65 ports; give at most 64/,
       },
-      { values: { exporter: { redirect: { enabled: true, cgroup: '' } } }, errors: ['exporter.redirect.cgroup: must NOT have fewer than 1 characters', 'exporter.redirect.cgroup: must match pattern "\\S"'], cli: /--redirect-cgroup is missing: name the cgroup/ },
-      { values: { exporter: { redirect: { enabled: true, cgroup: ' ' } } }, errors: ['exporter.redirect.cgroup: must match pattern "\\S"'], cli: /--redirect-cgroup is missing: name the cgroup/ },
+      {
+        values: { exporter: { redirect: { enabled: true, cgroup: '' } } },
+        errors: ['exporter.redirect.cgroup: must NOT have fewer than 1 characters', 'exporter.redirect.cgroup: must match pattern "\\S"'],
+        cli: /--redirect-cgroup is missing: name the cgroup/,
+      },
+      {
+        values: { exporter: { redirect: { enabled: true, cgroup: ' ' } } },
+        errors: ['exporter.redirect.cgroup: must match pattern "\\S"'],
+        cli: /--redirect-cgroup is missing: name the cgroup/,
+      },
     ];
 
     it('rejects what the exporter refuses, naming the key; the exporter refuses it too', async function () {
@@ -129,7 +185,10 @@ describe('Helm chart', function () {
         }
       };
       walk(chart.values, '');
-      assert.deepEqual([...rows.keys()], leaves.map(([k]) => k));
+      assert.deepEqual(
+        [...rows.keys()],
+        leaves.map(([k]) => k),
+      );
       for (const [key, value] of leaves) {
         const big = typeof value === 'object' && value !== null && !Array.isArray(value) && Object.keys(value).length > 0;
         const cell = rows.get(key);
@@ -156,7 +215,13 @@ describe('Helm chart', function () {
     it('render the ServiceMonitor and PodMonitor too with everything on', function () {
       const { objects } = render(allOn);
       const kinds = objects.map((o) => `${o.apiVersion} ${o.kind}`).filter((k) => !k.endsWith('ConfigMap'));
-      assert.deepEqual(kinds.sort(), ['apps/v1 DaemonSet', 'monitoring.coreos.com/v1 PodMonitor', 'monitoring.coreos.com/v1 ServiceMonitor', 'v1 Service', 'v1 ServiceAccount']);
+      assert.deepEqual(kinds.sort(), [
+        'apps/v1 DaemonSet',
+        'monitoring.coreos.com/v1 PodMonitor',
+        'monitoring.coreos.com/v1 ServiceMonitor',
+        'v1 Service',
+        'v1 ServiceAccount',
+      ]);
     });
 
     it('give every object a name, the namespace and the chart labels, and core objects only fields of their Kubernetes types', function () {
@@ -224,7 +289,12 @@ describe('Helm chart', function () {
         const pm = one('PodMonitor');
         assert.ok(isSubset(pm.spec.selector.matchLabels, pod.metadata.labels), 'the PodMonitor selects the pods');
         assert.equal(pm.spec.podMetricsEndpoints[0].port, 'metrics');
-        assert.deepEqual(pod.metadata.annotations, { 'prometheus.io/scrape': 'true', 'prometheus.io/port': '9436', 'prometheus.io/path': '/metrics', 'example.com/team': 'network' });
+        assert.deepEqual(pod.metadata.annotations, {
+          'prometheus.io/scrape': 'true',
+          'prometheus.io/port': '9436',
+          'prometheus.io/path': '/metrics',
+          'example.com/team': 'network',
+        });
       }
     });
 
@@ -246,7 +316,7 @@ describe('Helm chart', function () {
         assert.deepEqual(host('/sys/fs/cgroup'), { path: '/sys/fs/cgroup', readOnly: true, propagation: undefined });
         assert.deepEqual(host('/sys/kernel/btf'), { path: '/sys/kernel/btf', readOnly: true, propagation: undefined });
         assert.deepEqual(host('/sys/kernel/tracing'), { path: '/sys/kernel/tracing', readOnly: true, propagation: undefined });
-        assert.equal(mounts.filter((m) => m.mountPath.startsWith('/proc') || m.mountPath.startsWith('/host')).length, 0, 'hostPID gives the node\'s /proc');
+        assert.equal(mounts.filter((m) => m.mountPath.startsWith('/proc') || m.mountPath.startsWith('/host')).length, 0, "hostPID gives the node's /proc");
         assert.equal(spec.hostPID, true);
         assert.equal(mounts.length, privileged ? 5 : 4);
       }
@@ -278,13 +348,24 @@ describe('Helm chart', function () {
 
     it('leave out the Service and the ServiceAccount when asked', function () {
       const { objects, one } = render({ service: { enabled: false }, serviceAccount: { create: false }, dashboards: { enabled: false } });
-      assert.deepEqual(objects.map((o) => o.kind), ['DaemonSet']);
+      assert.deepEqual(
+        objects.map((o) => o.kind),
+        ['DaemonSet'],
+      );
       assert.equal(one('DaemonSet').spec.template.spec.serviceAccountName, 'default');
     });
 
     it("give the container the exporter's flags the values name, the exporter's defaults by default", function () {
       const args = container(render().one('DaemonSet')).args;
-      assert.deepEqual(args, ['run', '--listen=0.0.0.0:9435', '--probes=connect,accept,close', '--log-level=info', '--accept-port-limit=1024', '--netstack-series-ttl=600', '--event-ring-bytes=4194304']);
+      assert.deepEqual(args, [
+        'run',
+        '--listen=0.0.0.0:9435',
+        '--probes=connect,accept,close',
+        '--log-level=info',
+        '--accept-port-limit=1024',
+        '--netstack-series-ttl=600',
+        '--event-ring-bytes=4194304',
+      ]);
       const help = exporterHelp();
       for (const arg of args.slice(1)) {
         const [flag, value] = arg.slice(2).split('=') as [string, string];
@@ -325,11 +406,14 @@ describe('Helm chart', function () {
     });
 
     it('choose the OTLP encoding by OTEL_EXPORTER_OTLP_TRACES_PROTOCOL, only when spans are sent', function () {
-      const protocol = (v: Values) => (container(render(v).one('DaemonSet')).env as Obj[]).filter((e) => e.name === 'OTEL_EXPORTER_OTLP_TRACES_PROTOCOL').map((e) => e.value);
+      const protocol = (v: Values) =>
+        (container(render(v).one('DaemonSet')).env as Obj[]).filter((e) => e.name === 'OTEL_EXPORTER_OTLP_TRACES_PROTOCOL').map((e) => e.value);
       assert.deepEqual(protocol({}), []);
       assert.deepEqual(protocol({ exporter: { spans: { otlpEndpoint: 'http://otel-collector:4318' } } }), ['http/protobuf']);
       assert.deepEqual(protocol(allOn), ['http/json']);
-      assert.deepEqual(schemaErrors(mergeValues(chart.values, { exporter: { spans: { protocol: 'grpc' } } })), ['exporter.spans.protocol: must be equal to one of the allowed values']);
+      assert.deepEqual(schemaErrors(mergeValues(chart.values, { exporter: { spans: { protocol: 'grpc' } } })), [
+        'exporter.spans.protocol: must be equal to one of the allowed values',
+      ]);
     });
 
     it('start the exporter with arguments it accepts: it stops only for lack of privileges', async function () {
@@ -340,7 +424,10 @@ describe('Helm chart', function () {
       // the default redirect cgroup is the pods': this machine has none
       const pods = await runExporter(render({ exporter: { redirect: { enabled: true } } }).one('DaemonSet'));
       assert.equal(pods.status, 2);
-      assert.match(pods.stderr, /^bpfnet-exporter: --redirect-cgroup kubepods: neither kubepods\.slice \(systemd cgroup driver\) nor kubepods \(cgroupfs\) is under /);
+      assert.match(
+        pods.stderr,
+        /^bpfnet-exporter: --redirect-cgroup kubepods: neither kubepods\.slice \(systemd cgroup driver\) nor kubepods \(cgroupfs\) is under /,
+      );
     });
 
     it('let an argument the exporter does not know stop it', async function () {
@@ -363,13 +450,17 @@ describe('Helm chart', function () {
   });
 
   describe('dashboards', function () {
-    const sources = fs.readdirSync(DASHBOARDS).filter((f) => f.endsWith('.json')).sort();
+    const sources = fs
+      .readdirSync(DASHBOARDS)
+      .filter((f) => f.endsWith('.json'))
+      .sort();
 
     it('exist in dashboards/, and the chart holds the same files (scripts/chart-dashboards)', function () {
       assert.ok(sources.length > 0, 'dashboards/*.json');
       const copies = [...chart.files.keys()].filter((p) => p.startsWith('dashboards/')).map((p) => p.slice('dashboards/'.length));
       assert.deepEqual(copies.sort(), sources);
-      for (const f of sources) assert.ok(chart.files.get(`dashboards/${f}`)!.equals(fs.readFileSync(path.join(DASHBOARDS, f))), `${f} is out of date: run scripts/chart-dashboards`);
+      for (const f of sources)
+        assert.ok(chart.files.get(`dashboards/${f}`)!.equals(fs.readFileSync(path.join(DASHBOARDS, f))), `${f} is out of date: run scripts/chart-dashboards`);
       const check = spawnSync('bash', [path.join(ROOT, 'scripts', 'chart-dashboards'), '--check'], { encoding: 'utf8' });
       assert.deepEqual([check.status, check.stderr], [0, '']);
     });

@@ -16,25 +16,46 @@ describe('command line parsing', function () {
     assert.deepEqual(parseListen(':9435'), { host: '0.0.0.0', port: 9435 });
     assert.deepEqual(parseListen('localhost:0'), { host: 'localhost', port: 0 });
     for (const bad of ['9435', 'host:', 'a:b', '::1:80', 'host:65536', '[::1]']) {
-      assert.throws(() => parseListen(bad), (e: Error) => e instanceof UsageError && /not an address/.test(e.message), bad);
+      assert.throws(
+        () => parseListen(bad),
+        (e: Error) => e instanceof UsageError && /not an address/.test(e.message),
+        bad,
+      );
     }
   });
 
   it('takes lists repeated, comma-separated, or both', function () {
     const o = exporterOptions({
-      listen: ':1', probes: 'connect, close', pid: ['1,2', '3'], netns: ['/a'], cgroup: [], port: ['80,443'],
-      'accept-port-limit': 10, 'enable-bpf-stats': false, 'log-level': 'info', 'netstack-series-ttl': 600, 'event-ring-bytes': 4194304,
-      'sidecar-comm': ['envoy', 'pilot-agent'], 'sidecar-pid': [], _: [], $0: '',
+      listen: ':1',
+      probes: 'connect, close',
+      pid: ['1,2', '3'],
+      netns: ['/a'],
+      cgroup: [],
+      port: ['80,443'],
+      'accept-port-limit': 10,
+      'enable-bpf-stats': false,
+      'log-level': 'info',
+      'netstack-series-ttl': 600,
+      'event-ring-bytes': 4194304,
+      'sidecar-comm': ['envoy', 'pilot-agent'],
+      'sidecar-pid': [],
+      _: [],
+      $0: '',
     } as never);
     assert.deepEqual(o.probes, ['connect', 'close']);
     assert.deepEqual(o.filters, { pids: [1, 2, 3], netns: ['/a'], cgroups: [], ports: [80, 443] });
     assert.deepEqual(o.sidecars, { comms: ['envoy', 'pilot-agent'], pids: [] });
   });
 
-  it('finds the pods\' cgroup of either kubelet cgroup driver for --redirect-cgroup kubepods', function () {
+  it("finds the pods' cgroup of either kubelet cgroup driver for --redirect-cgroup kubepods", function () {
     const mount = fs.mkdtempSync(path.join(os.tmpdir(), 'bpfnet-cgroup-'));
     try {
-      assert.throws(() => podsCgroup(mount), (e: Error) => e instanceof UsageError && e.message.startsWith(`--redirect-cgroup kubepods: neither kubepods.slice (systemd cgroup driver) nor kubepods (cgroupfs) is under ${mount}`));
+      assert.throws(
+        () => podsCgroup(mount),
+        (e: Error) =>
+          e instanceof UsageError &&
+          e.message.startsWith(`--redirect-cgroup kubepods: neither kubepods.slice (systemd cgroup driver) nor kubepods (cgroupfs) is under ${mount}`),
+      );
       fs.mkdirSync(path.join(mount, 'kubepods'));
       assert.equal(podsCgroup(mount), path.join(mount, 'kubepods'));
       fs.mkdirSync(path.join(mount, 'kubepods.slice'));

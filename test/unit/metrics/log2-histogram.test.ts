@@ -27,12 +27,28 @@ describe('log2 histograms', function () {
     const registry = new Registry();
     const failures = new ScrapeFailures(registry, new Logger('error'));
     new Log2Histogram({
-      name: 'test_seconds', help: 'test', labelNames: ['family'], minExp: 10, maxExp: 11, scale: 1e9, registry, failures,
+      name: 'test_seconds',
+      help: 'test',
+      labelNames: ['family'],
+      minExp: 10,
+      maxExp: 11,
+      scale: 1e9,
+      registry,
+      failures,
       collect: () => [{ labels: { family: 'ipv4' }, slots: slotsWith({ 10: 2, 11: 1, 12: 1 }), sum: 5000 }],
     });
     new Log2Histogram({
-      name: 'broken_bytes', help: 'fails to read', labelNames: [], minExp: 0, maxExp: 1, scale: 1, registry, failures,
-      collect: () => { throw new Error('map gone'); },
+      name: 'broken_bytes',
+      help: 'fails to read',
+      labelNames: [],
+      minExp: 0,
+      maxExp: 1,
+      scale: 1,
+      registry,
+      failures,
+      collect: () => {
+        throw new Error('map gone');
+      },
     });
     await registry.metrics();
     const text = await registry.metrics(); // the second scrape shows the first one's failure
