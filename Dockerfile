@@ -15,7 +15,7 @@
 ARG NODE_VERSION=22
 
 # Build: clang and the libbpf headers compile bpf/*.bpf.c, bpftool writes
-# vmlinux.h, tsc compiles src/.
+# vmlinux.h, the bindings are generated from the objects, tsc compiles src/.
 FROM node:${NODE_VERSION}-bookworm-slim AS build
 RUN apt-get update \
  && apt-get install -y --no-install-recommends clang libbpf-dev bpftool \
@@ -23,8 +23,8 @@ RUN apt-get update \
 WORKDIR /src
 COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund
-COPY tsconfig.json ./
-COPY scripts/build-bpf.sh scripts/
+COPY tsconfig.json tsconfig.gen.json ./
+COPY scripts/build-bpf.sh scripts/gen-bindings.ts scripts/
 COPY bpf bpf/
 COPY src src/
 RUN npm run build

@@ -162,7 +162,7 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, NS_FAMILY_COUNT);
+	__uint(max_entries, FAMILY_COUNT);
 	__type(key, __u32);
 	__type(value, struct tcp_event_stats);
 } netstack_tcp SEC(".maps");
@@ -286,7 +286,7 @@ static __always_inline void observe(const struct pkt *p, __u32 direction, __u32 
 		bpf_map_update_elem(&netstack_latency, &key, &zero_stage, BPF_NOEXIST);
 		s = bpf_map_lookup_elem(&netstack_latency, &key);
 		if (!s) {
-			count_error(NS_ERR_LATENCY_FULL);
+			count_error(NS_ERR_NETSTACK_LATENCY);
 			return;
 		}
 		if (dev)
@@ -653,7 +653,7 @@ int BPF_PROG(drop_kfree_skb, struct sk_buff *skb, void *location, enum skb_drop_
 		bpf_map_update_elem(&netstack_drops, &dk, &zero_drop, BPF_NOEXIST);
 		d = bpf_map_lookup_elem(&netstack_drops, &dk);
 		if (!d) {
-			count_error(NS_ERR_DROPS_FULL);
+			count_error(NS_ERR_NETSTACK_DROPS);
 			return 0;
 		}
 		if (dev)
@@ -668,7 +668,7 @@ int BPF_PROG(drop_kfree_skb, struct sk_buff *skb, void *location, enum skb_drop_
 
 static __always_inline struct tcp_event_stats *tcp_stats(__u16 family)
 {
-	__u32 f = family == AF_INET6 ? NS_IPV6 : NS_IPV4;
+	__u32 f = family == AF_INET6 ? FAMILY_IPV6 : FAMILY_IPV4;
 
 	return bpf_map_lookup_elem(&netstack_tcp, &f);
 }
@@ -733,5 +733,7 @@ int BPF_PROG(tcp_retransmit, const struct sock *sk, const struct sk_buff *skb)
 		counter_add(&s->retransmitted_segments, segs ? segs : 1);
 	return 0;
 }
+
+BPFNET_EXPORT(enum family family; enum ns_direction direction; enum ns_stage stage; enum ns_error error;);
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

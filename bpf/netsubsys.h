@@ -1,10 +1,11 @@
 /* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
-/* Map keys and values of netsubsys.bpf.c that userspace reads. Their layout
- * is taken from the object's BTF at load time (src/libbpf/btf.ts). */
+/* Map keys and values of netsubsys.bpf.c that userspace reads. Userspace's
+ * binding is generated from the object's BTF (scripts/gen-bindings.ts). */
 #ifndef BPFNET_NETSUBSYS_H
 #define BPFNET_NETSUBSYS_H
 
-/* label values, in the order userspace names them */
+/* label values: userspace takes them from the object's BTF, named as the
+ * values are without their common prefix (CONNECT_REFUSED: refused) */
 enum ns_direction { DIR_RX, DIR_TX, DIR_COUNT };
 enum ns_stage {
 	STAGE_DEVICE_TO_STACK, /* rx: netif_rx | napi_gro_receive_entry -> netif_receive_skb */
@@ -16,8 +17,8 @@ enum ns_stage {
 	STAGE_DRIVER,	       /* tx: net_dev_start_xmit -> net_dev_xmit */
 	STAGE_COUNT,
 };
-enum ns_family { NS_IPV4, NS_IPV6, NS_FAMILY_COUNT };
-enum ns_error { NS_ERR_LATENCY_FULL, NS_ERR_DROPS_FULL, NS_ERR_COUNT };
+/* netstack_errors[error]: samples not counted because the named map was full */
+enum ns_error { NS_ERR_NETSTACK_LATENCY, NS_ERR_NETSTACK_DROPS, NS_ERR_COUNT };
 
 #define IFNAMSIZ 16
 

@@ -91,7 +91,7 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, REDIRECT_FAMILY_COUNT);
+	__uint(max_entries, FAMILY_COUNT);
 	__type(key, __u32);
 	__type(value, struct redirect_stats);
 } redirect_stats SEC(".maps");
@@ -137,7 +137,7 @@ static __always_inline bool skops_key(struct bpf_sock_ops *skops, struct sock_ke
 		k->local_ip[3] = skops->local_ip4;
 		k->remote_ip[2] = bpf_htonl(0xffff);
 		k->remote_ip[3] = skops->remote_ip4;
-		k->family = REDIRECT_IPV4;
+		k->family = FAMILY_IPV4;
 	} else if (skops->family == AF_INET6) {
 		k->local_ip[0] = skops->local_ip6[0];
 		k->local_ip[1] = skops->local_ip6[1];
@@ -147,7 +147,7 @@ static __always_inline bool skops_key(struct bpf_sock_ops *skops, struct sock_ke
 		k->remote_ip[1] = skops->remote_ip6[1];
 		k->remote_ip[2] = skops->remote_ip6[2];
 		k->remote_ip[3] = skops->remote_ip6[3];
-		k->family = v4_mapped(k->remote_ip) ? REDIRECT_IPV4 : REDIRECT_IPV6;
+		k->family = v4_mapped(k->remote_ip) ? FAMILY_IPV4 : FAMILY_IPV6;
 	} else {
 		return false;
 	}
@@ -355,14 +355,14 @@ static __always_inline void msg_key(struct sk_msg_md *msg, struct sock_key *k)
 	k->local_port = msg->local_port;
 	k->remote_port = bpf_ntohl(msg->remote_port);
 	if (family == AF_INET6) {
-		k->family = v4_mapped(k->remote_ip) ? REDIRECT_IPV4 : REDIRECT_IPV6;
+		k->family = v4_mapped(k->remote_ip) ? FAMILY_IPV4 : FAMILY_IPV6;
 		return;
 	}
 	k->local_ip[0] = k->local_ip[1] = k->remote_ip[0] = k->remote_ip[1] = 0;
 	k->local_ip[2] = k->remote_ip[2] = bpf_htonl(0xffff);
 	k->local_ip[3] = local4;
 	k->remote_ip[3] = remote4;
-	k->family = REDIRECT_IPV4;
+	k->family = FAMILY_IPV4;
 }
 
 /* The psock of a socket in the sockhash (its sk_user_data, flag bits off),
@@ -574,7 +574,7 @@ static long add_queued(struct bpf_map *map, struct sock_key *k, struct member *m
 	bool more;
 	__u64 n;
 
-	if (!psock || f >= REDIRECT_FAMILY_COUNT)
+	if (!psock || f >= FAMILY_COUNT)
 		return 0;
 	n = unread(psock, &more);
 	sum->bytes[f] += n;
@@ -593,11 +593,13 @@ int redirect_queued_sum(struct redirect_queued *out)
 	bpf_for_each_map_elem(&redirect_members, add_queued, &sum, 0);
 	/* unrolled: the verifier wants constant offsets into the context */
 #pragma clang loop unroll(full)
-	for (int f = 0; f < REDIRECT_FAMILY_COUNT; f++) {
+	for (int f = 0; f < FAMILY_COUNT; f++) {
 		out->bytes[f] = sum.bytes[f];
 		out->max[f] = sum.max[f];
 	}
 	return 0;
 }
+
+BPFNET_EXPORT(enum family family; enum fallback_reason fallback_reason; struct redirect_queued queued;);
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

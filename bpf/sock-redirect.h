@@ -1,11 +1,11 @@
 /* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
 /* Map keys and values of sock-redirect.bpf.c that userspace reads or writes.
- * Their layout is taken from the object's BTF at load time, never copied. */
+ * Userspace's binding is generated from the object's BTF (scripts/gen-bindings.ts). */
 #ifndef BPFNET_SOCK_REDIRECT_H
 #define BPFNET_SOCK_REDIRECT_H
 
-/* label values, in the order userspace names them */
-enum redirect_family { REDIRECT_IPV4, REDIRECT_IPV6, REDIRECT_FAMILY_COUNT };
+/* label values: userspace takes them from the object's BTF, named as the
+ * values are without their common prefix (CONNECT_REFUSED: refused) */
 enum fallback_reason {
 	FALLBACK_PEER_MISSING,	  /* no paired socket to send to */
 	FALLBACK_REDIRECT_FAILED, /* the kernel refused the redirect */
@@ -27,7 +27,7 @@ struct sock_key {
 	__u32 remote_ip[4];
 	__u16 local_port;  /* host byte order */
 	__u16 remote_port; /* host byte order */
-	__u32 family;	   /* enum redirect_family */
+	__u32 family;	   /* enum family */
 };
 
 /* redirect_stats[family] */
@@ -50,8 +50,8 @@ struct redirect_control {
 /* What redirect_queued_sum finds: bytes redirected to sockets of the
  * sockhash and not read by them yet */
 struct redirect_queued {
-	__u64 bytes[REDIRECT_FAMILY_COUNT]; /* over all sockets */
-	__u64 max[REDIRECT_FAMILY_COUNT];   /* the most one socket holds */
+	__u64 bytes[FAMILY_COUNT]; /* over all sockets */
+	__u64 max[FAMILY_COUNT];   /* the most one socket holds */
 };
 
 #endif /* BPFNET_SOCK_REDIRECT_H */

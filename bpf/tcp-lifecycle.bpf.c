@@ -75,7 +75,7 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, FAMILY_COUNT *ROLE_COUNT);
+	__uint(max_entries, (FAMILY_COUNT * ROLE_COUNT));
 	__type(key, __u32);
 	__type(value, struct close_stats);
 } tcp_close_stats SEC(".maps");
@@ -91,10 +91,6 @@ struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, 4 << 20);
 } tcp_events SEC(".maps");
-
-/* a ring buffer has no value type: this puts struct conn_event in the
- * object's BTF, where userspace reads its layout */
-struct conn_event *conn_event_btf;
 
 /* the sidecars: by process id (--sidecar-pid) and by command (--sidecar-comm) */
 struct {
@@ -786,5 +782,8 @@ int BPF_PROG(sidecar_send, struct sock *sk)
 		counter_add(&st->reused, 1);
 	return 0;
 }
+
+BPFNET_EXPORT(struct conn_event conn_event; enum family family; enum role role; enum connect_result connect_result;
+	      enum lifecycle_error lifecycle_error; enum event_kind event_kind; enum fin_from fin_from;);
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

@@ -1,11 +1,11 @@
 /* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
-/* Map values of tcp-lifecycle.bpf.c that userspace reads. Their layout is
- * taken from the object's BTF at load time (src/libbpf/btf.ts), never copied. */
+/* Map values of tcp-lifecycle.bpf.c that userspace reads. Userspace's
+ * binding is generated from the object's BTF (scripts/gen-bindings.ts). */
 #ifndef BPFNET_TCP_LIFECYCLE_H
 #define BPFNET_TCP_LIFECYCLE_H
 
-/* label values, in the order userspace names them */
-enum family { FAMILY_IPV4, FAMILY_IPV6, FAMILY_COUNT };
+/* label values: userspace takes them from the object's BTF, named as the
+ * values are without their common prefix (CONNECT_REFUSED: refused) */
 enum role { ROLE_CLIENT, ROLE_SERVER, ROLE_COUNT };
 enum connect_result {
 	CONNECT_ESTABLISHED,

@@ -8,6 +8,12 @@ import path from 'node:path';
 import type { BpfObject } from './libbpf';
 import { UsageError } from './errors';
 import { cgroup2Mount } from './system';
+import type { MapName } from './libbpf/binding';
+import type { TCP_LIFECYCLE } from './generated/tcp-lifecycle';
+import type { NETSUBSYS } from './generated/netsubsys';
+
+/** An object with the filter maps of bpf/include/filter.h. */
+export type FilteredObject = typeof TCP_LIFECYCLE | typeof NETSUBSYS;
 
 export interface FilterSpec {
   pids: readonly number[];
@@ -108,8 +114,8 @@ function u16(n: number): Buffer {
  * the new switches are set and old values removed after, so a running program
  * sees the old filter, then briefly both sets, then the new one; never a
  * filter that matches nothing, nor everything, by accident. */
-export function applyFilters(obj: BpfObject, f: ResolvedFilters): void {
-  const sets: [string, Buffer[]][] = [
+export function applyFilters(obj: BpfObject<FilteredObject>, f: ResolvedFilters): void {
+  const sets: [MapName<FilteredObject>, Buffer[]][] = [
     ['filter_pids', f.pids.map(u32)],
     ['filter_netns', f.netnsInodes.map(u32)],
     ['filter_cgroups', f.cgroupIds.map(u64)],
@@ -119,7 +125,7 @@ export function applyFilters(obj: BpfObject, f: ResolvedFilters): void {
     for (const k of keys) obj.map(name).update(k, Buffer.from([1]));
   }
 
-  const layout = obj.layout({ struct: 'filter_config', fields: { pid: 'u8', netns: 'u8', cgroup: 'u8', port: 'u8' } });
+  const layout = obj.struct('filter_config');
   const value = Buffer.alloc(layout.size);
   value.writeUInt8(f.pids.length ? 1 : 0, layout.offset('pid'));
   value.writeUInt8(f.netnsInodes.length ? 1 : 0, layout.offset('netns'));

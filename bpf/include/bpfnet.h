@@ -17,6 +17,21 @@
 
 #include "histogram.h"
 
+/* The address family label of every object's statistics (an IPv4-mapped
+ * IPv6 peer counts as IPv4). */
+enum family { FAMILY_IPV4, FAMILY_IPV6, FAMILY_COUNT };
+
+/* Types userspace reads that no map or global of the object is declared
+ * with (ring buffer records, a program's context, the enums whose values are
+ * label values): naming them here puts them in the object's BTF, from which
+ * the TypeScript binding is generated (scripts/gen-bindings.ts). Members are
+ * declarations: BPFNET_EXPORT(enum family family; struct event event;). */
+#define BPFNET_EXPORT(...)                                                                                             \
+	struct bpfnet_exports {                                                                                        \
+		__VA_ARGS__                                                                                            \
+	};                                                                                                             \
+	struct bpfnet_exports *const bpfnet_exports __attribute__((used)) = 0
+
 /* Maps are counted with atomic adds even when they are per-CPU: a program in
  * process context can be interrupted by another program (softirq) touching
  * the same per-CPU slot on the same CPU. */

@@ -46,6 +46,10 @@ export interface BtfType {
   enumValues?: Map<string, bigint>;
   secinfo?: { type: number; offset: number; size: number }[];
   intBits?: number;
+  /** Int: 1 signed, 2 char, 4 bool (BTF_INT_ENCODING) */
+  intEncoding?: number;
+  /** Func, Var: 0 static, 1 global, 2 extern */
+  linkage?: number;
 }
 
 /** A field of a struct as userspace reads it. */
@@ -144,6 +148,13 @@ export class Btf {
     switch (kind) {
       case Kind.Int:
         t.intBits = buf.readUInt32LE(pos) & 0xff;
+        t.intEncoding = buf.readUInt32LE(pos) >>> 24;
+        break;
+      case Kind.Var:
+        t.linkage = buf.readUInt32LE(pos);
+        break;
+      case Kind.Func:
+        t.linkage = vlen;
         break;
       case Kind.Array:
         t.array = { type: buf.readUInt32LE(pos), nelems: buf.readUInt32LE(pos + 8) };

@@ -24,21 +24,29 @@ export class LayoutError extends Error {
   }
 }
 
-export class Layout {
+export class Layout<F extends string = string> {
   constructor(
     readonly name: string,
     readonly size: number,
     private readonly offsets: Map<string, number>,
     private readonly nestedLayouts: Map<string, Layout>,
+    private readonly lengths = new Map<string, number>(),
   ) {}
 
-  offset(field: string): number {
+  /** The element count of an array field. */
+  length(field: F): number {
+    const n = this.lengths.get(field);
+    if (n === undefined) throw new LayoutError(`struct ${this.name} field ${field} is not an array`);
+    return n;
+  }
+
+  offset(field: F): number {
     const off = this.offsets.get(field);
     if (off === undefined) throw new LayoutError(`struct ${this.name} has no bound field ${field}`);
     return off;
   }
 
-  nested(field: string): Layout {
+  nested(field: F): Layout {
     const l = this.nestedLayouts.get(field);
     if (!l) throw new LayoutError(`struct ${this.name} field ${field} is not a struct`);
     return l;

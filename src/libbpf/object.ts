@@ -3,16 +3,29 @@
 // load), load into the kernel, find maps and programs, close. An object holds
 // kernel resources once loaded and must be closed; its links are separate and
 // must be destroyed first.
+import {
+  checkBinding,
+  structLayout,
+  type FieldName,
+  type GlobalName,
+  type MapName,
+  type ObjectBinding,
+  type ProgramName,
+  type SettingName,
+  type StructName,
+} from './binding';
 import { Btf } from './btf';
 import { BpfError, check, checkPtr } from './errors';
-import { bindLayout, type Layout, type StructSpec } from './layout';
+import { bindLayout, LayoutError, type Layout, type StructSpec } from './layout';
 import { BpfMap } from './map';
 import { native, readBytes, viewBytes, type Ptr } from './native';
 import { BpfProgram } from './program';
 
 export type Constant = boolean | number | bigint;
 
-export class BpfObject {
+/** An object; with a generated binding B (src/generated/), its maps,
+ * programs, settings and structs are named by the binding's types. */
+export class BpfObject<B extends ObjectBinding = ObjectBinding> {
   private ptr: Ptr | null;
   private loaded = false;
   readonly btf: Btf;
@@ -21,6 +34,7 @@ export class BpfObject {
   private constructor(
     ptr: Ptr,
     readonly path: string,
+    readonly binding?: B,
   ) {
     this.ptr = ptr;
     const btfPtr = checkPtr(`BTF of ${path}`, () => native.objectBtf(ptr) as Ptr | null);
@@ -30,22 +44,37 @@ export class BpfObject {
   }
 
   /** Opens (parses) an object file; nothing reaches the kernel yet. */
-  static open(path: string): BpfObject {
-    return new BpfObject(
+  static open<B extends ObjectBinding = ObjectBinding>(path: string, binding?: B): BpfObject<B> {
+    const obj = new BpfObject<B>(
       checkPtr(`open BPF object ${path}`, () => native.openFile(path, null) as Ptr | null),
       path,
+      binding,
     );
+    if (binding) {
+      try {
+        checkBinding(binding, obj.btf, path);
+        for (const [name, m] of Object.entries(binding.maps)) {
+          const n = native.mapMaxEntries(obj.mapPtr(name)) as number;
+          if (n !== m.maxEntries)
+            throw new LayoutError(`${path}: map ${name} has ${n} entries, the exporter was built for ${m.maxEntries}: rebuild both (npm run build)`);
+        }
+      } catch (err) {
+        obj.close();
+        throw err;
+      }
+    }
+    return obj;
   }
 
   /** Sets const volatile globals (in .rodata) before load; the verifier then
    * treats them as constants and drops code they switch off. */
-  setConstants(values: Record<string, Constant>): void {
+  setConstants(values: Partial<Record<SettingName<B>, Constant>>): void {
     this.beforeLoad('set constants');
     const map = this.mapPtr('.rodata');
     const size = [0];
     const data = checkPtr(`initial value of ${this.path} .rodata`, () => native.mapInitialValue(map, size) as Ptr | null);
     const view = viewBytes(data, size[0]!);
-    for (const [name, value] of Object.entries(values)) {
+    for (const [name, value] of Object.entries(values) as [string, Constant][]) {
       const v = this.btf.variable('.rodata', name);
       if (!v) throw new Error(`${this.path} has no constant ${name}`);
       const n = typeof value === 'boolean' ? BigInt(value ? 1 : 0) : BigInt(value);
@@ -68,14 +97,14 @@ export class BpfObject {
     }
   }
 
-  setMaxEntries(mapName: string, maxEntries: number): void {
+  setMaxEntries(mapName: MapName<B>, maxEntries: number): void {
     this.beforeLoad('resize maps');
     const map = this.mapPtr(mapName);
     check(`set max_entries of ${mapName}`, () => native.mapSetMaxEntries(map, maxEntries) as number);
   }
 
   /** Shares an existing map (by descriptor) instead of creating this object's own. */
-  reuseMap(mapName: string, fd: number): void {
+  reuseMap(mapName: MapName<B>, fd: number): void {
     this.beforeLoad('reuse maps');
     const map = this.mapPtr(mapName);
     check(`reuse map ${mapName}`, () => native.mapReuseFd(map, fd) as number);
@@ -94,7 +123,7 @@ export class BpfObject {
     return this.loaded;
   }
 
-  program(name: string): BpfProgram {
+  program(name: ProgramName<B>): BpfProgram {
     const ptr = this.live();
     return new BpfProgram(checkPtr(`find program ${name} in ${this.path}`, () => native.findProgram(ptr, name) as Ptr | null));
   }
@@ -111,7 +140,7 @@ export class BpfObject {
   }
 
   /** A map of the loaded object. */
-  map(name: string): BpfMap {
+  map(name: MapName<B> | '.bss' | '.data' | '.rodata'): BpfMap {
     let m = this.maps.get(name);
     if (m) return m;
     if (!this.loaded) throw new Error(`map ${name}: load ${this.path} first`);
@@ -132,12 +161,18 @@ export class BpfObject {
 
   /** A global variable of the loaded object (in .bss or .data), read now, as
    * an unsigned little-endian integer of its size. */
-  readGlobal(section: '.bss' | '.data', name: string): bigint {
+  readGlobal(section: '.bss' | '.data', name: GlobalName<B>): bigint {
     const v = this.btf.variable(section, name);
     if (!v) throw new Error(`${this.path} has no variable ${name} in ${section}`);
     const value = this.map(section).lookup(Buffer.alloc(4));
     if (!value) throw new Error(`${this.path}: ${section} is empty`);
     return v.size === 8 ? value.readBigUInt64LE(v.offset) : BigInt(value.readUIntLE(v.offset, v.size));
+  }
+
+  /** The layout of a struct shared with the BPF code, from the generated binding. */
+  struct<S extends StructName<B>>(name: S): Layout<FieldName<B, S>> {
+    if (!this.binding) throw new Error(`${this.path}: opened without its binding`);
+    return structLayout(this.binding, name);
   }
 
   /** The layout of a struct shared with the BPF code, checked against BTF. */

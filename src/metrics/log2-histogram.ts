@@ -3,11 +3,13 @@
 // at scrape time. Slot i counts values in (2^(i-1), 2^i]; the exposed buckets
 // are a chosen range of those powers of two, so every cumulative count is exact.
 import type { Registry } from 'prom-client';
+import { TCP_LIFECYCLE } from '../generated/tcp-lifecycle';
 import type { Labels } from './collected';
 import { LabelSets, NO_LABELS, type RenderedSample } from './label-sets';
 import { validateNames, type ScrapeFailures } from './validate';
 
-export const HIST_SLOTS = 64;
+/** struct hist's slots (bpf/include/histogram.h), as every object has it */
+export const HIST_SLOTS = TCP_LIFECYCLE.structs.hist.fields.slots.length;
 
 /** One labelled histogram as read from a map: slot counts and the sum, in raw units. */
 export interface Log2Sample {

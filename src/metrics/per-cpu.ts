@@ -4,37 +4,38 @@
 // and one read per scrape for the metrics that share it.
 import { sumPerCpu, sumPerCpuArray, type BpfMap, type Layout } from '../libbpf';
 import type { Labels } from './collected';
-import { HIST_SLOTS, type Log2Sample } from './log2-histogram';
+import type { Log2Sample } from './log2-histogram';
 
 /** A per-CPU map value, summed over CPUs, with readers by field name. */
-export class PerCpuValue {
+export class PerCpuValue<F extends string = string> {
   constructor(
     private readonly value: Buffer,
     private readonly stride: number,
-    private readonly layout: Layout,
+    private readonly layout: Layout<F>,
   ) {}
 
-  u64(field: string): number {
+  u64(field: F): number {
     return sumPerCpu(this.value, this.stride, this.layout.offset(field));
   }
 
-  array(field: string, length: number): number[] {
-    return sumPerCpuArray(this.value, this.stride, this.layout.offset(field), length);
+  /** An array field, every element summed over CPUs. */
+  array(field: F): number[] {
+    return sumPerCpuArray(this.value, this.stride, this.layout.offset(field), this.layout.length(field));
   }
 
-  hist(field: string, labels: Labels): Log2Sample {
+  hist(field: F, labels: Labels): Log2Sample {
     const base = this.layout.offset(field);
     const h = this.layout.nested(field);
     return {
       labels,
-      slots: sumPerCpuArray(this.value, this.stride, base + h.offset('slots'), HIST_SLOTS),
+      slots: sumPerCpuArray(this.value, this.stride, base + h.offset('slots'), h.length('slots')),
       sum: sumPerCpu(this.value, this.stride, base + h.offset('sum')),
     };
   }
 }
 
 /** Every index of a per-CPU array map of structs, read once. */
-export function perCpuArray(map: BpfMap, layout: Layout, count: number): PerCpuValue[] {
+export function perCpuArray<F extends string>(map: BpfMap, layout: Layout<F>, count = map.maxEntries): PerCpuValue<F>[] {
   return Array.from({ length: count }, (_, i) => new PerCpuValue(map.at(i), map.stride, layout));
 }
 

@@ -6,33 +6,26 @@
 // the kernel and read at scrape time.
 //   bpfnet_netstack_latency_seconds_bucket{direction="tx",stage="qdisc",ifname="eth0",netns="4026531840",le="0.016777216"} 12
 //   bpfnet_skb_drops_total{reason="netfilter_drop",ifname="eth0",netns="4026531840"} 3
-import { BpfError, BpfObject, Kind, type BpfLink, type BpfProgram, type Layout, type StructSpec, cString, sumPerCpu, vmlinuxBtf } from '../libbpf';
+import { BpfError, BpfObject, Kind, type BpfLink, type BpfProgram, cString, sumPerCpu, vmlinuxBtf } from '../libbpf';
+import type { ProgramName } from '../libbpf/binding';
+import { NETSUBSYS } from '../generated/netsubsys';
 import { applyFilters } from '../filters';
 import { bpfObjectPath } from '../paths';
 import { CollectedCounter, type Sample } from '../metrics/collected';
-import { HIST_SLOTS, Log2Histogram, type Log2Sample } from '../metrics/log2-histogram';
+import { Log2Histogram, type Log2Sample } from '../metrics/log2-histogram';
 import type { ProbeContext, ProbeGroup, ProbeStatus, RunningGroup } from './probe';
 import { PerCpuValue, perCpuArray, perScrape } from '../metrics/per-cpu';
-import { FAMILIES } from './tcp-lifecycle';
 
-/** Label values in the order of the C enums in bpf/netsubsys.h. */
-export const DIRECTIONS = ['rx', 'tx'] as const;
-export const STAGES = ['device_to_stack', 'stack_to_socket', 'socket_to_read', 'stack_to_read', 'send_to_qdisc', 'qdisc', 'driver'] as const;
-const MAP_ERRORS = ['netstack_latency', 'netstack_drops'] as const;
+type Binding = typeof NETSUBSYS;
 
-const IFNAMSIZ = 16;
-const HIST: StructSpec = { struct: 'hist', fields: { slots: { array: 'u64', length: HIST_SLOTS }, sum: 'u64' } };
-const SPECS = {
-  stageKey: { struct: 'stage_key', fields: { netns: 'u32', ifindex: 'u32', direction: 'u8', stage: 'u8' } },
-  stageStats: { struct: 'stage_stats', fields: { ns: HIST, last_ns: 'u64', ifname: { array: 'u8', length: IFNAMSIZ } } },
-  dropKey: { struct: 'drop_key', fields: { netns: 'u32', ifindex: 'u32', reason: 'u32' } },
-  dropStats: { struct: 'drop_stats', fields: { packets: 'u64', last_ns: 'u64', ifname: { array: 'u8', length: IFNAMSIZ } } },
-  tcp: { struct: 'tcp_event_stats', fields: { resets_sent: 'u64', resets_received: 'u64', retransmitted_segments: 'u64' } },
-} satisfies Record<string, StructSpec>;
+/** Label values, from the C enums (bpf/netsubsys.h, bpf/include/bpfnet.h). */
+const { family: FAMILY, ns_direction: DIRECTION, ns_stage: STAGE, ns_error: MAP_ERROR } = NETSUBSYS.enums;
+export const DIRECTIONS = DIRECTION.labels;
+export const STAGES = STAGE.labels;
 
 /** Each program and the tracepoint it needs; the stages of a missing one are
  * not measured, the rest run. */
-const PROGRAMS: Record<string, string> = {
+const PROGRAMS: Record<ProgramName<Binding>, string> = {
   rx_netif_rx: 'netif_rx',
   rx_gro_receive: 'napi_gro_receive_entry',
   rx_receive_skb: 'netif_receive_skb',
@@ -78,9 +71,9 @@ function latest(value: Buffer, stride: number, offset: number): bigint {
 }
 
 /** The interface name kept on whichever CPU created a per-CPU entry. */
-function ifnameOf(value: Buffer, stride: number, offset: number): string {
+function ifnameOf(value: Buffer, stride: number, offset: number, size: number): string {
   for (let base = 0; base < value.length; base += stride) {
-    const name = cString(value, base + offset, IFNAMSIZ);
+    const name = cString(value, base + offset, size);
     if (name) return name;
   }
   return '';
@@ -88,19 +81,18 @@ function ifnameOf(value: Buffer, stride: number, offset: number): string {
 
 export class Netsubsys implements RunningGroup {
   readonly status = new Map<string, ProbeStatus>();
-  private object: BpfObject | undefined;
+  private object: BpfObject<Binding> | undefined;
   private readonly links: BpfLink[] = [];
-  private readonly layouts = new Map<keyof typeof SPECS, Layout>();
   private readonly reasons = dropReasonNames();
   private sweeper: NodeJS.Timeout | undefined;
 
   constructor(private readonly ctx: ProbeContext) {
-    let obj: BpfObject | undefined;
+    let obj: BpfObject<Binding> | undefined;
     let phase = 'load netsubsys';
     try {
-      obj = BpfObject.open(bpfObjectPath('netsubsys'));
+      obj = BpfObject.open(bpfObjectPath(NETSUBSYS.file), NETSUBSYS);
       const btf = vmlinuxBtf();
-      const missing = Object.entries(PROGRAMS).filter(([, tp]) => !btf.find(`btf_trace_${tp}`, Kind.Typedef));
+      const missing = (Object.entries(PROGRAMS) as [ProgramName<Binding>, string][]).filter(([, tp]) => !btf.find(`btf_trace_${tp}`, Kind.Typedef));
       for (const [prog] of missing) obj.program(prog).autoload = false;
       // without qdisc_enqueue, a packet a qdisc holds cannot be told from one
       // sent at once: every transmitted packet then goes to the hash map
@@ -108,7 +100,6 @@ export class Netsubsys implements RunningGroup {
       if (missing.length)
         ctx.log.warn('tracepoints missing on this kernel; their stages are not measured', { tracepoints: missing.map(([, tp]) => tp).join(',') });
       obj.load();
-      for (const [name, spec] of Object.entries(SPECS)) this.layouts.set(name as keyof typeof SPECS, obj.layout(spec));
       applyFilters(obj, ctx.filters);
       for (const prog of obj.programs().filter((p) => p.autoload)) {
         phase = `attach ${prog.name}`;
@@ -140,12 +131,11 @@ export class Netsubsys implements RunningGroup {
     const oldest = process.hrtime.bigint() - BigInt(Math.round(ttl * 1e9)); // CLOCK_MONOTONIC, as bpf_ktime_get_ns
     let deleted = 0;
     try {
-      for (const [mapName, spec] of [
-        ['netstack_latency', 'stageStats'],
-        ['netstack_drops', 'dropStats'],
+      for (const [mapName, at] of [
+        ['netstack_latency', obj.struct('stage_stats').offset('last_ns')],
+        ['netstack_drops', obj.struct('drop_stats').offset('last_ns')],
       ] as const) {
         const map = obj.map(mapName);
-        const at = this.layouts.get(spec)!.offset('last_ns');
         for (const { key, value } of map.entries()) {
           if (latest(value, map.stride, at) < oldest && map.delete(key)) deleted++;
         }
@@ -165,21 +155,21 @@ export class Netsubsys implements RunningGroup {
     return this.object ? this.object.programs().filter((p) => p.autoload) : [];
   }
 
-  objects(): BpfObject[] {
+  objects(): BpfObject<Binding>[] {
     return this.object ? [this.object] : [];
   }
 
   /** Stage histograms, one per (namespace, interface, direction, stage). */
   readLatency(): Log2Sample[] {
     const map = this.live().map('netstack_latency');
-    const key = this.layouts.get('stageKey')!;
-    const stats = this.layouts.get('stageStats')!;
+    const key = this.live().struct('stage_key');
+    const stats = this.live().struct('stage_stats');
     return map.entries().map(({ key: k, value }) => {
       const v = new PerCpuValue(value, map.stride, stats);
       return v.hist('ns', {
         direction: DIRECTIONS[k.readUInt8(key.offset('direction'))] ?? 'unknown',
         stage: STAGES[k.readUInt8(key.offset('stage'))] ?? 'unknown',
-        ifname: ifnameOf(value, map.stride, stats.offset('ifname')),
+        ifname: ifnameOf(value, map.stride, stats.offset('ifname'), stats.length('ifname')),
         netns: String(k.readUInt32LE(key.offset('netns'))),
       });
     });
@@ -188,14 +178,14 @@ export class Netsubsys implements RunningGroup {
   /** Dropped packets by (namespace, interface, reason). */
   readDrops(): Sample[] {
     const map = this.live().map('netstack_drops');
-    const key = this.layouts.get('dropKey')!;
-    const stats = this.layouts.get('dropStats')!;
+    const key = this.live().struct('drop_key');
+    const stats = this.live().struct('drop_stats');
     return map.entries().map(({ key: k, value }) => {
       const reason = k.readUInt32LE(key.offset('reason'));
       return {
         labels: {
           reason: this.reasons.get(reason) ?? `reason_${reason}`,
-          ifname: ifnameOf(value, map.stride, stats.offset('ifname')),
+          ifname: ifnameOf(value, map.stride, stats.offset('ifname'), stats.length('ifname')),
           netns: String(k.readUInt32LE(key.offset('netns'))),
         },
         value: sumPerCpu(value, map.stride, stats.offset('packets')),
@@ -204,14 +194,14 @@ export class Netsubsys implements RunningGroup {
   }
 
   /** Resets and retransmissions by family. */
-  readTcp(): PerCpuValue[] {
-    return perCpuArray(this.live().map('netstack_tcp'), this.layouts.get('tcp')!, FAMILIES.length);
+  readTcp() {
+    return perCpuArray(this.live().map('netstack_tcp'), this.live().struct('tcp_event_stats'));
   }
 
   /** Samples or drops not counted because their map was full, by map. */
   readErrors(): Sample[] {
     const map = this.live().map('netstack_errors');
-    return MAP_ERRORS.map((name, i) => ({ labels: { map: name }, value: map.counterAt(i) }));
+    return MAP_ERROR.labels.map((name, i) => ({ labels: { map: name }, value: map.counterAt(i) }));
   }
 
   close(): void {
@@ -227,7 +217,7 @@ export class Netsubsys implements RunningGroup {
     this.object = undefined;
   }
 
-  private live(): BpfObject {
+  private live(): BpfObject<Binding> {
     if (!this.object) throw new Error('the netsubsys object is not loaded');
     return this.object;
   }
@@ -264,8 +254,8 @@ function registerMetrics(probe: Netsubsys, ctx: ProbeContext): void {
     failures,
     collect: () =>
       tcp().flatMap((s, f) => [
-        { labels: { family: FAMILIES[f]!, direction: 'rx' }, value: s.u64('resets_received') },
-        { labels: { family: FAMILIES[f]!, direction: 'tx' }, value: s.u64('resets_sent') },
+        { labels: { family: FAMILY.labels[f]!, direction: 'rx' }, value: s.u64('resets_received') },
+        { labels: { family: FAMILY.labels[f]!, direction: 'tx' }, value: s.u64('resets_sent') },
       ]),
   });
   new CollectedCounter({
@@ -274,7 +264,7 @@ function registerMetrics(probe: Netsubsys, ctx: ProbeContext): void {
     labelNames: ['family'],
     registry,
     failures,
-    collect: () => tcp().map((s, f) => ({ labels: { family: FAMILIES[f]! }, value: s.u64('retransmitted_segments') })),
+    collect: () => tcp().map((s, f) => ({ labels: { family: FAMILY.labels[f]! }, value: s.u64('retransmitted_segments') })),
   });
   new CollectedCounter({
     name: 'bpfnet_netstack_map_full_total',

@@ -6,7 +6,7 @@ import type { Registry } from 'prom-client';
 import type { BpfObject, BpfProgram } from '../libbpf';
 import type { Logger } from '../log';
 import type { ScrapeFailures } from '../metrics/validate';
-import type { ResolvedFilters } from '../filters';
+import type { FilteredObject, ResolvedFilters } from '../filters';
 import type { ConnEvent } from '../tracing/conn-event';
 import type { Sidecar } from './sidecar';
 
@@ -47,7 +47,7 @@ export interface RunningGroup {
   /** loaded programs, for the kernel's run statistics */
   programs(): BpfProgram[];
   /** loaded objects holding filter maps */
-  objects(): BpfObject[];
+  objects(): BpfObject<FilteredObject>[];
   /** detaches every link and closes every object; safe to call twice */
   close(): void | Promise<void>;
 }

@@ -10,15 +10,16 @@
 import fs from 'node:fs';
 import { UsageError } from '../errors';
 import { UpdateFlags, type BpfObject } from '../libbpf';
+import { TCP_LIFECYCLE } from '../generated/tcp-lifecycle';
 import { Log2Histogram } from '../metrics/log2-histogram';
 import { CollectedCounter } from '../metrics/collected';
 import type { ProbeContext } from './probe';
-import { PerCpuValue, perScrape } from '../metrics/per-cpu';
+import { perScrape } from '../metrics/per-cpu';
 import type { TcpLifecycle } from './tcp-lifecycle';
 
-/** As in bpf/tcp-lifecycle.h */
-export const MAX_SIDECARS = 16;
-const COMM_LEN = 16;
+/** The sidecar slots of the object's statistics (bpf/tcp-lifecycle.h). */
+export const MAX_SIDECARS = TCP_LIFECYCLE.maps.sidecar_stats.maxEntries;
+const COMM_LEN = TCP_LIFECYCLE.structs.accept_key.fields.comm.length;
 
 export interface SidecarSpec {
   comms: readonly string[];
@@ -56,12 +57,7 @@ export function resolveSidecars(spec: SidecarSpec): Sidecar[] {
 }
 
 /** Writes the sidecars into the loaded object's maps. */
-export function applySidecars(obj: BpfObject, sidecars: readonly Sidecar[]): void {
-  // MAX_SIDECARS is checked at the command line, before any object is open:
-  // the object's own bound (its per-sidecar statistics) must be the same
-  const slots = obj.map('sidecar_stats').maxEntries;
-  if (slots !== MAX_SIDECARS)
-    throw new Error(`tcp-lifecycle.bpf.o has ${slots} sidecar slots, the exporter expects ${MAX_SIDECARS}: rebuild both from one checkout`);
+export function applySidecars(obj: BpfObject<typeof TCP_LIFECYCLE>, sidecars: readonly Sidecar[]): void {
   const index = Buffer.alloc(4);
   sidecars.forEach((s, i) => {
     index.writeUInt32LE(i);
@@ -80,7 +76,7 @@ export function applySidecars(obj: BpfObject, sidecars: readonly Sidecar[]): voi
 
 export function registerSidecarMetrics(tcp: TcpLifecycle, sidecars: readonly Sidecar[], ctx: ProbeContext): void {
   const { registry, failures } = ctx;
-  const read = perScrape((): PerCpuValue[] => tcp.readArray('sidecar_stats', 'sidecar', sidecars.length));
+  const read = perScrape(() => tcp.readArray('sidecar_stats', sidecars.length));
   const byName = { labelNames: ['sidecar'], minExp: 10, maxExp: 37, scale: 1e9, registry, failures };
   new Log2Histogram({
     ...byName,

@@ -12,7 +12,7 @@ import { FAMILIES, latencyByFamily, type TcpLifecycle } from './tcp-lifecycle';
 
 export function registerAcceptMetrics(tcp: TcpLifecycle, ctx: ProbeContext): void {
   const { registry, failures } = ctx;
-  const read = perScrape(() => tcp.readArray('tcp_accept_stats', 'accept', FAMILIES.length));
+  const read = perScrape(() => tcp.readArray('tcp_accept_stats'));
 
   new CollectedCounter({
     name: 'bpfnet_tcp_accepts_total',

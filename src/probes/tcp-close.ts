@@ -7,24 +7,24 @@
 import { CollectedCounter, type Sample } from '../metrics/collected';
 import { Log2Histogram, type Log2Sample } from '../metrics/log2-histogram';
 import type { ProbeContext } from './probe';
-import { perScrape, type PerCpuValue } from '../metrics/per-cpu';
-import { FAMILIES, ROLES, type TcpLifecycle } from './tcp-lifecycle';
+import { perScrape } from '../metrics/per-cpu';
+import { FAMILIES, ROLES, type StatsOf, type TcpLifecycle } from './tcp-lifecycle';
 
 interface Keyed {
   labels: { family: string; role: string };
-  stats: PerCpuValue;
+  stats: StatsOf<'tcp_close_stats'>;
 }
 
 export function registerCloseMetrics(tcp: TcpLifecycle, ctx: ProbeContext): void {
   const { registry, failures } = ctx;
   // tcp_close_stats[family * 2 + role]
   const read = perScrape((): Keyed[] =>
-    tcp.readArray('tcp_close_stats', 'close', FAMILIES.length * ROLES.length).map((stats, i) => ({
+    tcp.readArray('tcp_close_stats').map((stats, i) => ({
       labels: { family: FAMILIES[Math.floor(i / ROLES.length)]!, role: ROLES[i % ROLES.length]! },
       stats,
     })),
   );
-  const hist = (field: string) => (): Log2Sample[] => read().map(({ labels, stats }) => stats.hist(field, labels));
+  const hist = (field: 'lifetime_ns' | 'sent_bytes' | 'received_bytes') => (): Log2Sample[] => read().map(({ labels, stats }) => stats.hist(field, labels));
   const counter = (name: string, help: string, value: (k: Keyed) => number) =>
     new CollectedCounter({
       name,

@@ -9,7 +9,7 @@ import { CONNECT_RESULTS, FAMILIES, latencyByFamily, type TcpLifecycle } from '.
 
 export function registerConnectMetrics(tcp: TcpLifecycle, ctx: ProbeContext): void {
   const { registry, failures } = ctx;
-  const read = perScrape(() => tcp.readArray('tcp_connect_stats', 'connect', FAMILIES.length));
+  const read = perScrape(() => tcp.readArray('tcp_connect_stats'));
 
   new CollectedCounter({
     name: 'bpfnet_tcp_connects_total',
@@ -19,7 +19,7 @@ export function registerConnectMetrics(tcp: TcpLifecycle, ctx: ProbeContext): vo
     failures,
     collect: () =>
       read().flatMap((stats, f) =>
-        stats.array('results', CONNECT_RESULTS.length).map((value, r) => ({
+        stats.array('results').map((value, r) => ({
           labels: { family: FAMILIES[f]!, result: CONNECT_RESULTS[r]! },
           value,
         })),

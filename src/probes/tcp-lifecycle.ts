@@ -5,45 +5,36 @@
 // process). Needs BTF and kernel 5.12+ (tp_btf, bpf_skc_to_tcp_sock, BPF
 // compare-and-exchange). Each probe's metrics live in its own module; this
 // one loads, attaches, and reads the shared maps.
-import { BpfError, BpfObject, RingBuffer, type BpfLink, type BpfProgram, cString, sumPerCpu, type Layout, type StructSpec } from '../libbpf';
-import { CONN_EVENT_SPEC, connEventDecoder } from '../tracing/conn-event';
+import { BpfError, BpfObject, RingBuffer, type BpfLink, type BpfProgram, cString, sumPerCpu } from '../libbpf';
+import type { FieldName, MapName, ProgramName, ValueStruct } from '../libbpf/binding';
+import { TCP_LIFECYCLE } from '../generated/tcp-lifecycle';
+import { connEventDecoder } from '../tracing/conn-event';
 import { Kind, vmlinuxBtf } from '../libbpf';
 import { applySidecars } from './sidecar';
 import { applyFilters } from '../filters';
 import { TRACEFS_FIX, tracefsMount } from '../system';
 import { bpfObjectPath } from '../paths';
-import { HIST_SLOTS, Log2Histogram } from '../metrics/log2-histogram';
+import { Log2Histogram } from '../metrics/log2-histogram';
 import { PerCpuValue, perCpuArray } from '../metrics/per-cpu';
 import type { ProbeContext, ProbeStatus, RunningGroup } from './probe';
 
 export const TCP_PROBES = ['connect', 'accept', 'close'] as const;
 
-/** Label values in the order of the C enums in bpf/tcp-lifecycle.h. */
-export const FAMILIES = ['ipv4', 'ipv6'] as const;
-export const ROLES = ['client', 'server'] as const;
-export const CONNECT_RESULTS = ['established', 'refused', 'timeout', 'aborted'] as const;
-/** enum lifecycle_error */
-const LIFECYCLE_ERRORS = ['conn_table_full', 'lost_connect', 'lost_close'] as const;
+type Binding = typeof TCP_LIFECYCLE;
 
-const HIST: StructSpec = { struct: 'hist', fields: { slots: { array: 'u64', length: HIST_SLOTS }, sum: 'u64' } };
+/** Label values, from the C enums (bpf/tcp-lifecycle.h, bpf/include/bpfnet.h). */
+export const FAMILIES = TCP_LIFECYCLE.enums.family.labels;
+export const ROLES = TCP_LIFECYCLE.enums.role.labels;
+export const CONNECT_RESULTS = TCP_LIFECYCLE.enums.connect_result.labels;
+const ERRORS = TCP_LIFECYCLE.enums.lifecycle_error.values;
 
-export const SPECS = {
-  connect: { struct: 'connect_stats', fields: { results: { array: 'u64', length: CONNECT_RESULTS.length }, latency_ns: HIST } },
-  accept: { struct: 'accept_stats', fields: { handshake_ns: HIST, queue_ns: HIST } },
-  acceptKey: { struct: 'accept_key', fields: { port: 'u16', family: 'u8', comm: { array: 'u8', length: 16 } } },
-  sidecar: {
-    struct: 'sidecar_stats',
-    fields: { forward_ns: HIST, upstream_ns: HIST, reused: 'u64' },
-  },
-  close: {
-    struct: 'close_stats',
-    fields: { retransmits: 'u64', lifetime_ns: HIST, sent_bytes: HIST, received_bytes: HIST, srtt_ns: HIST },
-  },
-} satisfies Record<string, StructSpec>;
+/** The per-CPU arrays of statistics the metrics read, by family (and role). */
+type StatsMap = Extract<MapName<Binding>, 'tcp_connect_stats' | 'tcp_accept_stats' | 'tcp_close_stats' | 'sidecar_stats'>;
+export type StatsOf<M extends StatsMap> = PerCpuValue<FieldName<Binding, ValueStruct<Binding, M>>>;
 
 /** A latency histogram by family, 1.024 us to 137 s, read from one field
  * of a per-family per-CPU array (read once per scrape). */
-export function latencyByFamily(ctx: ProbeContext, name: string, help: string, read: () => PerCpuValue[], field: string): Log2Histogram {
+export function latencyByFamily<F extends string>(ctx: ProbeContext, name: string, help: string, read: () => PerCpuValue<F>[], field: F): Log2Histogram {
   return new Log2Histogram({
     name,
     help,
@@ -60,7 +51,7 @@ export function latencyByFamily(ctx: ProbeContext, name: string, help: string, r
 /** Ways to learn which process accepted a connection, best first. */
 interface AcceptHook {
   name: string;
-  programs: readonly string[];
+  programs: readonly ProgramName<Binding>[];
 }
 const ACCEPT_HOOKS: readonly AcceptHook[] = [
   { name: 'fexit/inet_csk_accept', programs: ['accept_fexit'] },
@@ -71,8 +62,7 @@ const NO_ACCEPT_HOOK: AcceptHook = { name: 'none', programs: [] };
 export class TcpLifecycle implements RunningGroup {
   readonly status = new Map<string, ProbeStatus>();
   private readonly links: BpfLink[] = [];
-  private object: BpfObject | undefined;
-  private readonly layouts = new Map<string, Layout>();
+  private object: BpfObject<Binding> | undefined;
   private ring: RingBuffer | undefined;
 
   constructor(
@@ -112,8 +102,8 @@ export class TcpLifecycle implements RunningGroup {
     }
   }
 
-  private load(enabled: Set<string>, hook: AcceptHook): BpfObject {
-    const obj = BpfObject.open(bpfObjectPath('tcp-lifecycle'));
+  private load(enabled: Set<string>, hook: AcceptHook): BpfObject<Binding> {
+    const obj = BpfObject.open(bpfObjectPath(TCP_LIFECYCLE.file), TCP_LIFECYCLE);
     const sidecars = this.ctx.options.sidecars;
     try {
       obj.setConstants({
@@ -130,10 +120,9 @@ export class TcpLifecycle implements RunningGroup {
       obj.setMaxEntries('tcp_events', this.ctx.options.eventRingBytes);
       for (const h of ACCEPT_HOOKS) for (const p of h.programs) obj.program(p).autoload = h === hook;
       obj.load();
-      for (const [name, spec] of Object.entries(SPECS)) this.layouts.set(name, obj.layout(spec));
       // accepts beyond the port limit are counted under port 0 ("other")
       const key = obj.map('tcp_accepts').key();
-      const keyLayout = this.layouts.get('acceptKey')!;
+      const keyLayout = obj.struct('accept_key');
       FAMILIES.forEach((_, family) => {
         key.fill(0);
         key.writeUInt8(family, keyLayout.offset('family'));
@@ -152,7 +141,7 @@ export class TcpLifecycle implements RunningGroup {
    * probe's status; returns why the accept hook failed, if it did. */
   private attach(obj: BpfObject, enabled: Set<string>, hook: AcceptHook): string | undefined {
     const log = this.ctx.log;
-    const tryAttach = (prog: string): string | undefined => {
+    const tryAttach = (prog: ProgramName<Binding>): string | undefined => {
       if (obj.program(prog).section.startsWith('tracepoint/') && !tracefsMount()) {
         return `${hook.name} needs tracefs, which is not mounted: ${TRACEFS_FIX}`;
       }
@@ -165,7 +154,7 @@ export class TcpLifecycle implements RunningGroup {
     };
     const stateErr =
       tryAttach('tcp_state') ??
-      ['sidecar_read', 'sidecar_send']
+      (['sidecar_read', 'sidecar_send'] as const)
         .filter((p) => obj.program(p).autoload)
         .map(tryAttach)
         .find((e) => e !== undefined);
@@ -185,8 +174,8 @@ export class TcpLifecycle implements RunningGroup {
   }
 
   /** Hands each connection event to sink, from the event loop, decoded. */
-  private startEvents(obj: BpfObject, sink: NonNullable<ProbeContext['events']>): void {
-    const decode = connEventDecoder(obj.layout(CONN_EVENT_SPEC));
+  private startEvents(obj: BpfObject<Binding>, sink: NonNullable<ProbeContext['events']>): void {
+    const decode = connEventDecoder(obj.struct('conn_event'), obj.struct('tuple'));
     this.ring = new RingBuffer(obj.map('tcp_events'), (data) => sink.onConnEvent(decode(data)));
     this.ring.start((err) => this.ctx.log.warn('cannot read connection events', { err: err.message }));
   }
@@ -194,30 +183,31 @@ export class TcpLifecycle implements RunningGroup {
   /** Events the ring buffer had no room for, of failed connects and closes. */
   readEventsLost(): { connect: number; close: number } {
     const map = this.live().map('tcp_lifecycle_errors');
-    return { connect: map.counterAt(LIFECYCLE_ERRORS.indexOf('lost_connect')), close: map.counterAt(LIFECYCLE_ERRORS.indexOf('lost_close')) };
+    return { connect: map.counterAt(ERRORS.ERR_LOST_CONNECT), close: map.counterAt(ERRORS.ERR_LOST_CLOSE) };
   }
 
   programs(): BpfProgram[] {
     return this.object ? this.object.programs().filter((p) => p.autoload) : [];
   }
 
-  objects(): BpfObject[] {
+  objects(): BpfObject<Binding>[] {
     return this.object ? [this.object] : [];
   }
 
-  /** Reads every key of a per-CPU array map of the given struct. */
-  readArray(mapName: string, spec: keyof typeof SPECS, keys: number): PerCpuValue[] {
-    return perCpuArray(this.live().map(mapName), this.layouts.get(spec)!, keys);
+  /** Reads a per-CPU array of statistics: its first count entries (all of them by default). */
+  readArray<M extends StatsMap>(mapName: M, count?: number): StatsOf<M>[] {
+    const obj = this.live();
+    return perCpuArray(obj.map(mapName), obj.struct(TCP_LIFECYCLE.maps[mapName].value as ValueStruct<Binding, M>), count);
   }
 
   /** Accepts by (family, port, command); port 0 stands for what did not fit. */
   readAccepts(): { family: number; port: number; comm: string; count: number }[] {
     const map = this.live().map('tcp_accepts');
-    const layout = this.layouts.get('acceptKey')!;
+    const layout = this.live().struct('accept_key');
     return map.entries().map(({ key, value }) => ({
       family: key.readUInt8(layout.offset('family')),
       port: key.readUInt16LE(layout.offset('port')),
-      comm: cString(key, layout.offset('comm'), 16),
+      comm: cString(key, layout.offset('comm'), layout.length('comm')),
       count: sumPerCpu(value, map.stride, 0),
     }));
   }
@@ -230,7 +220,7 @@ export class TcpLifecycle implements RunningGroup {
 
   /** Connections not measured because the connection table was full. */
   readUntracked(): number {
-    return this.live().map('tcp_lifecycle_errors').counterAt(LIFECYCLE_ERRORS.indexOf('conn_table_full'));
+    return this.live().map('tcp_lifecycle_errors').counterAt(ERRORS.ERR_CONN_TABLE_FULL);
   }
 
   get loaded(): boolean {
@@ -256,7 +246,7 @@ export class TcpLifecycle implements RunningGroup {
     }
   }
 
-  private live(): BpfObject {
+  private live(): BpfObject<Binding> {
     if (!this.object) throw new Error('the TCP lifecycle object is not loaded');
     return this.object;
   }

@@ -14,20 +14,23 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { EnvironmentError } from '../errors';
-import { BpfError, BpfMap, BpfObject, type BpfLink, type BpfProgram, type Layout } from '../libbpf';
+import { BpfError, BpfMap, BpfObject, type BpfLink, type BpfProgram } from '../libbpf';
+import { structLayout } from '../libbpf/binding';
+import { SOCK_REDIRECT } from '../generated/sock-redirect';
 import type { Logger } from '../log';
 import { bpfObjectPath } from '../paths';
 import { perCpuArray } from '../metrics/per-cpu';
 import { mountsOfType } from '../system';
 
-export const REDIRECT_FAMILIES = ['ipv4', 'ipv6'] as const;
-/** Fallback reasons in the order of enum fallback_reason (bpf/sock-redirect.h). */
-export const FALLBACK_REASONS = ['peer_missing', 'redirect_failed', 'policy', 'stack_used', 'receiver_full', 'memory_pressure'] as const;
+type Binding = typeof SOCK_REDIRECT;
+/** Label values, from the C enums (bpf/sock-redirect.h, bpf/include/bpfnet.h). */
+export const REDIRECT_FAMILIES = SOCK_REDIRECT.enums.family.labels;
+export const FALLBACK_REASONS = SOCK_REDIRECT.enums.fallback_reason.labels;
 
 export const BPFFS = '/sys/fs/bpf';
 export const PIN_ROOT = path.join(BPFFS, 'bpfnet-exporter');
 const BPF_SK_MSG_VERDICT = 7; // enum bpf_attach_type
-export const MAX_REDIRECT_PORTS = 64; // PORTS_MAX in the C
+export const MAX_REDIRECT_PORTS = SOCK_REDIRECT.maps.redirect_ports.maxEntries;
 
 export interface RedirectOptions {
   /** cgroup v2 directory and its id */
@@ -44,18 +47,8 @@ export interface RedirectStats {
   mapFull: number;
 }
 
-const SPECS = {
-  stats: {
-    struct: 'redirect_stats',
-    fields: { connections: 'u64', messages: 'u64', bytes: 'u64', fallbacks: { array: 'u64', length: FALLBACK_REASONS.length }, map_full: 'u64' },
-  },
-  control: { struct: 'redirect_control', fields: { paused: 'u32', owner_pid: 'u32', owner_start: 'u64' } },
-  key: { struct: 'sock_key', fields: { local_port: 'u16', remote_port: 'u16', family: 'u32' } },
-  queued: {
-    struct: 'redirect_queued',
-    fields: { bytes: { array: 'u64', length: REDIRECT_FAMILIES.length }, max: { array: 'u64', length: REDIRECT_FAMILIES.length } },
-  },
-} as const;
+/** struct redirect_control, also read and written through the pins */
+const CONTROL = structLayout(SOCK_REDIRECT, 'redirect_control');
 
 export interface QueuedBytes {
   /** bytes redirected to sockets of the sockhash and not read yet, by family */
@@ -72,10 +65,9 @@ export function pinDir(cgroupId: bigint): string {
 const PINS = { socks: 'socks', control: 'control', sockops: 'sockops' } as const;
 
 export class SockRedirect {
-  private object: BpfObject | undefined;
+  private object: BpfObject<Binding> | undefined;
   private link: BpfLink | undefined;
   private msgAttached = false;
-  private readonly layouts = new Map<keyof typeof SPECS, Layout>();
   private readonly dir: string;
   private stopped = false;
 
@@ -110,9 +102,8 @@ export class SockRedirect {
   private takeOver(): void {
     if (!fs.existsSync(this.dir)) return;
     if (fs.existsSync(path.join(this.dir, PINS.control))) {
-      const layout = this.layouts.get('control')!;
-      const owner = assertNotRunning(this.opts.cgroup, layout);
-      setPaused(this.dir, layout, true); // its sockets' messages take the stack
+      const owner = assertNotRunning(this.opts.cgroup);
+      setPaused(this.dir, true); // its sockets' messages take the stack
       this.log.warn('taking over the socket redirect of an exporter that did not stop', { pid: owner.pid, pins: this.dir });
     }
     // unpinning the link detaches the old sockops program
@@ -122,9 +113,7 @@ export class SockRedirect {
 
   /** Opens the object and binds the shared structs (BTF is there before load). */
   private open(): void {
-    const obj = BpfObject.open(bpfObjectPath('sock-redirect'));
-    this.object = obj;
-    for (const [name, spec] of Object.entries(SPECS)) this.layouts.set(name as keyof typeof SPECS, obj.layout(spec));
+    this.object = BpfObject.open(bpfObjectPath(SOCK_REDIRECT.file), SOCK_REDIRECT);
   }
 
   private load(): void {
@@ -162,11 +151,10 @@ export class SockRedirect {
   }
 
   private writeControl(paused: boolean): void {
-    const layout = this.layouts.get('control')!;
-    const value = Buffer.alloc(layout.size);
-    value.writeUInt32LE(paused ? 1 : 0, layout.offset('paused'));
-    value.writeUInt32LE(process.pid, layout.offset('owner_pid'));
-    value.writeBigUInt64LE(processStart(process.pid) ?? 0n, layout.offset('owner_start'));
+    const value = Buffer.alloc(CONTROL.size);
+    value.writeUInt32LE(paused ? 1 : 0, CONTROL.offset('paused'));
+    value.writeUInt32LE(process.pid, CONTROL.offset('owner_pid'));
+    value.writeBigUInt64LE(processStart(process.pid) ?? 0n, CONTROL.offset('owner_start'));
     this.live().map('redirect_control').update(Buffer.alloc(4), value);
   }
 
@@ -174,18 +162,17 @@ export class SockRedirect {
   get enabled(): boolean {
     if (!this.object || !this.link) return false;
     const value = this.object.map('redirect_control').lookup(Buffer.alloc(4));
-    return value !== undefined && value.readUInt32LE(this.layouts.get('control')!.offset('paused')) === 0;
+    return value !== undefined && value.readUInt32LE(CONTROL.offset('paused')) === 0;
   }
 
   /** Counters by family (index into REDIRECT_FAMILIES). */
   readStats(): RedirectStats[] {
-    const map = this.live().map('redirect_stats');
-    const layout = this.layouts.get('stats')!;
-    return perCpuArray(map, layout, REDIRECT_FAMILIES.length).map((v) => ({
+    const obj = this.live();
+    return perCpuArray(obj.map('redirect_stats'), obj.struct('redirect_stats')).map((v) => ({
       connections: v.u64('connections'),
       messages: v.u64('messages'),
       bytes: v.u64('bytes'),
-      fallbacks: v.array('fallbacks', FALLBACK_REASONS.length),
+      fallbacks: v.array('fallbacks'),
       mapFull: v.u64('map_full'),
     }));
   }
@@ -193,17 +180,17 @@ export class SockRedirect {
   /** What the sockets in the sockhash hold unread now: one run of a
    * program that walks them in the kernel. */
   readQueued(): QueuedBytes {
-    const layout = this.layouts.get('queued')!;
+    const layout = this.live().struct('redirect_queued');
     const ctx = Buffer.alloc(layout.size);
     this.live().program('redirect_queued_sum').testRun(ctx);
-    const read = (field: 'bytes' | 'max') => REDIRECT_FAMILIES.map((_, f) => Number(ctx.readBigUInt64LE(layout.offset(field) + 8 * f)));
+    const read = (field: 'bytes' | 'max') => Array.from({ length: layout.length(field) }, (_, f) => Number(ctx.readBigUInt64LE(layout.offset(field) + 8 * f)));
     return { bytes: read('bytes'), max: read('max') };
   }
 
   /** Sockets in the sockhash now, by family: one key read per socket. */
   countSockets(): number[] {
     const counts = REDIRECT_FAMILIES.map(() => 0);
-    const offset = this.layouts.get('key')!.offset('family');
+    const offset = this.live().struct('sock_key').offset('family');
     for (const key of this.live().map('redirect_socks').keys()) {
       const f = key.readUInt32LE(offset);
       if (f < counts.length) counts[f]!++;
@@ -249,7 +236,7 @@ export class SockRedirect {
     this.object = undefined;
   }
 
-  private live(): BpfObject {
+  private live(): BpfObject<Binding> {
     if (!this.object) throw new Error('the redirect object is not loaded');
     return this.object;
   }
@@ -257,10 +244,10 @@ export class SockRedirect {
 
 /** Fails with one line if another live exporter redirects this cgroup;
  * returns the owner recorded in the pins otherwise (or undefined: no pins). */
-export function assertNotRunning(cgroup: RedirectOptions['cgroup'], layout = controlLayout()): { pid: number } {
+export function assertNotRunning(cgroup: RedirectOptions['cgroup']): { pid: number } {
   const dir = pinDir(cgroup.id);
   if (!fs.existsSync(path.join(dir, PINS.control))) return { pid: 0 };
-  const owner = readControl(dir, layout);
+  const owner = readControl(dir);
   if (owner.pid !== process.pid && processStart(owner.pid) === owner.start) {
     throw new EnvironmentError(
       `another bpfnet-exporter (pid ${owner.pid}) redirects sockets of ${cgroup.dir}: stop it first, or give another --redirect-cgroup`,
@@ -270,15 +257,15 @@ export function assertNotRunning(cgroup: RedirectOptions['cgroup'], layout = con
 }
 
 /** The pinned control of the redirect whose pins are in dir: who owns it, and whether it is paused. */
-export function readControl(dir: string, layout: Layout): { pid: number; start: bigint; paused: boolean } {
+export function readControl(dir: string): { pid: number; start: bigint; paused: boolean } {
   const control = BpfMap.openPinned(path.join(dir, PINS.control));
   try {
     const value = control.lookup(Buffer.alloc(4));
     if (!value) throw new Error(`${dir}: the control map is empty`);
     return {
-      pid: value.readUInt32LE(layout.offset('owner_pid')),
-      start: value.readBigUInt64LE(layout.offset('owner_start')),
-      paused: value.readUInt32LE(layout.offset('paused')) !== 0,
+      pid: value.readUInt32LE(CONTROL.offset('owner_pid')),
+      start: value.readBigUInt64LE(CONTROL.offset('owner_start')),
+      paused: value.readUInt32LE(CONTROL.offset('paused')) !== 0,
     };
   } finally {
     control.close();
@@ -287,26 +274,16 @@ export function readControl(dir: string, layout: Layout): { pid: number; start: 
 
 /** Pauses (every message of its sockets takes the stack) or resumes the
  * redirect whose pins are in dir, running in this process or not. */
-export function setPaused(dir: string, layout: Layout, paused: boolean): void {
+export function setPaused(dir: string, paused: boolean): void {
   const control = BpfMap.openPinned(path.join(dir, PINS.control));
   try {
     const key = Buffer.alloc(4);
     const value = control.lookup(key);
     if (!value) throw new Error(`${dir}: the control map is empty`);
-    value.writeUInt32LE(paused ? 1 : 0, layout.offset('paused'));
+    value.writeUInt32LE(paused ? 1 : 0, CONTROL.offset('paused'));
     control.update(key, value);
   } finally {
     control.close();
-  }
-}
-
-/** The layout of struct redirect_control, from the object's BTF. */
-export function controlLayout(): Layout {
-  const obj = BpfObject.open(bpfObjectPath('sock-redirect'));
-  try {
-    return obj.layout(SPECS.control);
-  } finally {
-    obj.close();
   }
 }
 

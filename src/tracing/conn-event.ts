@@ -2,49 +2,25 @@
 // The TCP lifecycle object's events (struct conn_event in
 // bpf/tcp-lifecycle.h): one per closed connection and per failed connect,
 // decoded from the ring buffer's bytes. The layout comes from the object's BTF.
-import type { Layout, StructSpec } from '../libbpf';
+import type { Layout } from '../libbpf';
 import { cString } from '../libbpf';
-import { CONNECT_RESULTS, FAMILIES, ROLES } from '../probes/tcp-lifecycle';
+import type { FieldName, LabelOf } from '../libbpf/binding';
+import { TCP_LIFECYCLE } from '../generated/tcp-lifecycle';
 
-export const CONN_EVENT_SPEC: StructSpec = {
-  struct: 'conn_event',
-  fields: {
-    start_ns: 'u64',
-    established_ns: 'u64',
-    fin_ns: 'u64',
-    end_ns: 'u64',
-    id: 'u64',
-    parent_id: 'u64',
-    root_id: 'u64',
-    sent_bytes: 'u64',
-    received_bytes: 'u64',
-    retransmits: 'u32',
-    srtt_us: 'u32',
-    tgid: 'u32',
-    ends: { struct: 'tuple', fields: { laddr: { array: 'u8', length: 16 }, raddr: { array: 'u8', length: 16 }, lport: 'u16', rport: 'u16' } },
-    kind: 'u8',
-    family: 'u8',
-    role: 'u8',
-    result: 'u8',
-    fin_from: 'u8',
-    comm: { array: 'u8', length: 16 },
-  },
-};
-
-const KINDS = ['connect_failed', 'close'] as const;
-const FIN_FROM = ['none', 'local', 'peer'] as const;
+const { family: FAMILY, role: ROLE, connect_result: RESULT, event_kind: KIND, fin_from: FIN_FROM } = TCP_LIFECYCLE.enums;
+type Binding = typeof TCP_LIFECYCLE;
 
 /** Times are the kernel's monotonic clock in ns, 0: did not happen. Plain
  * numbers: exact below 2^53 (ids, bytes; times for 104 days of uptime). */
 export interface ConnEvent {
-  kind: (typeof KINDS)[number];
-  family: (typeof FAMILIES)[number];
-  role: (typeof ROLES)[number];
-  result: (typeof CONNECT_RESULTS)[number];
+  kind: LabelOf<typeof KIND>;
+  family: LabelOf<typeof FAMILY>;
+  role: LabelOf<typeof ROLE>;
+  result: LabelOf<typeof RESULT>;
   startNs: number;
   establishedNs: number;
   finNs: number;
-  finFrom: (typeof FIN_FROM)[number];
+  finFrom: LabelOf<typeof FIN_FROM>;
   endNs: number;
   /** the connection's id; with sidecars, the inbound connection it serves
    * (parentId) and the first of the chain (rootId); 0: none */
@@ -87,44 +63,28 @@ export function formatAddress(bytes: Buffer, offset: number, family: string): st
 
 /** The decoder of conn_event for one object's layout: offsets are looked up
  * once, here, not per event. */
-export function connEventDecoder(l: Layout): (buf: Buffer) => ConnEvent {
-  const [start, established, fin, end, id, parent, root, sent, received] = [
-    'start_ns',
-    'established_ns',
-    'fin_ns',
-    'end_ns',
-    'id',
-    'parent_id',
-    'root_id',
-    'sent_bytes',
-    'received_bytes',
-  ].map((f) => l.offset(f)) as [number, number, number, number, number, number, number, number, number];
-  const [kind, familyAt, role, result, finFrom, retransmits, srtt, tgid, comm] = [
-    'kind',
-    'family',
-    'role',
-    'result',
-    'fin_from',
-    'retransmits',
-    'srtt_us',
-    'tgid',
-    'comm',
-  ].map((f) => l.offset(f)) as [number, number, number, number, number, number, number, number, number];
-  const ends = l.offset('ends');
-  const t = l.nested('ends');
-  const [laddr, raddr, lport, rport] = ['laddr', 'raddr', 'lport', 'rport'].map((f) => ends + t.offset(f)) as [number, number, number, number];
+export function connEventDecoder(l: Layout<FieldName<Binding, 'conn_event'>>, t: Layout<FieldName<Binding, 'tuple'>>): (buf: Buffer) => ConnEvent {
+  const at = (f: FieldName<Binding, 'conn_event'>) => l.offset(f);
+  const [start, established, fin, end, id, parent, root, sent, received] = (
+    ['start_ns', 'established_ns', 'fin_ns', 'end_ns', 'id', 'parent_id', 'root_id', 'sent_bytes', 'received_bytes'] as const
+  ).map(at);
+  const [kind, familyAt, role, result, finFrom, retransmits, srtt, tgid, comm] = (
+    ['kind', 'family', 'role', 'result', 'fin_from', 'retransmits', 'srtt_us', 'tgid', 'comm'] as const
+  ).map(at);
+  const commLength = l.length('comm');
+  const [laddr, raddr, lport, rport] = (['laddr', 'raddr', 'lport', 'rport'] as const).map((f) => at('ends') + t.offset(f));
   return (buf) => {
     const u64 = (at: number) => buf.readUInt32LE(at) + buf.readUInt32LE(at + 4) * 4294967296;
-    const family = FAMILIES[buf[familyAt]!] ?? 'ipv4';
+    const family = FAMILY.labels[buf[familyAt]!] ?? 'ipv4';
     return {
-      kind: KINDS[buf[kind]!] ?? 'close',
+      kind: KIND.labels[buf[kind]!] ?? 'close',
       family,
-      role: ROLES[buf[role]!] ?? 'client',
-      result: CONNECT_RESULTS[buf[result]!] ?? 'aborted',
+      role: ROLE.labels[buf[role]!] ?? 'client',
+      result: RESULT.labels[buf[result]!] ?? 'aborted',
       startNs: u64(start),
       establishedNs: u64(established),
       finNs: u64(fin),
-      finFrom: FIN_FROM[buf[finFrom]!] ?? 'none',
+      finFrom: FIN_FROM.labels[buf[finFrom]!] ?? 'none',
       endNs: u64(end),
       id: u64(id),
       parentId: u64(parent),
@@ -134,7 +94,7 @@ export function connEventDecoder(l: Layout): (buf: Buffer) => ConnEvent {
       retransmits: buf.readUInt32LE(retransmits),
       srttUs: buf.readUInt32LE(srtt),
       pid: buf.readUInt32LE(tgid),
-      comm: cString(buf, comm, 16),
+      comm: cString(buf, comm, commLength),
       localAddress: formatAddress(buf, laddr, family),
       localPort: buf.readUInt16LE(lport),
       peerAddress: formatAddress(buf, raddr, family),
