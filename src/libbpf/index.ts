@@ -2,7 +2,8 @@
 export { BpfObject, type Constant } from './object';
 export { BpfProgram } from './program';
 export { BpfLink } from './link';
-export { BpfMap, MapType, UpdateFlags, cString, numPossibleCpus, sumPerCpu, sumPerCpuArray, type MapEntry } from './map';
+export { cString } from './native';
+export { BpfMap, MapType, UpdateFlags, numPossibleCpus, sumPerCpu, sumPerCpuArray, type MapEntry } from './map';
 export { RingBuffer } from './ringbuf';
 export { Btf, Kind } from './btf';
 export { bindLayout, Layout, LayoutError, type StructSpec, type FieldSpec } from './layout';

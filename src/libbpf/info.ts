@@ -5,8 +5,7 @@ import fs from 'node:fs';
 import { Btf } from './btf';
 import { check } from './errors';
 import { bindLayout, type Layout } from './layout';
-import { cString } from './map';
-import { native } from './native';
+import { cString, native } from './native';
 
 export interface ProgramInfo {
   id: number;

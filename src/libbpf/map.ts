@@ -187,9 +187,3 @@ export function sumPerCpuArray(value: Buffer, stride: number, offset: number, co
   }
   return sums.map(Number);
 }
-
-/** A NUL-terminated string of at most size bytes at offset (a C char array). */
-export function cString(buf: Buffer, offset: number, size: number): string {
-  const end = buf.indexOf(0, offset);
-  return buf.toString('utf8', offset, end < 0 || end > offset + size ? offset + size : end);
-}

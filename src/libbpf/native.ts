@@ -179,3 +179,9 @@ export function viewBytes(ptr: Ptr, length: number): Buffer {
 export function addressOf(buf: Buffer): Ptr {
   return koffi.address(buf);
 }
+
+/** A NUL-terminated string of at most size bytes at offset (a C char array). */
+export function cString(buf: Buffer, offset: number, size: number): string {
+  const end = buf.indexOf(0, offset);
+  return buf.toString('utf8', offset, end < 0 || end > offset + size ? offset + size : end);
+}

@@ -3,10 +3,10 @@
 // instead of being incremented by the process. Validation happens at
 // construction; a failing read is logged and counted, never thrown at the scraper.
 import type { Registry } from 'prom-client';
-import { LabelSets, NO_LABELS, type RenderedSample } from './label-sets';
+import { LabelSets, NO_LABELS, type Labels, type RenderedSample } from './label-sets';
 import { validateNames, type ScrapeFailures } from './validate';
 
-export type Labels = Record<string, string>;
+export type { Labels };
 export interface Sample {
   labels: Labels;
   value: number;

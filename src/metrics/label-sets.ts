@@ -4,7 +4,8 @@
 // handing it the same object every scrape turns label formatting and
 // escaping, most of the cost of a large scrape, into a lookup. Label sets of
 // map-backed metrics only grow as the kernel maps do, which bounds them.
-import type { Labels } from './collected';
+/** A sample's labels, by name. */
+export type Labels = Record<string, string>;
 
 export class LabelSets {
   private readonly sets = new Map<string, Readonly<Labels>>();

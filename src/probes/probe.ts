@@ -8,7 +8,6 @@ import type { Logger } from '../log';
 import type { ScrapeFailures } from '../metrics/validate';
 import type { FilteredObject, ResolvedFilters } from '../filters';
 import type { ConnEvent } from '../tracing/conn-event';
-import type { Sidecar } from './sidecar';
 
 export interface ProbeStatus {
   up: boolean;
@@ -58,4 +57,16 @@ export interface ProbeGroup {
   /** loads, attaches and registers metrics for the requested probes. Never
    * throws for a probe that cannot run: it reports it down in status. */
   start(requested: readonly string[], ctx: ProbeContext): RunningGroup;
+}
+
+export interface SidecarSpec {
+  comms: readonly string[];
+  pids: readonly number[];
+}
+
+/** A sidecar as the kernel matches it: its label, and its command or pids. */
+export interface Sidecar {
+  name: string;
+  comms: string[];
+  pids: number[];
 }

@@ -33,7 +33,7 @@ const tcpLifecycle: ProbeGroup = {
       failures: ctx.failures,
       collect: () => [{ labels: {}, value: tcp.readOverflowed() }],
     });
-    if (ctx.options.sidecars.length) registerSidecarMetrics(tcp, ctx.options.sidecars, ctx);
+    if (ctx.options.sidecars.length) registerSidecarMetrics((n) => tcp.readArray('sidecar_stats', n), ctx.options.sidecars, ctx);
     if (ctx.events) {
       new CollectedCounter({
         name: 'bpfnet_events_lost_total',

@@ -13,25 +13,15 @@ import { UpdateFlags, type BpfObject } from '../libbpf';
 import { TCP_LIFECYCLE } from '../generated/tcp-lifecycle';
 import { Log2Histogram } from '../metrics/log2-histogram';
 import { CollectedCounter } from '../metrics/collected';
-import type { ProbeContext } from './probe';
-import { perScrape } from '../metrics/per-cpu';
-import type { TcpLifecycle } from './tcp-lifecycle';
+import type { ProbeContext, Sidecar, SidecarSpec } from './probe';
+
+export type { Sidecar, SidecarSpec };
+import { perScrape, type PerCpuValue } from '../metrics/per-cpu';
+import type { FieldName } from '../libbpf/binding';
 
 /** The sidecar slots of the object's statistics (bpf/tcp-lifecycle.h). */
 export const MAX_SIDECARS = TCP_LIFECYCLE.maps.sidecar_stats.maxEntries;
 const COMM_LEN = TCP_LIFECYCLE.structs.accept_key.fields.comm.length;
-
-export interface SidecarSpec {
-  comms: readonly string[];
-  pids: readonly number[];
-}
-
-/** A sidecar as the kernel matches it: its label, and its command or pids. */
-export interface Sidecar {
-  name: string;
-  comms: string[];
-  pids: number[];
-}
 
 /** One sidecar per distinct name: a command, or a pid's command. */
 export function resolveSidecars(spec: SidecarSpec): Sidecar[] {
@@ -74,9 +64,12 @@ export function applySidecars(obj: BpfObject<typeof TCP_LIFECYCLE>, sidecars: re
   });
 }
 
-export function registerSidecarMetrics(tcp: TcpLifecycle, sidecars: readonly Sidecar[], ctx: ProbeContext): void {
+/** sidecar_stats, the first entry of each sidecar, read from the TCP object */
+export type SidecarStats = PerCpuValue<FieldName<typeof TCP_LIFECYCLE, 'sidecar_stats'>>;
+
+export function registerSidecarMetrics(readStats: (count: number) => SidecarStats[], sidecars: readonly Sidecar[], ctx: ProbeContext): void {
   const { registry, failures } = ctx;
-  const read = perScrape(() => tcp.readArray('sidecar_stats', sidecars.length));
+  const read = perScrape(() => readStats(sidecars.length));
   const byName = { labelNames: ['sidecar'], minExp: 10, maxExp: 37, scale: 1e9, registry, failures };
   new Log2Histogram({
     ...byName,
