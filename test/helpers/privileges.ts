@@ -5,3 +5,15 @@ export function requireRoot(): void {
   if (process.getuid?.() === 0) return;
   throw new Error('integration tests need root (BPF programs, network namespaces): run them with sudo');
 }
+
+/** A command prefix that runs its command in a mount namespace where tracefs
+ * is hidden (an empty tmpfs on /sys/kernel/tracing and /sys/kernel/debug), as
+ * on a host that does not mount it. */
+export const HIDE_TRACEFS = [
+  'unshare',
+  '-m',
+  'sh',
+  '-c',
+  'mount -t tmpfs none /sys/kernel/tracing && { ! [ -d /sys/kernel/debug ] || mount -t tmpfs none /sys/kernel/debug; } && exec "$@"',
+  'sh',
+];

@@ -10,18 +10,10 @@ import os from 'node:os';
 import path from 'node:path';
 import { onCleanup } from '../helpers/cleanup';
 import { CLI, runCli, sleep, type RunResult } from '../helpers/exporter';
-import { requireRoot } from '../helpers/privileges';
+import { HIDE_TRACEFS, requireRoot } from '../helpers/privileges';
 
 const UNPRIVILEGED = ['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups', '--inh-caps=-all'];
 const HIDE_BTF = ['unshare', '-m', 'sh', '-c', 'mount -t tmpfs none /sys/kernel/btf && exec "$@"', 'sh'];
-const HIDE_TRACEFS = [
-  'unshare',
-  '-m',
-  'sh',
-  '-c',
-  'mount -t tmpfs none /sys/kernel/tracing && { ! [ -d /sys/kernel/debug ] || mount -t tmpfs none /sys/kernel/debug; } && exec "$@"',
-  'sh',
-];
 const TRACEFS_FIX = 'mount -t tracefs nodev /sys/kernel/tracing';
 const PRIVILEGE_FIX = 'run as root, or grant CAP_BPF and CAP_PERFMON';
 const BTF_FIX = 'run a kernel built with CONFIG_DEBUG_INFO_BTF=y';

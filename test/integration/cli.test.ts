@@ -7,7 +7,7 @@ import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import { httpGet, RunningExporter, runCli } from '../helpers/exporter';
-import { requireRoot } from '../helpers/privileges';
+import { HIDE_TRACEFS, requireRoot } from '../helpers/privileges';
 
 /** Ids of the BPF programs a process holds (through program or link
  * descriptors), from /proc/PID/fdinfo. */
@@ -173,15 +173,7 @@ describe('command line', function () {
 
     it('keeps the other probes running when one cannot attach, and is not ready', async function () {
       // without tracefs the accept() tracepoints cannot attach; tp_btf needs none
-      const hideTracefs = [
-        'unshare',
-        '-m',
-        'sh',
-        '-c',
-        'mount -t tmpfs none /sys/kernel/tracing && { ! [ -d /sys/kernel/debug ] || mount -t tmpfs none /sys/kernel/debug; } && exec "$@"',
-        'sh',
-      ];
-      const exporter = new RunningExporter([], {}, hideTracefs);
+      const exporter = new RunningExporter([], {}, HIDE_TRACEFS);
       const url = await exporter.url;
       let ready = await httpGet(`${url}/readyz`);
       for (let i = 0; i < 50 && !/accept/.test(ready.body); i++) ready = await httpGet(`${url}/readyz`);
