@@ -1,50 +1,38 @@
 // SPDX-License-Identifier: Apache-2.0
-// A Dockerfile's stages and .dockerignore's build context, read as Docker
-// reads them, and the stages' steps played on this host: no Docker engine
-// runs on these machines. The host stands in for the base images (it must
+// A Dockerfile's stages, read by dockerfile-ast (the parser of the Docker
+// language server), .dockerignore's build context as Docker reads it, and the
+// stages' steps played on this host: no Docker engine runs on these machines. The host stands in for the base images (it must
 // have the packages their apt-get lines install); COPY, WORKDIR, ENV and every
 // other RUN happen for real, each stage in a directory of its own.
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
+import { DockerfileParser, type Copy, type Env, type Instruction, type JSONInstruction } from 'dockerfile-ast';
 import { globRegExp } from './helm-chart';
-
-export interface Instruction {
-  op: string;
-  args: string;
-}
 
 export interface Stage {
   /** the name after AS, or its index */
   name: string;
+  /** the image, with the ARGs declared before the first FROM substituted */
   from: string;
   steps: Instruction[];
 }
 
-/** Stages of a Dockerfile, with ARGs declared before the first FROM substituted in FROM. */
+/** The stages of a Dockerfile, as dockerfile-ast reads it. */
 export function parseDockerfile(text: string): Stage[] {
-  const lines = text.replace(/\\\n/g, ' ').split('\n');
-  const globalArgs = new Map<string, string>();
-  const stages: Stage[] = [];
-  for (const line of lines) {
-    const t = line.trim();
-    if (!t || t.startsWith('#')) continue;
-    const m = /^(\w+)\s+([\s\S]*)$/.exec(t);
-    if (!m) throw new Error(`Dockerfile: cannot read "${t}"`);
-    const op = m[1]!.toUpperCase();
-    const args = m[2]!.replace(/\s+/g, ' ').trim();
-    if (op === 'ARG' && !stages.length) {
-      const [k, v] = args.split('=') as [string, string?];
-      globalArgs.set(k, v ?? '');
-    } else if (op === 'FROM') {
-      const [image, as, name] = args.replace(/\$\{(\w+)\}/g, (_, k: string) => globalArgs.get(k) ?? '').split(' ');
-      stages.push({ name: as?.toUpperCase() === 'AS' ? name! : String(stages.length), from: image!, steps: [] });
-    } else {
-      if (!stages.length) throw new Error(`Dockerfile: ${op} before FROM`);
-      stages[stages.length - 1]!.steps.push({ op, args });
-    }
-  }
-  return stages;
+  const dockerfile = DockerfileParser.parse(text);
+  const froms = dockerfile.getFROMs();
+  if (!froms.length) throw new Error('Dockerfile: no FROM');
+  const early = dockerfile.getInstructions().find((i) => i.getRange().start.line < froms[0]!.getRange().start.line && i.getKeyword() !== 'ARG');
+  if (early) throw new Error(`Dockerfile: ${early.getKeyword()} before FROM`);
+  return froms.map((from, i) => ({
+    name: from.getBuildStage() ?? String(i),
+    from: from.getExpandedArguments()[0]!.getValue(),
+    steps: dockerfile
+      .getContainingImage(from.getRange().start)!
+      .getInstructions()
+      .filter((step) => step !== from),
+  }));
 }
 
 /** The packages an `apt-get install` in a RUN names. */
@@ -100,6 +88,14 @@ function expand(dir: string, pattern: string): string[] {
     : [];
 }
 
+/** ENTRYPOINT or CMD in exec form (a JSON array of strings): the words it
+ * runs. Docker runs anything else through a shell, which no test expects. */
+function execForm(step: JSONInstruction): string[] {
+  const words = step.getJSONStrings().map((s) => s.getJSONValue());
+  if (!words.length || !step.getClosingBracket()) throw new Error(`Dockerfile: ${step.getKeyword()} ${step.getArgumentsContent()} is not in exec form`);
+  return words;
+}
+
 export interface BuiltStage {
   stage: Stage;
   /** the directory that stands for the stage's file system */
@@ -118,18 +114,21 @@ export function buildStage(stage: Stage, root: string, context: string, earlier:
   const built: BuiltStage = { stage, root, workdir: '/', env: {}, apt: [] };
   fs.mkdirSync(root, { recursive: true });
   const inStage = (p: string) => path.join(root, path.posix.resolve(built.workdir, p));
-  for (const { op, args } of stage.steps) {
-    switch (op) {
+  for (const step of stage.steps) {
+    const args = step.getArgumentsContent() ?? '';
+    switch (step.getKeyword()) {
       case 'WORKDIR':
         built.workdir = path.posix.resolve(built.workdir, args);
         fs.mkdirSync(inStage('.'), { recursive: true });
         break;
       case 'ENV':
-        for (const [, k, v] of args.matchAll(/(\w+)=(\S+)/g)) built.env[k!] = v!;
+        for (const p of (step as Env).getProperties()) built.env[p.getName()] = p.getValue() ?? '';
         break;
       case 'COPY': {
-        const words = args.split(' ');
-        const from = words[0]!.startsWith('--from=') ? words.shift()!.slice('--from='.length) : undefined;
+        const flags = (step as Copy).getFlags().filter((f) => f.getName() !== 'from');
+        if (flags.length) throw new Error(`COPY --${flags[0]!.getName()} is not played here`);
+        const from = (step as Copy).getFromFlag()?.getValue() ?? undefined;
+        const words = step.getExpandedArguments().map((a) => a.getValue());
         const dest = words.pop()!;
         const srcRoot = from === undefined ? context : earlier.get(from)?.root;
         if (!srcRoot) throw new Error(`COPY --from=${from}: no such stage`);
@@ -157,17 +156,17 @@ export function buildStage(stage: Stage, root: string, context: string, earlier:
         execFileSync('bash', ['-c', args], { cwd: inStage('.'), stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...built.env } });
         break;
       case 'ENTRYPOINT':
-        built.entrypoint = JSON.parse(args) as string[];
+        built.entrypoint = execForm(step as JSONInstruction);
         break;
       case 'CMD':
-        built.cmd = JSON.parse(args) as string[];
+        built.cmd = execForm(step as JSONInstruction);
         break;
       case 'EXPOSE':
       case 'ARG':
       case 'LABEL':
         break;
       default:
-        throw new Error(`Dockerfile: ${op} is not played here`);
+        throw new Error(`Dockerfile: ${step.getKeyword()} is not played here`);
     }
   }
   return built;
