@@ -13,8 +13,8 @@ import { BpfError, BpfObject } from './libbpf';
 import { Logger } from './log';
 import { ScrapeFailures } from './metrics/validate';
 import { bpfObjectPath } from './paths';
-import type { ProbeStatus } from './probes/probe';
-import { DEFAULT_OPTIONS, PROBE_GROUPS } from './probes/registry';
+import type { ProbeStatus } from './component';
+import { DEFAULT_OPTIONS, COMPONENTS } from './probes/registry';
 import { CAPABILITIES, cgroup2Mount, effectiveCapabilities, hasCapability, mountsOfType, TRACEFS_FIX, tracefsMount } from './system';
 
 interface Row {
@@ -188,10 +188,11 @@ async function probeRows(): Promise<Row[]> {
   const registry = new Registry();
   const ctx = { log, filters: NO_FILTERS, registry, failures: new ScrapeFailures(registry, log), options: DEFAULT_OPTIONS };
   const rows: Row[] = [];
-  for (const group of PROBE_GROUPS) {
+  // the probes only: the redirect is loaded, never attached, by redirectRow
+  for (const group of COMPONENTS.filter((c) => c.probes.length)) {
     let status: ReadonlyMap<string, ProbeStatus>;
     try {
-      const running = group.start(group.probes, ctx);
+      const running = group.start({ ...ctx, options: { ...ctx.options, probes: group.probes } });
       status = new Map(running.status);
       await running.close();
     } catch (err) {

@@ -11,13 +11,13 @@ import type { Logger } from './log';
 import { registerExporterMetrics } from './metrics/exporter';
 import { ScrapeFailures } from './metrics/validate';
 import { packageVersion } from './paths';
-import type { ProbeStatus, RunningGroup } from './probes/probe';
-import { DEFAULT_OPTIONS, PROBE_GROUPS, PROBE_NAMES } from './probes/registry';
+import type { Component, ProbeStatus, RunningComponent } from './component';
+import type { ProbeOptions, RedirectOptions, SidecarSpec } from './options';
+import { COMPONENTS, DEFAULT_OPTIONS, PROBE_NAMES } from './probes/registry';
 import { TCP_PROBES } from './probes/tcp-lifecycle';
-import { resolveSidecars, type Sidecar, type SidecarSpec } from './probes/sidecar';
+import { resolveSidecars } from './probes/sidecar';
 import { ConnectionTracing, resolveTracing, type TracingConfig, type TracingSpec } from './tracing/tracing';
-import { registerRedirectMetrics } from './redirect/metrics';
-import { assertNotRunning, MAX_REDIRECT_PORTS, SockRedirect, type RedirectOptions } from './redirect/sock-redirect';
+import { MAX_REDIRECT_PORTS } from './redirect/sock-redirect';
 import { MetricsServer, type ListenAddress } from './server';
 import { CAPABILITIES, cgroup2Mount, effectiveCapabilities, hasCapability } from './system';
 
@@ -97,14 +97,6 @@ export function podsCgroup(mount: string): string {
   return found;
 }
 
-/** Attaching sockops to a cgroup needs CAP_NET_ADMIN besides what loading needs. */
-function checkRedirectPrivileges(): void {
-  const eff = effectiveCapabilities();
-  if (!hasCapability(CAPABILITIES.CAP_SYS_ADMIN, eff) && !hasCapability(CAPABILITIES.CAP_NET_ADMIN, eff)) {
-    throw new EnvironmentError('not permitted to attach the socket redirect: run as root, or grant CAP_NET_ADMIN besides CAP_BPF and CAP_PERFMON');
-  }
-}
-
 export function checkProbeNames(probes: readonly string[], redirect: boolean): void {
   if (probes.length === 0 && !redirect) throw new UsageError(`--probes is empty; give some of ${PROBE_NAMES.join(',')}`);
   for (const p of probes) {
@@ -113,8 +105,7 @@ export function checkProbeNames(probes: readonly string[], redirect: boolean): v
 }
 
 export class Exporter {
-  private readonly groups: RunningGroup[] = [];
-  private redirect: SockRedirect | undefined;
+  private readonly running: RunningComponent[] = [];
   private statsFd: number | undefined;
   private tracing: ConnectionTracing | undefined;
   private server: MetricsServer | undefined;
@@ -122,6 +113,8 @@ export class Exporter {
 
   private constructor(
     private readonly opts: ExporterOptions,
+    private readonly options: ProbeOptions,
+    private readonly components: readonly Component[],
     private readonly log: Logger,
   ) {}
 
@@ -138,17 +131,23 @@ export class Exporter {
       throw new UsageError(`sidecars are timed by the TCP probes: add one of ${TCP_PROBES.join(',')} to --probes, or name no sidecar`);
     }
     const filters = resolveFilters(opts.filters);
-    const redirect = opts.redirect && resolveRedirect(opts.redirect);
+    const options: ProbeOptions = {
+      probes: opts.probes,
+      redirect: opts.redirect && resolveRedirect(opts.redirect),
+      acceptPortLimit: opts.acceptPortLimit,
+      netstackSeriesTtl: opts.netstackSeriesTtl,
+      sidecars,
+      eventRingBytes: opts.eventRingBytes ?? DEFAULT_OPTIONS.eventRingBytes,
+    };
+    const components = COMPONENTS.filter((c) => c.wanted(options));
     checkPrivileges();
-    if (redirect) checkRedirectPrivileges();
     checkBtf();
-    // before the port is bound: a second instance on one cgroup says only why it cannot run
-    if (redirect) assertNotRunning(redirect.cgroup);
+    for (const c of components) c.preflight?.(options);
     setLibbpfLogger(log.child('libbpf'));
 
-    const exp = new Exporter(opts, log);
+    const exp = new Exporter(opts, options, components, log);
     try {
-      await exp.startAll(filters, redirect, tracing, sidecars);
+      await exp.startAll(filters, tracing);
     } catch (err) {
       await exp.stop();
       throw err;
@@ -156,19 +155,14 @@ export class Exporter {
     return exp;
   }
 
-  private async startAll(
-    filters: ReturnType<typeof resolveFilters>,
-    redirect: RedirectOptions | undefined,
-    tracing: TracingConfig | undefined,
-    sidecars: Sidecar[],
-  ): Promise<void> {
+  private async startAll(filters: ReturnType<typeof resolveFilters>, tracing: TracingConfig | undefined): Promise<void> {
     const registry = new Registry();
     const failures = new ScrapeFailures(registry, this.log.child('metrics'));
     registerExporterMetrics({
       registry,
       failures,
       version: packageVersion(),
-      status: () => this.status(),
+      status: () => new Map([...this.status()].filter(([name]) => PROBE_NAMES.includes(name))),
       programs: () => this.programs(),
     });
 
@@ -182,32 +176,15 @@ export class Exporter {
     }
 
     if (tracing) this.tracing = new ConnectionTracing(tracing, packageVersion(), registry, this.log.child('tracing'));
-    const ctx = {
-      events: this.tracing,
-      log: this.log.child('probes'),
-      filters,
-      registry,
-      failures,
-      options: {
-        acceptPortLimit: this.opts.acceptPortLimit,
-        netstackSeriesTtl: this.opts.netstackSeriesTtl,
-        sidecars,
-        eventRingBytes: this.opts.eventRingBytes ?? DEFAULT_OPTIONS.eventRingBytes,
-      },
-    };
-    for (const group of PROBE_GROUPS) {
-      const requested = this.opts.probes.filter((p) => group.probes.includes(p));
-      if (requested.length) this.groups.push(group.start(requested, ctx));
-    }
-    for (const [probe, s] of this.status()) {
-      if (s.up) this.log.info('probe attached', { probe });
-      else this.log.error('probe down', { probe, reason: s.reason });
-    }
-
-    if (redirect) {
-      registerRedirectMetrics(() => this.redirect, registry, failures);
-      this.redirect = SockRedirect.start(redirect, this.log.child('redirect'));
-      this.log.info('socket redirect attached', { cgroup: redirect.cgroup.dir, ports: redirect.ports.join(',') || 'all' });
+    const ctx = { events: this.tracing, log: this.log, filters, registry, failures, options: this.options };
+    for (const c of this.components) {
+      const running = c.start(ctx);
+      this.running.push(running);
+      for (const [probe, s] of running.status) {
+        if (!c.probes.includes(probe)) continue;
+        if (s.up) this.log.info('probe attached', { probe });
+        else this.log.error('probe down', { probe, reason: s.reason });
+      }
     }
   }
 
@@ -215,34 +192,34 @@ export class Exporter {
     return this.server?.address;
   }
 
+  /** Each requested probe's status, and each feature's (redirect) by its name. */
   status(): Map<string, ProbeStatus> {
     const all = new Map<string, ProbeStatus>();
-    for (const g of this.groups) for (const [p, s] of g.status) all.set(p, s);
+    for (const r of this.running) for (const [p, s] of r.status) all.set(p, s);
     return all;
   }
 
   programs(): BpfProgram[] {
-    return [...this.groups.flatMap((g) => g.programs()), ...(this.redirect?.programs() ?? [])];
+    return this.running.flatMap((r) => r.programs());
   }
 
-  groupsRunning(): readonly RunningGroup[] {
-    return this.groups;
+  componentsRunning(): readonly RunningComponent[] {
+    return this.running;
   }
 
   private readiness(): { ready: boolean; detail: string } {
     const status = this.status();
-    const down = this.opts.probes.filter((p) => !status.get(p)?.up).map((p) => `${p} (${status.get(p)?.reason ?? 'starting'})`);
-    if (this.opts.redirect && !this.redirect) down.push('redirect (starting)');
+    const wanted = this.components.flatMap((c) => (c.probes.length ? this.opts.probes.filter((p) => c.probes.includes(p)) : [c.name]));
+    const down = wanted.filter((p) => !status.get(p)?.up).map((p) => `${p} (${status.get(p)?.reason ?? 'starting'})`);
     return down.length ? { ready: false, detail: `not ready: ${down.join('; ')}` } : { ready: true, detail: 'ready' };
   }
 
-  /** Detaches every link, closes every object and the server. Safe to call twice. */
+  /** Detaches every link, closes every object and the server, in the reverse
+   * order of starting. Safe to call twice. */
   async stop(): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
-    this.redirect?.stop();
-    this.redirect = undefined;
-    for (const g of this.groups.splice(0)) await g.close();
+    for (const r of this.running.splice(0).reverse()) await r.close();
     // after the probes: the last events are spans in the queue by now
     await this.tracing?.shutdown();
     this.tracing = undefined;

@@ -3,7 +3,7 @@
 // kernel's statistics about its BPF programs.
 import { Gauge, type Registry } from 'prom-client';
 import type { BpfProgram } from '../libbpf';
-import type { ProbeStatus } from '../probes/probe';
+import type { ProbeStatus } from '../component';
 import { CollectedCounter } from './collected';
 import type { ScrapeFailures } from './validate';
 

@@ -13,7 +13,7 @@ import { applyFilters } from '../filters';
 import { bpfObjectPath } from '../paths';
 import { CollectedCounter, type Sample } from '../metrics/collected';
 import { Log2Histogram, type Log2Sample } from '../metrics/log2-histogram';
-import type { ProbeContext, ProbeGroup, ProbeStatus, RunningGroup } from './probe';
+import type { ProbeContext, Component, ProbeStatus, RunningComponent } from '../component';
 import { PerCpuValue, perCpuArray, perScrape } from '../metrics/per-cpu';
 
 type Binding = typeof NETSUBSYS;
@@ -79,7 +79,7 @@ function ifnameOf(value: Buffer, stride: number, offset: number, size: number): 
   return '';
 }
 
-export class Netsubsys implements RunningGroup {
+export class Netsubsys implements RunningComponent {
   readonly status = new Map<string, ProbeStatus>();
   private object: BpfObject<Binding> | undefined;
   private readonly links: BpfLink[] = [];
@@ -276,9 +276,12 @@ function registerMetrics(probe: Netsubsys, ctx: ProbeContext): void {
   });
 }
 
-export const NETSUBSYS_GROUP: ProbeGroup = {
+export const NETSUBSYS_COMPONENT: Component = {
+  name: 'netsubsys',
   probes: ['netsubsys'],
-  start(_requested: readonly string[], ctx: ProbeContext): RunningGroup {
+  wanted: (o) => o.probes.includes('netsubsys'),
+  start(exporterCtx: ProbeContext): RunningComponent {
+    const ctx = { ...exporterCtx, log: exporterCtx.log.child('probes') };
     const probe = new Netsubsys(ctx);
     if (probe.loaded) registerMetrics(probe, ctx);
     return probe;

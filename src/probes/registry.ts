@@ -1,17 +1,22 @@
 // SPDX-License-Identifier: Apache-2.0
 // The probes this exporter has, by the names --probes takes.
 import { CollectedCounter, CollectedGauge } from '../metrics/collected';
-import type { ProbeContext, ProbeGroup, RunningGroup } from './probe';
+import type { ProbeContext, Component, RunningComponent } from '../component';
 import { registerAcceptMetrics } from './tcp-accept';
 import { registerCloseMetrics } from './tcp-close';
 import { registerConnectMetrics } from './tcp-connect';
-import { NETSUBSYS_GROUP } from './netsubsys';
+import { NETSUBSYS_COMPONENT } from './netsubsys';
 import { registerSidecarMetrics } from './sidecar';
 import { TCP_PROBES, TcpLifecycle } from './tcp-lifecycle';
+import { REDIRECT_COMPONENT } from '../redirect/component';
 
-const tcpLifecycle: ProbeGroup = {
+const tcpLifecycle: Component = {
+  name: 'tcp',
   probes: TCP_PROBES,
-  start(requested: readonly string[], ctx: ProbeContext): RunningGroup {
+  wanted: (o) => o.probes.some((p) => TCP_PROBES.includes(p as (typeof TCP_PROBES)[number])),
+  start(exporterCtx: ProbeContext): RunningComponent {
+    const ctx = { ...exporterCtx, log: exporterCtx.log.child('probes') };
+    const requested = ctx.options.probes.filter((p) => TCP_PROBES.includes(p as (typeof TCP_PROBES)[number]));
     const tcp = new TcpLifecycle(requested, ctx);
     if (!tcp.loaded) return tcp;
     if (requested.includes('connect')) registerConnectMetrics(tcp, ctx);
@@ -54,10 +59,11 @@ const tcpLifecycle: ProbeGroup = {
   },
 };
 
-export const PROBE_GROUPS: readonly ProbeGroup[] = [tcpLifecycle, NETSUBSYS_GROUP];
+/** Every component, in the order they start (and the reverse of the one they stop in). */
+export const COMPONENTS: readonly Component[] = [tcpLifecycle, NETSUBSYS_COMPONENT, REDIRECT_COMPONENT];
 
-export const PROBE_NAMES: readonly string[] = PROBE_GROUPS.flatMap((g) => g.probes);
+export const PROBE_NAMES: readonly string[] = COMPONENTS.flatMap((c) => c.probes);
 
 export const DEFAULT_PROBES = ['connect', 'accept', 'close'] as const;
 
-export const DEFAULT_OPTIONS = { acceptPortLimit: 1024, netstackSeriesTtl: 600, sidecars: [], eventRingBytes: 4 << 20 } as const;
+export const DEFAULT_OPTIONS = { probes: [], acceptPortLimit: 1024, netstackSeriesTtl: 600, sidecars: [], eventRingBytes: 4 << 20 } as const;

@@ -13,7 +13,8 @@ import { UpdateFlags, type BpfObject } from '../libbpf';
 import { TCP_LIFECYCLE } from '../generated/tcp-lifecycle';
 import { Log2Histogram } from '../metrics/log2-histogram';
 import { CollectedCounter } from '../metrics/collected';
-import type { ProbeContext, Sidecar, SidecarSpec } from './probe';
+import type { ProbeContext } from '../component';
+import type { Sidecar, SidecarSpec } from '../options';
 
 export type { Sidecar, SidecarSpec };
 import { perScrape, type PerCpuValue } from '../metrics/per-cpu';

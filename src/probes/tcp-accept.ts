@@ -6,7 +6,7 @@
 // wait. Needs BTF, kernel 5.12+, and fentry or tracefs.
 //   bpfnet_tcp_accepts_total{comm="nginx",family="ipv6",port="443"} 1200
 import { CollectedCounter } from '../metrics/collected';
-import type { ProbeContext } from './probe';
+import type { ProbeContext } from '../component';
 import { perScrape } from '../metrics/per-cpu';
 import { FAMILIES, latencyByFamily, type TcpLifecycle } from './tcp-lifecycle';
 

@@ -6,7 +6,7 @@
 //   bpfnet_tcp_sent_bytes_total{family="ipv4",role="client"} 1048576
 import { CollectedCounter, type Sample } from '../metrics/collected';
 import { Log2Histogram, type Log2Sample } from '../metrics/log2-histogram';
-import type { ProbeContext } from './probe';
+import type { ProbeContext } from '../component';
 import { perScrape } from '../metrics/per-cpu';
 import { FAMILIES, ROLES, type StatsOf, type TcpLifecycle } from './tcp-lifecycle';
 

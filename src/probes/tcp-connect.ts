@@ -3,7 +3,7 @@
 // established, from sock:inet_sock_set_state (tp_btf). Needs BTF, kernel 5.12+.
 //   bpfnet_tcp_connects_total{family="ipv4",result="refused"} 3
 import { CollectedCounter } from '../metrics/collected';
-import type { ProbeContext } from './probe';
+import type { ProbeContext } from '../component';
 import { perScrape } from '../metrics/per-cpu';
 import { CONNECT_RESULTS, FAMILIES, latencyByFamily, type TcpLifecycle } from './tcp-lifecycle';
 

@@ -16,7 +16,7 @@ import { TRACEFS_FIX, tracefsMount } from '../system';
 import { bpfObjectPath } from '../paths';
 import { Log2Histogram } from '../metrics/log2-histogram';
 import { PerCpuValue, perCpuArray } from '../metrics/per-cpu';
-import type { ProbeContext, ProbeStatus, RunningGroup } from './probe';
+import type { ProbeContext, ProbeStatus, RunningComponent } from '../component';
 
 export const TCP_PROBES = ['connect', 'accept', 'close'] as const;
 
@@ -59,7 +59,7 @@ const ACCEPT_HOOKS: readonly AcceptHook[] = [
 ];
 const NO_ACCEPT_HOOK: AcceptHook = { name: 'none', programs: [] };
 
-export class TcpLifecycle implements RunningGroup {
+export class TcpLifecycle implements RunningComponent {
   readonly status = new Map<string, ProbeStatus>();
   private readonly links: BpfLink[] = [];
   private object: BpfObject<Binding> | undefined;

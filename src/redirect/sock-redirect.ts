@@ -18,6 +18,8 @@ import { BpfError, BpfMap, BpfObject, type BpfLink, type BpfProgram } from '../l
 import { structLayout } from '../libbpf/binding';
 import { SOCK_REDIRECT } from '../generated/sock-redirect';
 import type { Logger } from '../log';
+import type { ProbeStatus, RunningComponent } from '../component';
+import type { RedirectOptions } from '../options';
 import { bpfObjectPath } from '../paths';
 import { perCpuArray } from '../metrics/per-cpu';
 import { mountsOfType } from '../system';
@@ -31,13 +33,6 @@ export const BPFFS = '/sys/fs/bpf';
 export const PIN_ROOT = path.join(BPFFS, 'bpfnet-exporter');
 const BPF_SK_MSG_VERDICT = 7; // enum bpf_attach_type
 export const MAX_REDIRECT_PORTS = SOCK_REDIRECT.maps.redirect_ports.maxEntries;
-
-export interface RedirectOptions {
-  /** cgroup v2 directory and its id */
-  cgroup: { dir: string; id: bigint };
-  /** only pairs with one of these ports (either end); empty: all */
-  ports: readonly number[];
-}
 
 export interface RedirectStats {
   connections: number;
@@ -64,7 +59,8 @@ export function pinDir(cgroupId: bigint): string {
 
 const PINS = { socks: 'socks', control: 'control', sockops: 'sockops' } as const;
 
-export class SockRedirect {
+export class SockRedirect implements RunningComponent {
+  readonly status: ReadonlyMap<string, ProbeStatus> = new Map([['redirect', { up: true }]]);
   private object: BpfObject<Binding> | undefined;
   private link: BpfLink | undefined;
   private msgAttached = false;
@@ -200,6 +196,20 @@ export class SockRedirect {
 
   programs(): BpfProgram[] {
     return this.object?.isLoaded ? this.object.programs() : [];
+  }
+
+  /** whether stop() has begun */
+  get stopping(): boolean {
+    return this.stopped;
+  }
+
+  /** none with filter maps: the redirect's scope is its cgroup */
+  objects(): [] {
+    return [];
+  }
+
+  close(): void {
+    this.stop();
   }
 
   /** Pauses redirect, detaches both programs, removes the pins. Safe to call twice. */

@@ -133,7 +133,7 @@ describe('filters', function () {
     const scrape = async () => parseMetrics((await httpGet(`http://127.0.0.1:${exporter.address!.port}/metrics`)).body);
     const server = await startServer(a, { host: '127.0.0.1', port: 0, down: 1 });
     const connect = (n: number) => runClient(a, { host: '127.0.0.1', port: server.port, connections: Array(n).fill({ up: 1 }) });
-    const objects = exporter.groupsRunning().flatMap((g) => g.objects());
+    const objects = exporter.componentsRunning().flatMap((c) => c.objects());
 
     await connect(2); // namespace a is not measured yet
     assert.equal(established(await scrape()), 0);

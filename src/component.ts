@@ -1,0 +1,60 @@
+// SPDX-License-Identifier: Apache-2.0
+// What every component provides: one BPF object and what it serves (the TCP
+// lifecycle probes, the network stack probe, the socket redirect), with one
+// life: checked, started (load with fallbacks, attach, register metrics),
+// asked for its status and programs, closed. The exporter loops over them
+// and knows none by name.
+import type { Registry } from 'prom-client';
+import type { BpfObject, BpfProgram } from './libbpf';
+import type { Logger } from './log';
+import type { ScrapeFailures } from './metrics/validate';
+import type { FilteredObject, ResolvedFilters } from './filters';
+import type { ConnEvent } from './tracing/conn-event';
+import type { ProbeOptions } from './options';
+
+export interface ProbeStatus {
+  up: boolean;
+  /** why not, when down */
+  reason?: string;
+}
+
+export interface ProbeContext {
+  log: Logger;
+  filters: ResolvedFilters;
+  registry: Registry;
+  failures: ScrapeFailures;
+  options: ProbeOptions;
+  /** where connection events go, when spans are wanted; undefined: no events */
+  events?: ConnEventSink;
+}
+
+export interface ConnEventSink {
+  onConnEvent(e: ConnEvent): void;
+}
+
+export interface RunningComponent {
+  /** one entry per requested probe, or the component's name for a feature */
+  readonly status: ReadonlyMap<string, ProbeStatus>;
+  /** loaded programs, for the kernel's run statistics */
+  programs(): BpfProgram[];
+  /** loaded objects holding filter maps */
+  objects(): BpfObject<FilteredObject>[];
+  /** detaches every link and closes every object; safe to call twice */
+  close(): void | Promise<void>;
+}
+
+export interface Component {
+  /** its name in status when it is a feature of its own (redirect) */
+  readonly name: string;
+  /** the probes it provides, as --probes names them; none for a feature */
+  readonly probes: readonly string[];
+  /** whether these options ask for it */
+  wanted(options: ProbeOptions): boolean;
+  /** checks that need no BPF object, before the HTTP port is bound; throws
+   * UsageError or EnvironmentError */
+  preflight?(options: ProbeOptions): void;
+  /** Loads, attaches and registers metrics for what the options ask. A probe
+   * that cannot run is reported down in status; only a component whose
+   * failure must stop the exporter (the redirect) throws. */
+  start(ctx: ProbeContext): RunningComponent;
+}
