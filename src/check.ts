@@ -7,15 +7,27 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import { Registry } from 'prom-client';
-import { checkBtf, checkPrivileges, VMLINUX_BTF } from './exporter';
+
 import { NO_FILTERS } from './filters';
 import { BpfError, BpfObject } from './libbpf';
 import { Logger } from './log';
 import { ScrapeFailures } from './metrics/validate';
 import { bpfObjectPath } from './paths';
 import type { ProbeStatus } from './component';
-import { DEFAULT_OPTIONS, COMPONENTS } from './probes/registry';
-import { CAPABILITIES, cgroup2Mount, effectiveCapabilities, hasCapability, mountsOfType, TRACEFS_FIX, tracefsMount } from './system';
+import { COMPONENTS } from './probes/registry';
+import { defaultOptions } from './options';
+import {
+  CAPABILITIES,
+  cgroup2Mount,
+  checkBtf,
+  checkPrivileges,
+  effectiveCapabilities,
+  hasCapability,
+  mountsOfType,
+  TRACEFS_FIX,
+  tracefsMount,
+  VMLINUX_BTF,
+} from './system';
 
 interface Row {
   item: string;
@@ -186,13 +198,14 @@ function maps(): Row[] {
 async function probeRows(): Promise<Row[]> {
   const log = new Logger('error', 'check', () => {});
   const registry = new Registry();
-  const ctx = { log, filters: NO_FILTERS, registry, failures: new ScrapeFailures(registry, log), options: DEFAULT_OPTIONS };
+  const ctx = { log, filters: NO_FILTERS, registry, failures: new ScrapeFailures(registry, log) };
   const rows: Row[] = [];
   // the probes only: the redirect is loaded, never attached, by redirectRow
   for (const group of COMPONENTS.filter((c) => c.probes.length)) {
     let status: ReadonlyMap<string, ProbeStatus>;
     try {
-      const running = group.start({ ...ctx, options: { ...ctx.options, probes: group.probes } });
+      // every probe of the component, with the defaults
+      const running = group.start({ ...ctx, options: group.select(defaultOptions(group.probes)) });
       status = new Map(running.status);
       await running.close();
     } catch (err) {

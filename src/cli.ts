@@ -6,10 +6,10 @@
 import yargs, { type Argv } from 'yargs';
 import { runCheck } from './check';
 import { EnvironmentError, UsageError } from './errors';
-import { Exporter, formatAddress, type ExporterOptions } from './exporter';
+import { Exporter, formatAddress } from './exporter';
 import { LOG_LEVELS, rootLogger, type LogLevel } from './log';
 import { DEFAULT_BPF_DIR, packageVersion, setBpfDir } from './paths';
-import { DEFAULT_OPTIONS, DEFAULT_PROBES, PROBE_NAMES } from './probes/registry';
+import { DEFAULTS, PROBE_NAMES, type ExporterOptions } from './options';
 import { parseListen } from './server';
 
 /** "a,b" "c" -> ["a","b","c"]: lists come repeated, comma-separated, or both
@@ -27,14 +27,6 @@ function integers(flag: string, values: unknown): number[] {
     if (!/^\d+$/.test(s)) throw new UsageError(`--${flag} ${s}: not a number; give a positive integer`);
     return Number(s);
   });
-}
-
-function ringBytes(n: number): number {
-  const page = 4096;
-  if (!Number.isInteger(n) || n < page || (n & (n - 1)) !== 0 || n > 2 ** 30) {
-    throw new UsageError(`--event-ring-bytes ${n}: give a power of two from ${page} to ${2 ** 30} (4194304 is the default)`);
-  }
-  return n;
 }
 
 /** A single-valued flag given twice keeps its last value. */
@@ -62,7 +54,7 @@ function redirectFlags<T>(y: Argv<T>) {
 /** Flags every long-running command has. */
 function serveFlags<T>(y: Argv<T>) {
   return y
-    .option('listen', { type: 'string', default: '0.0.0.0:9435', coerce: lastString, describe: 'HTTP address for /metrics, /healthz, /readyz' })
+    .option('listen', { type: 'string', default: DEFAULTS.listen, coerce: lastString, describe: 'HTTP address for /metrics, /healthz, /readyz' })
     .option('enable-bpf-stats', {
       type: 'boolean',
       default: false,
@@ -80,7 +72,7 @@ function runOptions(y: Argv) {
   return redirectFlags(serveFlags(y))
     .option('probes', {
       type: 'string',
-      default: DEFAULT_PROBES.join(','),
+      default: DEFAULTS.probes.join(','),
       coerce: lastString,
       describe: `probes to run, comma-separated: ${PROBE_NAMES.join(', ')}`,
     })
@@ -100,13 +92,13 @@ function runOptions(y: Argv) {
     .option('port', { type: 'array', string: true, default: [], describe: 'measure only connections with this local or remote port (repeatable)' })
     .option('accept-port-limit', {
       type: 'number',
-      default: DEFAULT_OPTIONS.acceptPortLimit,
+      default: DEFAULTS.acceptPortLimit,
       coerce: lastNumber,
       describe: 'label sets (port, command) of bpfnet_tcp_accepts_total; accepts beyond them count as port="other"',
     })
     .option('netstack-series-ttl', {
       type: 'number',
-      default: DEFAULT_OPTIONS.netstackSeriesTtl,
+      default: DEFAULTS.netstackSeriesTtl,
       coerce: lastNumber,
       describe: 'seconds without a packet after which a netsubsys series (an interface gone) is dropped; 0: never',
     })
@@ -130,7 +122,7 @@ function runOptions(y: Argv) {
     })
     .option('event-ring-bytes', {
       type: 'number',
-      default: DEFAULT_OPTIONS.eventRingBytes,
+      default: DEFAULTS.eventRingBytes,
       coerce: lastNumber,
       describe: 'size of the kernel ring buffer that carries connection events to the spans: a power of two, at least 4096',
     })
@@ -152,21 +144,14 @@ export function redirectExporterOptions(a: RedirectArgs): ExporterOptions {
     probes: [],
     filters: { pids: [], netns: [], cgroups: [], ports: [] },
     enableBpfStats: a['enable-bpf-stats'],
-    acceptPortLimit: DEFAULT_OPTIONS.acceptPortLimit,
-    netstackSeriesTtl: DEFAULT_OPTIONS.netstackSeriesTtl,
+    acceptPortLimit: DEFAULTS.acceptPortLimit,
+    netstackSeriesTtl: DEFAULTS.netstackSeriesTtl,
     redirect: { cgroup: a['redirect-cgroup'], ports: integers('redirect-ports', a['redirect-ports']) },
   };
 }
 
+/** The run command's options as given; src/options.ts checks and resolves them. */
 export function exporterOptions(a: RunArgs): ExporterOptions {
-  const limit = a['accept-port-limit'];
-  if (!Number.isInteger(limit) || limit < 1 || limit > 65535) {
-    throw new UsageError(`--accept-port-limit ${limit}: give an integer from 1 to 65535`);
-  }
-  const ttl = a['netstack-series-ttl'];
-  if (!Number.isFinite(ttl) || ttl < 0) {
-    throw new UsageError(`--netstack-series-ttl ${ttl}: give seconds, 0 or more (0: never)`);
-  }
   return {
     listen: parseListen(a.listen),
     probes: list(a.probes),
@@ -177,11 +162,11 @@ export function exporterOptions(a: RunArgs): ExporterOptions {
       ports: integers('port', a.port),
     },
     enableBpfStats: a['enable-bpf-stats'],
-    acceptPortLimit: limit,
-    netstackSeriesTtl: ttl,
+    acceptPortLimit: a['accept-port-limit'],
+    netstackSeriesTtl: a['netstack-series-ttl'],
     tracing: { endpoint: a['otlp-endpoint'], sampleRatio: a['trace-sample-ratio'] },
     sidecars: { comms: list(a['sidecar-comm']), pids: integers('sidecar-pid', a['sidecar-pid']) },
-    eventRingBytes: ringBytes(a['event-ring-bytes']),
+    eventRingBytes: a['event-ring-bytes'],
     redirect: a.redirect ? { cgroup: a['redirect-cgroup'], ports: integers('redirect-ports', a['redirect-ports']) } : undefined,
   };
 }

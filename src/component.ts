@@ -10,7 +10,7 @@ import type { Logger } from './log';
 import type { ScrapeFailures } from './metrics/validate';
 import type { FilteredObject, ResolvedFilters } from './filters';
 import type { ConnEvent } from './tracing/conn-event';
-import type { ProbeOptions } from './options';
+import type { Options } from './options';
 
 export interface ProbeStatus {
   up: boolean;
@@ -18,12 +18,13 @@ export interface ProbeStatus {
   reason?: string;
 }
 
-export interface ProbeContext {
+/** What a component is started with; O: its own part of the options. */
+export interface ProbeContext<O = unknown> {
   log: Logger;
   filters: ResolvedFilters;
   registry: Registry;
   failures: ScrapeFailures;
-  options: ProbeOptions;
+  options: O;
   /** where connection events go, when spans are wanted; undefined: no events */
   events?: ConnEventSink;
 }
@@ -43,18 +44,18 @@ export interface RunningComponent {
   close(): void | Promise<void>;
 }
 
-export interface Component {
+export interface Component<O = unknown> {
   /** its name in status when it is a feature of its own (redirect) */
   readonly name: string;
   /** the probes it provides, as --probes names them; none for a feature */
   readonly probes: readonly string[];
-  /** whether these options ask for it */
-  wanted(options: ProbeOptions): boolean;
+  /** its part of the options; undefined: not asked for */
+  select(options: Options): O | undefined;
   /** checks that need no BPF object, before the HTTP port is bound; throws
    * UsageError or EnvironmentError */
-  preflight?(options: ProbeOptions): void;
-  /** Loads, attaches and registers metrics for what the options ask. A probe
-   * that cannot run is reported down in status; only a component whose
-   * failure must stop the exporter (the redirect) throws. */
-  start(ctx: ProbeContext): RunningComponent;
+  preflight?(options: O): void;
+  /** Loads, attaches and registers metrics for what its options ask. A
+   * probe that cannot run is reported down in status; only a component
+   * whose failure must stop the exporter (the redirect) throws. */
+  start(ctx: ProbeContext<O>): RunningComponent;
 }

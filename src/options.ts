@@ -1,18 +1,89 @@
 // SPDX-License-Identifier: Apache-2.0
-// What the components are given: each option resolved and checked.
-export interface ProbeOptions {
-  /** the probes asked for (--probes) */
+// Every option of the exporter, from what a command line (or a caller) gives
+// to what the components get: defaults, checks (one line and exit status 2
+// for a bad value), resolution (paths to namespace inodes and cgroup ids,
+// pids to commands, "kubepods" to the pods' cgroup). Each component receives
+// only its own part.
+import fs from 'node:fs';
+import path from 'node:path';
+import { EnvironmentError, UsageError } from './errors';
+import { NO_FILTERS, resolveCgroupDir, resolveFilters, resolvePort, type FilterSpec, type ResolvedFilters } from './filters';
+import { SOCK_REDIRECT } from './generated/sock-redirect';
+import { TCP_LIFECYCLE } from './generated/tcp-lifecycle';
+import type { ListenAddress } from './server';
+import { cgroup2Mount } from './system';
+import { resolveTracing, type TracingConfig, type TracingSpec } from './tracing/tracing';
+
+/** The probes of the TCP lifecycle object, and every probe --probes takes. */
+export const TCP_PROBES = ['connect', 'accept', 'close'] as const;
+export type TcpProbe = (typeof TCP_PROBES)[number];
+export const PROBE_NAMES: readonly string[] = [...TCP_PROBES, 'netsubsys'];
+
+export const DEFAULTS = {
+  listen: '0.0.0.0:9435',
+  probes: ['connect', 'accept', 'close'] as readonly string[],
+  acceptPortLimit: 1024,
+  netstackSeriesTtl: 600,
+  eventRingBytes: 4 << 20,
+} as const;
+
+/** What the command line gives: values as typed, lists split, nothing checked. */
+export interface ExporterOptions {
+  listen: ListenAddress;
   probes: readonly string[];
-  /** the socket redirect, when asked for */
+  filters: FilterSpec;
+  enableBpfStats: boolean;
+  acceptPortLimit: number;
+  netstackSeriesTtl: number;
+  /** spans over OTLP/HTTP, when an endpoint is given here or in OTEL_* */
+  tracing?: TracingSpec;
+  /** sidecar proxies to time */
+  sidecars?: SidecarSpec;
+  /** the connection events' ring buffer, bytes */
+  eventRingBytes?: number;
+  /** socket redirect, when wanted */
+  redirect?: RedirectSpec;
+}
+
+export interface RedirectSpec {
+  /** cgroup v2 directory (absolute, or relative to the cgroup2 mount), or
+   * "kubepods"; required: redirect changes how the node's traffic flows */
+  cgroup?: string;
+  ports: readonly number[];
+}
+
+export interface SidecarSpec {
+  comms: readonly string[];
+  pids: readonly number[];
+}
+
+/** Every option, checked and resolved. */
+export interface Options {
+  listen: ListenAddress;
+  enableBpfStats: boolean;
+  /** the probes asked for, in the order given */
+  probes: readonly string[];
+  filters: ResolvedFilters;
+  tracing?: TracingConfig;
+  /** the TCP lifecycle object's part, when one of its probes is asked for */
+  tcp?: TcpOptions;
+  netsubsys?: NetsubsysOptions;
   redirect?: RedirectOptions;
+}
+
+export interface TcpOptions {
+  probes: readonly TcpProbe[];
   /** how many distinct listening ports get their own accepts series */
   acceptPortLimit: number;
-  /** seconds without a sample after which a netsubsys series is forgotten; 0: never */
-  netstackSeriesTtl: number;
   /** sidecar proxies to time (--sidecar-comm, --sidecar-pid) */
   sidecars: readonly Sidecar[];
   /** size of the connection events' ring buffer: a power of two, at least a page */
   eventRingBytes: number;
+}
+
+export interface NetsubsysOptions {
+  /** seconds without a sample after which a series is forgotten; 0: never */
+  seriesTtl: number;
 }
 
 export interface RedirectOptions {
@@ -22,14 +93,143 @@ export interface RedirectOptions {
   ports: readonly number[];
 }
 
-export interface SidecarSpec {
-  comms: readonly string[];
-  pids: readonly number[];
-}
-
 /** A sidecar as the kernel matches it: its label, and its command or pids. */
 export interface Sidecar {
   name: string;
   comms: string[];
   pids: number[];
+}
+
+/** Checks and resolves every option; throws UsageError (or EnvironmentError
+ * for what the machine lacks) with one line naming the flag and the fix. */
+export function resolveOptions(o: ExporterOptions): Options {
+  checkProbeNames(o.probes, o.redirect !== undefined);
+  const limit = o.acceptPortLimit;
+  if (!Number.isInteger(limit) || limit < 1 || limit > 65535) {
+    throw new UsageError(`--accept-port-limit ${limit}: give an integer from 1 to 65535`);
+  }
+  const ttl = o.netstackSeriesTtl;
+  if (!Number.isFinite(ttl) || ttl < 0) {
+    throw new UsageError(`--netstack-series-ttl ${ttl}: give seconds, 0 or more (0: never)`);
+  }
+  const eventRingBytes = ringBytes(o.eventRingBytes ?? DEFAULTS.eventRingBytes);
+  const tracing = resolveTracing(o.tracing ?? {});
+  const sidecars = resolveSidecars(o.sidecars ?? { comms: [], pids: [] });
+  const tcpProbes = TCP_PROBES.filter((p) => o.probes.includes(p));
+  if (tracing && !tcpProbes.length) {
+    throw new UsageError(`spans come from the TCP probes: add one of ${TCP_PROBES.join(',')} to --probes, or give no OTLP endpoint`);
+  }
+  if (sidecars.length && !tcpProbes.length) {
+    throw new UsageError(`sidecars are timed by the TCP probes: add one of ${TCP_PROBES.join(',')} to --probes, or name no sidecar`);
+  }
+  return {
+    listen: o.listen,
+    enableBpfStats: o.enableBpfStats,
+    filters: resolveFilters(o.filters),
+    tracing,
+    ...probeParts(o.probes, { acceptPortLimit: limit, sidecars, eventRingBytes }, { seriesTtl: ttl }),
+    redirect: o.redirect && resolveRedirect(o.redirect),
+  };
+}
+
+/** The options of these probes with their defaults, and nothing else: what
+ * the check command starts each probe with. */
+export function defaultOptions(probes: readonly string[]): Options {
+  return {
+    listen: { host: '127.0.0.1', port: 0 },
+    enableBpfStats: false,
+    filters: NO_FILTERS,
+    ...probeParts(
+      probes,
+      { acceptPortLimit: DEFAULTS.acceptPortLimit, sidecars: [], eventRingBytes: DEFAULTS.eventRingBytes },
+      { seriesTtl: DEFAULTS.netstackSeriesTtl },
+    ),
+  };
+}
+
+/** Each probe component's part, for the probes asked for. */
+function probeParts(probes: readonly string[], tcp: Omit<TcpOptions, 'probes'>, netsubsys: NetsubsysOptions): Pick<Options, 'probes' | 'tcp' | 'netsubsys'> {
+  const tcpProbes = TCP_PROBES.filter((p) => probes.includes(p));
+  return {
+    probes,
+    tcp: tcpProbes.length ? { probes: tcpProbes, ...tcp } : undefined,
+    netsubsys: probes.includes('netsubsys') ? netsubsys : undefined,
+  };
+}
+
+function checkProbeNames(probes: readonly string[], redirect: boolean): void {
+  if (probes.length === 0 && !redirect) throw new UsageError(`--probes is empty; give some of ${PROBE_NAMES.join(',')}`);
+  for (const p of probes) {
+    if (!PROBE_NAMES.includes(p)) throw new UsageError(`--probes: unknown probe "${p}"; known probes: ${PROBE_NAMES.join(',')}`);
+  }
+}
+
+function ringBytes(n: number): number {
+  const page = 4096;
+  if (!Number.isInteger(n) || n < page || (n & (n - 1)) !== 0 || n > 2 ** 30) {
+    throw new UsageError(`--event-ring-bytes ${n}: give a power of two from ${page} to ${2 ** 30} (4194304 is the default)`);
+  }
+  return n;
+}
+
+/** The sidecar slots of the TCP object's statistics (bpf/tcp-lifecycle.h). */
+export const MAX_SIDECARS = TCP_LIFECYCLE.maps.sidecar_stats.maxEntries;
+const COMM_LEN = TCP_LIFECYCLE.structs.accept_key.fields.comm.length;
+
+/** One sidecar per distinct name: a command, or a pid's command. */
+export function resolveSidecars(spec: SidecarSpec): Sidecar[] {
+  const byName = new Map<string, Sidecar>();
+  const get = (name: string) => byName.get(name) ?? byName.set(name, { name, comms: [], pids: [] }).get(name)!;
+  for (const comm of spec.comms) {
+    if (comm === '' || Buffer.byteLength(comm) >= COMM_LEN) {
+      throw new UsageError(`--sidecar-comm ${JSON.stringify(comm)}: give a command name of 1 to ${COMM_LEN - 1} bytes, as ps -o comm shows it`);
+    }
+    get(comm).comms.push(comm);
+  }
+  for (const pid of spec.pids) {
+    let comm: string;
+    try {
+      comm = fs.readFileSync(`/proc/${pid}/comm`, 'utf8').trimEnd();
+    } catch {
+      throw new UsageError(`--sidecar-pid ${pid}: no such process; check the pid (ps -p ${pid})`);
+    }
+    get(comm).pids.push(pid);
+  }
+  if (byName.size > MAX_SIDECARS) throw new UsageError(`--sidecar-comm and --sidecar-pid name ${byName.size} sidecars; give at most ${MAX_SIDECARS}`);
+  return [...byName.values()];
+}
+
+/** The most ports --redirect-ports takes (PORTS_MAX in bpf/sock-redirect.bpf.c). */
+export const MAX_REDIRECT_PORTS = SOCK_REDIRECT.maps.redirect_ports.maxEntries;
+
+/** The redirect's cgroup and ports, checked. */
+export function resolveRedirect(spec: RedirectSpec): RedirectOptions {
+  const mount = cgroup2Mount();
+  if (!mount) throw new EnvironmentError('redirect needs cgroup v2, and none is mounted: mount -t cgroup2 none /sys/fs/cgroup');
+  const cgroup = spec.cgroup?.trim();
+  if (!cgroup) {
+    throw new UsageError(
+      `--redirect-cgroup is missing: name the cgroup whose sockets to redirect: kubepods (the pods of a Kubernetes node), ${mount} (every process of this host), or a directory under it`,
+    );
+  }
+  const ports = [...new Set(spec.ports.map((p) => resolvePort(p, '--redirect-ports')))];
+  if (ports.length > MAX_REDIRECT_PORTS) {
+    throw new UsageError(`--redirect-ports: ${ports.length} ports; give at most ${MAX_REDIRECT_PORTS}`);
+  }
+  return { cgroup: resolveCgroupDir(cgroup === KUBEPODS ? podsCgroup(mount) : cgroup, '--redirect-cgroup'), ports };
+}
+
+/** --redirect-cgroup kubepods: the pods' cgroup of a Kubernetes node. */
+export const KUBEPODS = 'kubepods';
+
+/** Where kubelet puts pods under a cgroup2 mount: kubepods.slice (systemd
+ * cgroup driver) or kubepods (cgroupfs). */
+export function podsCgroup(mount: string): string {
+  const found = ['kubepods.slice', 'kubepods'].map((d) => path.join(mount, d)).find((d) => fs.existsSync(d));
+  if (!found) {
+    throw new UsageError(
+      `--redirect-cgroup ${KUBEPODS}: neither kubepods.slice (systemd cgroup driver) nor kubepods (cgroupfs) is under ${mount}; on a host that is not a Kubernetes node, name the cgroup to redirect`,
+    );
+  }
+  return found;
 }

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
-// Facts about this machine that several parts need: mounts and capabilities.
+// Facts about this machine that several parts need: mounts, capabilities,
+// and whether BPF programs can be loaded here at all.
 import fs from 'node:fs';
+import { EnvironmentError } from './errors';
 
 /** Mount points whose visible (topmost) file system is of this type, from
  * /proc/mounts; a later mount on the same point hides an earlier one. */
@@ -46,4 +48,24 @@ export function effectiveCapabilities(): bigint {
 
 export function hasCapability(cap: number, eff = effectiveCapabilities()): boolean {
   return ((eff >> BigInt(cap)) & 1n) === 1n;
+}
+
+export const VMLINUX_BTF = '/sys/kernel/btf/vmlinux';
+
+/** Fails with one clear line if this process cannot load tracing programs. */
+export function checkPrivileges(): void {
+  const eff = effectiveCapabilities();
+  const admin = hasCapability(CAPABILITIES.CAP_SYS_ADMIN, eff);
+  const bpf = hasCapability(CAPABILITIES.CAP_BPF, eff) && hasCapability(CAPABILITIES.CAP_PERFMON, eff);
+  if (!admin && !bpf) {
+    throw new EnvironmentError('not permitted to load BPF programs: run as root, or grant CAP_BPF, CAP_PERFMON, CAP_NET_ADMIN and CAP_SYS_ADMIN');
+  }
+}
+
+export function checkBtf(): void {
+  if (!fs.existsSync(VMLINUX_BTF)) {
+    throw new EnvironmentError(
+      `kernel BTF is missing (${VMLINUX_BTF}): run a kernel built with CONFIG_DEBUG_INFO_BTF=y (Debian 11+, Ubuntu 20.10+, RHEL 8.2+)`,
+    );
+  }
 }

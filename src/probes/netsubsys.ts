@@ -8,6 +8,7 @@
 //   bpfnet_skb_drops_total{reason="netfilter_drop",ifname="eth0",netns="4026531840"} 3
 import { BpfError, BpfObject, Kind, type BpfLink, type BpfProgram, cString, sumPerCpu, vmlinuxBtf } from '../libbpf';
 import type { ProgramName } from '../libbpf/binding';
+import type { NetsubsysOptions } from '../options';
 import { NETSUBSYS } from '../generated/netsubsys';
 import { applyFilters } from '../filters';
 import { bpfObjectPath } from '../paths';
@@ -86,7 +87,7 @@ export class Netsubsys implements RunningComponent {
   private readonly reasons = dropReasonNames();
   private sweeper: NodeJS.Timeout | undefined;
 
-  constructor(private readonly ctx: ProbeContext) {
+  constructor(private readonly ctx: ProbeContext<NetsubsysOptions>) {
     let obj: BpfObject<Binding> | undefined;
     let phase = 'load netsubsys';
     try {
@@ -116,7 +117,7 @@ export class Netsubsys implements RunningComponent {
     }
     this.object = obj;
     this.status.set('netsubsys', { up: true });
-    const ttl = ctx.options.netstackSeriesTtl;
+    const ttl = ctx.options.seriesTtl;
     if (ttl > 0) {
       this.sweeper = setInterval(() => this.sweep(ttl), Math.min(ttl / 2, 60) * 1000);
       this.sweeper.unref();
@@ -223,7 +224,7 @@ export class Netsubsys implements RunningComponent {
   }
 }
 
-function registerMetrics(probe: Netsubsys, ctx: ProbeContext): void {
+function registerMetrics(probe: Netsubsys, ctx: ProbeContext<NetsubsysOptions>): void {
   const { registry, failures } = ctx;
   const where = 'netns is the inode number of the network namespace (ls -Li /proc/PID/ns/net)';
   new Log2Histogram({
@@ -276,11 +277,11 @@ function registerMetrics(probe: Netsubsys, ctx: ProbeContext): void {
   });
 }
 
-export const NETSUBSYS_COMPONENT: Component = {
+export const NETSUBSYS_COMPONENT: Component<NetsubsysOptions> = {
   name: 'netsubsys',
   probes: ['netsubsys'],
-  wanted: (o) => o.probes.includes('netsubsys'),
-  start(exporterCtx: ProbeContext): RunningComponent {
+  select: (o) => o.netsubsys,
+  start(exporterCtx: ProbeContext<NetsubsysOptions>): RunningComponent {
     const ctx = { ...exporterCtx, log: exporterCtx.log.child('probes') };
     const probe = new Netsubsys(ctx);
     if (probe.loaded) registerMetrics(probe, ctx);

@@ -7,16 +7,17 @@ import { registerCloseMetrics } from './tcp-close';
 import { registerConnectMetrics } from './tcp-connect';
 import { NETSUBSYS_COMPONENT } from './netsubsys';
 import { registerSidecarMetrics } from './sidecar';
-import { TCP_PROBES, TcpLifecycle } from './tcp-lifecycle';
+import { TcpLifecycle } from './tcp-lifecycle';
+import { TCP_PROBES, type TcpOptions } from '../options';
 import { REDIRECT_COMPONENT } from '../redirect/component';
 
-const tcpLifecycle: Component = {
+const tcpLifecycle: Component<TcpOptions> = {
   name: 'tcp',
   probes: TCP_PROBES,
-  wanted: (o) => o.probes.some((p) => TCP_PROBES.includes(p as (typeof TCP_PROBES)[number])),
-  start(exporterCtx: ProbeContext): RunningComponent {
+  select: (o) => o.tcp,
+  start(exporterCtx: ProbeContext<TcpOptions>): RunningComponent {
     const ctx = { ...exporterCtx, log: exporterCtx.log.child('probes') };
-    const requested = ctx.options.probes.filter((p) => TCP_PROBES.includes(p as (typeof TCP_PROBES)[number]));
+    const requested = ctx.options.probes;
     const tcp = new TcpLifecycle(requested, ctx);
     if (!tcp.loaded) return tcp;
     if (requested.includes('connect')) registerConnectMetrics(tcp, ctx);
@@ -61,9 +62,3 @@ const tcpLifecycle: Component = {
 
 /** Every component, in the order they start (and the reverse of the one they stop in). */
 export const COMPONENTS: readonly Component[] = [tcpLifecycle, NETSUBSYS_COMPONENT, REDIRECT_COMPONENT];
-
-export const PROBE_NAMES: readonly string[] = COMPONENTS.flatMap((c) => c.probes);
-
-export const DEFAULT_PROBES = ['connect', 'accept', 'close'] as const;
-
-export const DEFAULT_OPTIONS = { probes: [], acceptPortLimit: 1024, netstackSeriesTtl: 600, sidecars: [], eventRingBytes: 4 << 20 } as const;

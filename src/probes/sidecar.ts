@@ -7,45 +7,16 @@
 // inbound connections the proxy forwards over an older upstream connection
 // are counted instead (bpf/tcp-lifecycle.bpf.c, sidecar_*).
 //   bpfnet_sidecar_forward_seconds_bucket{sidecar="envoy",le="0.000262144"} 41
-import fs from 'node:fs';
-import { UsageError } from '../errors';
 import { UpdateFlags, type BpfObject } from '../libbpf';
 import { TCP_LIFECYCLE } from '../generated/tcp-lifecycle';
 import { Log2Histogram } from '../metrics/log2-histogram';
 import { CollectedCounter } from '../metrics/collected';
 import type { ProbeContext } from '../component';
-import type { Sidecar, SidecarSpec } from '../options';
-
-export type { Sidecar, SidecarSpec };
+import type { Sidecar, TcpOptions } from '../options';
 import { perScrape, type PerCpuValue } from '../metrics/per-cpu';
 import type { FieldName } from '../libbpf/binding';
 
-/** The sidecar slots of the object's statistics (bpf/tcp-lifecycle.h). */
-export const MAX_SIDECARS = TCP_LIFECYCLE.maps.sidecar_stats.maxEntries;
 const COMM_LEN = TCP_LIFECYCLE.structs.accept_key.fields.comm.length;
-
-/** One sidecar per distinct name: a command, or a pid's command. */
-export function resolveSidecars(spec: SidecarSpec): Sidecar[] {
-  const byName = new Map<string, Sidecar>();
-  const get = (name: string) => byName.get(name) ?? byName.set(name, { name, comms: [], pids: [] }).get(name)!;
-  for (const comm of spec.comms) {
-    if (comm === '' || Buffer.byteLength(comm) >= COMM_LEN) {
-      throw new UsageError(`--sidecar-comm ${JSON.stringify(comm)}: give a command name of 1 to ${COMM_LEN - 1} bytes, as ps -o comm shows it`);
-    }
-    get(comm).comms.push(comm);
-  }
-  for (const pid of spec.pids) {
-    let comm: string;
-    try {
-      comm = fs.readFileSync(`/proc/${pid}/comm`, 'utf8').trimEnd();
-    } catch {
-      throw new UsageError(`--sidecar-pid ${pid}: no such process; check the pid (ps -p ${pid})`);
-    }
-    get(comm).pids.push(pid);
-  }
-  if (byName.size > MAX_SIDECARS) throw new UsageError(`--sidecar-comm and --sidecar-pid name ${byName.size} sidecars; give at most ${MAX_SIDECARS}`);
-  return [...byName.values()];
-}
 
 /** Writes the sidecars into the loaded object's maps. */
 export function applySidecars(obj: BpfObject<typeof TCP_LIFECYCLE>, sidecars: readonly Sidecar[]): void {
@@ -68,7 +39,7 @@ export function applySidecars(obj: BpfObject<typeof TCP_LIFECYCLE>, sidecars: re
 /** sidecar_stats, the first entry of each sidecar, read from the TCP object */
 export type SidecarStats = PerCpuValue<FieldName<typeof TCP_LIFECYCLE, 'sidecar_stats'>>;
 
-export function registerSidecarMetrics(readStats: (count: number) => SidecarStats[], sidecars: readonly Sidecar[], ctx: ProbeContext): void {
+export function registerSidecarMetrics(readStats: (count: number) => SidecarStats[], sidecars: readonly Sidecar[], ctx: ProbeContext<TcpOptions>): void {
   const { registry, failures } = ctx;
   const read = perScrape(() => readStats(sidecars.length));
   const byName = { labelNames: ['sidecar'], minExp: 10, maxExp: 37, scale: 1e9, registry, failures };

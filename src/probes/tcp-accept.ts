@@ -7,10 +7,11 @@
 //   bpfnet_tcp_accepts_total{comm="nginx",family="ipv6",port="443"} 1200
 import { CollectedCounter } from '../metrics/collected';
 import type { ProbeContext } from '../component';
+import type { TcpOptions } from '../options';
 import { perScrape } from '../metrics/per-cpu';
 import { FAMILIES, latencyByFamily, type TcpLifecycle } from './tcp-lifecycle';
 
-export function registerAcceptMetrics(tcp: TcpLifecycle, ctx: ProbeContext): void {
+export function registerAcceptMetrics(tcp: TcpLifecycle, ctx: ProbeContext<TcpOptions>): void {
   const { registry, failures } = ctx;
   const read = perScrape(() => tcp.readArray('tcp_accept_stats'));
 

@@ -7,6 +7,7 @@
 import { CollectedCounter, type Sample } from '../metrics/collected';
 import { Log2Histogram, type Log2Sample } from '../metrics/log2-histogram';
 import type { ProbeContext } from '../component';
+import type { TcpOptions } from '../options';
 import { perScrape } from '../metrics/per-cpu';
 import { FAMILIES, ROLES, type StatsOf, type TcpLifecycle } from './tcp-lifecycle';
 
@@ -15,7 +16,7 @@ interface Keyed {
   stats: StatsOf<'tcp_close_stats'>;
 }
 
-export function registerCloseMetrics(tcp: TcpLifecycle, ctx: ProbeContext): void {
+export function registerCloseMetrics(tcp: TcpLifecycle, ctx: ProbeContext<TcpOptions>): void {
   const { registry, failures } = ctx;
   // tcp_close_stats[family * 2 + role]
   const read = perScrape((): Keyed[] =>

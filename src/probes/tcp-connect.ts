@@ -4,10 +4,11 @@
 //   bpfnet_tcp_connects_total{family="ipv4",result="refused"} 3
 import { CollectedCounter } from '../metrics/collected';
 import type { ProbeContext } from '../component';
+import type { TcpOptions } from '../options';
 import { perScrape } from '../metrics/per-cpu';
 import { CONNECT_RESULTS, FAMILIES, latencyByFamily, type TcpLifecycle } from './tcp-lifecycle';
 
-export function registerConnectMetrics(tcp: TcpLifecycle, ctx: ProbeContext): void {
+export function registerConnectMetrics(tcp: TcpLifecycle, ctx: ProbeContext<TcpOptions>): void {
   const { registry, failures } = ctx;
   const read = perScrape(() => tcp.readArray('tcp_connect_stats'));
 

@@ -17,8 +17,7 @@ import { bpfObjectPath } from '../paths';
 import { Log2Histogram } from '../metrics/log2-histogram';
 import { PerCpuValue, perCpuArray } from '../metrics/per-cpu';
 import type { ProbeContext, ProbeStatus, RunningComponent } from '../component';
-
-export const TCP_PROBES = ['connect', 'accept', 'close'] as const;
+import type { TcpOptions } from '../options';
 
 type Binding = typeof TCP_LIFECYCLE;
 
@@ -34,7 +33,13 @@ export type StatsOf<M extends StatsMap> = PerCpuValue<FieldName<Binding, ValueSt
 
 /** A latency histogram by family, 1.024 us to 137 s, read from one field
  * of a per-family per-CPU array (read once per scrape). */
-export function latencyByFamily<F extends string>(ctx: ProbeContext, name: string, help: string, read: () => PerCpuValue<F>[], field: F): Log2Histogram {
+export function latencyByFamily<F extends string>(
+  ctx: ProbeContext<TcpOptions>,
+  name: string,
+  help: string,
+  read: () => PerCpuValue<F>[],
+  field: F,
+): Log2Histogram {
   return new Log2Histogram({
     name,
     help,
@@ -67,7 +72,7 @@ export class TcpLifecycle implements RunningComponent {
 
   constructor(
     requested: readonly string[],
-    private readonly ctx: ProbeContext,
+    private readonly ctx: ProbeContext<TcpOptions>,
   ) {
     const enabled = new Set(requested);
     const needAccept = enabled.has('accept') || enabled.has('close');
@@ -174,7 +179,7 @@ export class TcpLifecycle implements RunningComponent {
   }
 
   /** Hands each connection event to sink, from the event loop, decoded. */
-  private startEvents(obj: BpfObject<Binding>, sink: NonNullable<ProbeContext['events']>): void {
+  private startEvents(obj: BpfObject<Binding>, sink: NonNullable<ProbeContext<TcpOptions>['events']>): void {
     const decode = connEventDecoder(obj.struct('conn_event'), obj.struct('tuple'));
     this.ring = new RingBuffer(obj.map('tcp_events'), (data) => sink.onConnEvent(decode(data)));
     this.ring.start((err) => this.ctx.log.warn('cannot read connection events', { err: err.message }));

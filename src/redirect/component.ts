@@ -3,15 +3,16 @@
 // redirect command), not --probes; attached to its cgroup or not at all, since
 // a half-attached redirect is no use: a failure stops the exporter.
 import type { Component } from '../component';
+import type { RedirectOptions } from '../options';
 import { EnvironmentError } from '../errors';
 import { CAPABILITIES, effectiveCapabilities, hasCapability } from '../system';
 import { registerRedirectMetrics } from './metrics';
 import { assertNotRunning, SockRedirect } from './sock-redirect';
 
-export const REDIRECT_COMPONENT: Component = {
+export const REDIRECT_COMPONENT: Component<RedirectOptions> = {
   name: 'redirect',
   probes: [],
-  wanted: (o) => o.redirect !== undefined,
+  select: (o) => o.redirect,
   preflight(o) {
     // attaching sockops to a cgroup needs CAP_NET_ADMIN besides what loading needs
     const eff = effectiveCapabilities();
@@ -19,10 +20,10 @@ export const REDIRECT_COMPONENT: Component = {
       throw new EnvironmentError('not permitted to attach the socket redirect: run as root, or grant CAP_NET_ADMIN besides CAP_BPF and CAP_PERFMON');
     }
     // before the port is bound: a second instance on one cgroup says only why it cannot run
-    assertNotRunning(o.redirect!.cgroup);
+    assertNotRunning(o.cgroup);
   },
   start(ctx) {
-    const opts = ctx.options.redirect!;
+    const opts = ctx.options;
     const redirect = SockRedirect.start(opts, ctx.log.child('redirect'));
     // a scrape while the exporter stops finds no redirect rather than a closed one
     registerRedirectMetrics(() => (redirect.stopping ? undefined : redirect), ctx.registry, ctx.failures);

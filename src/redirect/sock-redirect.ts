@@ -32,7 +32,6 @@ export const FALLBACK_REASONS = SOCK_REDIRECT.enums.fallback_reason.labels;
 export const BPFFS = '/sys/fs/bpf';
 export const PIN_ROOT = path.join(BPFFS, 'bpfnet-exporter');
 const BPF_SK_MSG_VERDICT = 7; // enum bpf_attach_type
-export const MAX_REDIRECT_PORTS = SOCK_REDIRECT.maps.redirect_ports.maxEntries;
 
 export interface RedirectStats {
   connections: number;

@@ -11,7 +11,7 @@ import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { LOG_LEVELS } from '../../src/log';
-import { PROBE_NAMES } from '../../src/probes/registry';
+import { PROBE_NAMES } from '../../src/options';
 import {
   allOn,
   allOnHere,

@@ -6,7 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { exporterOptions } from '../../src/cli';
 import { UsageError } from '../../src/errors';
-import { podsCgroup } from '../../src/exporter';
+import { podsCgroup } from '../../src/options';
 import { parseListen } from '../../src/server';
 
 describe('command line parsing', function () {
