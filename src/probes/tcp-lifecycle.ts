@@ -3,10 +3,10 @@
 // (bpf/tcp-lifecycle.bpf.c): one tp_btf program on sock:inet_sock_set_state,
 // and fexit on inet_csk_accept or tracepoints on accept exits (the accepting
 // process). Needs BTF and kernel 5.12+ (tp_btf, bpf_skc_to_tcp_sock, BPF
-// compare-and-exchange). Each probe's metrics live in its own module; this
-// one loads, attaches, and reads the shared maps.
-import { BpfError, BpfObject, RingBuffer, type BpfLink, type BpfProgram, cString, sumPerCpu } from '../libbpf';
-import type { FieldName, MapName, ProgramName, ValueStruct } from '../libbpf/binding';
+// compare-and-exchange). This module loads and attaches it and hands its
+// events on; its metrics are tables over its maps (tcp-metrics.ts).
+import { BpfError, BpfObject, RingBuffer, type BpfLink, type BpfProgram } from '../libbpf';
+import type { ProgramName } from '../libbpf/binding';
 import { TCP_LIFECYCLE } from '../generated/tcp-lifecycle';
 import { connEventDecoder } from '../tracing/conn-event';
 import { Kind, vmlinuxBtf } from '../libbpf';
@@ -14,44 +14,12 @@ import { applySidecars } from './sidecar';
 import { applyFilters } from '../filters';
 import { TRACEFS_FIX, tracefsMount } from '../system';
 import { bpfObjectPath } from '../paths';
-import { Log2Histogram } from '../metrics/log2-histogram';
-import { PerCpuValue, perCpuArray } from '../metrics/per-cpu';
 import type { ProbeContext, ProbeStatus, RunningComponent } from '../component';
 import type { TcpOptions } from '../options';
 
 type Binding = typeof TCP_LIFECYCLE;
 
-/** Label values, from the C enums (bpf/tcp-lifecycle.h, bpf/include/bpfnet.h). */
-export const FAMILIES = TCP_LIFECYCLE.enums.family.labels;
-export const ROLES = TCP_LIFECYCLE.enums.role.labels;
-export const CONNECT_RESULTS = TCP_LIFECYCLE.enums.connect_result.labels;
-const ERRORS = TCP_LIFECYCLE.enums.lifecycle_error.values;
-
-/** The per-CPU arrays of statistics the metrics read, by family (and role). */
-type StatsMap = Extract<MapName<Binding>, 'tcp_connect_stats' | 'tcp_accept_stats' | 'tcp_close_stats' | 'sidecar_stats'>;
-export type StatsOf<M extends StatsMap> = PerCpuValue<FieldName<Binding, ValueStruct<Binding, M>>>;
-
-/** A latency histogram by family, 1.024 us to 137 s, read from one field
- * of a per-family per-CPU array (read once per scrape). */
-export function latencyByFamily<F extends string>(
-  ctx: ProbeContext<TcpOptions>,
-  name: string,
-  help: string,
-  read: () => PerCpuValue<F>[],
-  field: F,
-): Log2Histogram {
-  return new Log2Histogram({
-    name,
-    help,
-    labelNames: ['family'],
-    minExp: 10, // 1.024 us
-    maxExp: 37, // 137 s
-    scale: 1e9,
-    registry: ctx.registry,
-    failures: ctx.failures,
-    collect: () => read().map((stats, f) => stats.hist(field, { family: FAMILIES[f]! })),
-  });
-}
+const FAMILIES = TCP_LIFECYCLE.enums.family.labels;
 
 /** Ways to learn which process accepted a connection, best first. */
 interface AcceptHook {
@@ -185,47 +153,12 @@ export class TcpLifecycle implements RunningComponent {
     this.ring.start((err) => this.ctx.log.warn('cannot read connection events', { err: err.message }));
   }
 
-  /** Events the ring buffer had no room for, of failed connects and closes. */
-  readEventsLost(): { connect: number; close: number } {
-    const map = this.live().map('tcp_lifecycle_errors');
-    return { connect: map.counterAt(ERRORS.ERR_LOST_CONNECT), close: map.counterAt(ERRORS.ERR_LOST_CLOSE) };
-  }
-
   programs(): BpfProgram[] {
     return this.object ? this.object.programs().filter((p) => p.autoload) : [];
   }
 
   objects(): BpfObject<Binding>[] {
     return this.object ? [this.object] : [];
-  }
-
-  /** Reads a per-CPU array of statistics: its first count entries (all of them by default). */
-  readArray<M extends StatsMap>(mapName: M, count?: number): StatsOf<M>[] {
-    const obj = this.live();
-    return perCpuArray(obj.map(mapName), obj.struct(TCP_LIFECYCLE.maps[mapName].value as ValueStruct<Binding, M>), count);
-  }
-
-  /** Accepts by (family, port, command); port 0 stands for what did not fit. */
-  readAccepts(): { family: number; port: number; comm: string; count: number }[] {
-    const map = this.live().map('tcp_accepts');
-    const layout = this.live().struct('accept_key');
-    return map.entries().map(({ key, value }) => ({
-      family: key.readUInt8(layout.offset('family')),
-      port: key.readUInt16LE(layout.offset('port')),
-      comm: cString(key, layout.offset('comm'), layout.length('comm')),
-      count: sumPerCpu(value, map.stride, 0),
-    }));
-  }
-
-  /** Connections whose set of the in-kernel table was full, kept in its
-   * overflow hash map now. */
-  readOverflowed(): number {
-    return Number(this.live().readGlobal('.bss', 'sock_table_overflowed'));
-  }
-
-  /** Connections not measured because the connection table was full. */
-  readUntracked(): number {
-    return this.live().map('tcp_lifecycle_errors').counterAt(ERRORS.ERR_CONN_TABLE_FULL);
   }
 
   get loaded(): boolean {
@@ -249,6 +182,11 @@ export class TcpLifecycle implements RunningComponent {
         this.ctx.log.warn('cannot destroy link', { target: link.target, err: (err as Error).message });
       }
     }
+  }
+
+  /** The loaded object, for the metrics to read its maps. */
+  bound(): BpfObject<Binding> {
+    return this.live();
   }
 
   private live(): BpfObject<Binding> {
