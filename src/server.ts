@@ -4,7 +4,7 @@
 // requested probe is attached).
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { Registry } from 'prom-client';
+import { Registry, type RegistryContentType } from 'prom-client';
 import { EnvironmentError, UsageError } from './errors';
 import type { Logger } from './log';
 
@@ -21,6 +21,20 @@ export function parseListen(text: string): ListenAddress {
     throw new UsageError(`--listen ${text}: not an address; give HOST:PORT, [IPV6]:PORT or :PORT (e.g. 0.0.0.0:9435)`);
   }
   return { host: m[1] ?? (m[2] || '0.0.0.0'), port };
+}
+
+/** The content type /metrics answers an Accept header with: OpenMetrics
+ * (prom-client writes version 1.0.0) when a media range of the header names
+ * application/openmetrics-text, whatever its version and rank, else the
+ * classic text format. Ranks are not compared: Prometheus puts OpenMetrics
+ * first by default, and a scraper that ranks text/plain higher still gets
+ * OpenMetrics. Only q=0, "not acceptable" (RFC 9110, 12.4.2), takes a range
+ * out. */
+export function metricsContentType(accept: string | undefined): RegistryContentType {
+  const openMetrics = (accept ?? '')
+    .split(',')
+    .some((range) => range.includes('application/openmetrics-text') && !/;\s*q=0(?:\.0{0,3})?\s*(?:;|$)/i.test(range));
+  return openMetrics ? Registry.OPENMETRICS_CONTENT_TYPE : Registry.PROMETHEUS_CONTENT_TYPE;
 }
 
 /** A view of a registry in OpenMetrics format. prom-client's OpenMetrics
@@ -72,8 +86,7 @@ export class MetricsServer {
       };
       switch (url) {
         case '/metrics': {
-          const wantsOpenMetrics = (req.headers.accept ?? '').includes('application/openmetrics-text');
-          const reg = wantsOpenMetrics ? openMetrics : registry;
+          const reg = metricsContentType(req.headers.accept) === Registry.OPENMETRICS_CONTENT_TYPE ? openMetrics : registry;
           reg.metrics().then(
             (body) => reply(200, reg.contentType, body),
             (err: Error) => {
