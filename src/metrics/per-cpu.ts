@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 // Reading per-CPU BPF maps at scrape time: a value summed over CPUs, read by
-// field name through its struct's layout; every index of a per-CPU array;
-// and one read per scrape for the metrics that share it.
-import { sumPerCpu, sumPerCpuArray, type BpfMap, type Layout } from '../libbpf';
+// field name through its struct's layout, and one read per scrape for the
+// metrics that share it.
+import { sumPerCpu, sumPerCpuArray, type Layout } from '../libbpf';
 import type { Labels } from './collected';
 import type { Log2Sample } from './log2-histogram';
 
@@ -32,11 +32,6 @@ export class PerCpuValue<F extends string = string> {
       sum: sumPerCpu(this.value, this.stride, base + h.offset('sum')),
     };
   }
-}
-
-/** Every index of a per-CPU array map of structs, read once. */
-export function perCpuArray<F extends string>(map: BpfMap, layout: Layout<F>, count = map.maxEntries): PerCpuValue<F>[] {
-  return Array.from({ length: count }, (_, i) => new PerCpuValue(map.at(i), map.stride, layout));
 }
 
 /** Memoizes a read for the rest of the current scrape (one turn of the event

@@ -60,8 +60,8 @@ export interface MetricRow<F extends string> {
 }
 
 export interface MapTable<F extends string, K extends string = string> {
-  /** the map, read at scrape time */
-  map: () => BpfMap;
+  /** the map, read at scrape time; undefined: none now (its object stopping), no samples */
+  map: () => BpfMap | undefined;
   /** the struct of its values */
   value: () => Layout<F>;
   /** an array map: what its index means; read: every index the dimensions span */
@@ -98,6 +98,7 @@ export function registerTable<F extends string, K extends string>(t: MapTable<F,
 
 function entries<F extends string, K extends string>(t: MapTable<F, K>): Entry<F>[] {
   const map = t.map();
+  if (!map) return [];
   const layout = t.value();
   const withValueLabels = (labels: Labels, value: Buffer): Labels => {
     for (const [label, field] of Object.entries(t.valueLabels ?? {}) as [string, F][]) labels[label] = firstString(value, map.stride, layout, field);

@@ -6,23 +6,19 @@
 // the kernel and read at scrape time.
 //   bpfnet_netstack_latency_seconds_bucket{direction="tx",stage="qdisc",ifname="eth0",netns="4026531840",le="0.016777216"} 12
 //   bpfnet_skb_drops_total{reason="netfilter_drop",ifname="eth0",netns="4026531840"} 3
-import { BpfError, BpfObject, Kind, type BpfLink, type BpfProgram, cString, sumPerCpu, vmlinuxBtf } from '../libbpf';
+import { BpfError, BpfObject, Kind, type BpfLink, type BpfProgram, vmlinuxBtf } from '../libbpf';
 import type { ProgramName } from '../libbpf/binding';
 import type { NetsubsysOptions } from '../options';
 import { NETSUBSYS } from '../generated/netsubsys';
 import { applyFilters } from '../filters';
 import { bpfObjectPath } from '../paths';
-import { CollectedCounter, type Sample } from '../metrics/collected';
-import { Log2Histogram, type Log2Sample } from '../metrics/log2-histogram';
+import { registerTable, U64_VALUE } from '../metrics/table';
 import type { ProbeContext, Component, ProbeStatus, RunningComponent } from '../component';
-import { PerCpuValue, perCpuArray, perScrape } from '../metrics/per-cpu';
 
 type Binding = typeof NETSUBSYS;
 
 /** Label values, from the C enums (bpf/netsubsys.h, bpf/include/bpfnet.h). */
 const { family: FAMILY, ns_direction: DIRECTION, ns_stage: STAGE, ns_error: MAP_ERROR } = NETSUBSYS.enums;
-export const DIRECTIONS = DIRECTION.labels;
-export const STAGES = STAGE.labels;
 
 /** Each program and the tracepoint it needs; the stages of a missing one are
  * not measured, the rest run. */
@@ -71,20 +67,10 @@ function latest(value: Buffer, stride: number, offset: number): bigint {
   return max;
 }
 
-/** The interface name kept on whichever CPU created a per-CPU entry. */
-function ifnameOf(value: Buffer, stride: number, offset: number, size: number): string {
-  for (let base = 0; base < value.length; base += stride) {
-    const name = cString(value, base + offset, size);
-    if (name) return name;
-  }
-  return '';
-}
-
 export class Netsubsys implements RunningComponent {
   readonly status = new Map<string, ProbeStatus>();
   private object: BpfObject<Binding> | undefined;
   private readonly links: BpfLink[] = [];
-  private readonly reasons = dropReasonNames();
   private sweeper: NodeJS.Timeout | undefined;
 
   constructor(private readonly ctx: ProbeContext<NetsubsysOptions>) {
@@ -160,51 +146,6 @@ export class Netsubsys implements RunningComponent {
     return this.object ? [this.object] : [];
   }
 
-  /** Stage histograms, one per (namespace, interface, direction, stage). */
-  readLatency(): Log2Sample[] {
-    const map = this.live().map('netstack_latency');
-    const key = this.live().struct('stage_key');
-    const stats = this.live().struct('stage_stats');
-    return map.entries().map(({ key: k, value }) => {
-      const v = new PerCpuValue(value, map.stride, stats);
-      return v.hist('ns', {
-        direction: DIRECTIONS[k.readUInt8(key.offset('direction'))] ?? 'unknown',
-        stage: STAGES[k.readUInt8(key.offset('stage'))] ?? 'unknown',
-        ifname: ifnameOf(value, map.stride, stats.offset('ifname'), stats.length('ifname')),
-        netns: String(k.readUInt32LE(key.offset('netns'))),
-      });
-    });
-  }
-
-  /** Dropped packets by (namespace, interface, reason). */
-  readDrops(): Sample[] {
-    const map = this.live().map('netstack_drops');
-    const key = this.live().struct('drop_key');
-    const stats = this.live().struct('drop_stats');
-    return map.entries().map(({ key: k, value }) => {
-      const reason = k.readUInt32LE(key.offset('reason'));
-      return {
-        labels: {
-          reason: this.reasons.get(reason) ?? `reason_${reason}`,
-          ifname: ifnameOf(value, map.stride, stats.offset('ifname'), stats.length('ifname')),
-          netns: String(k.readUInt32LE(key.offset('netns'))),
-        },
-        value: sumPerCpu(value, map.stride, stats.offset('packets')),
-      };
-    });
-  }
-
-  /** Resets and retransmissions by family. */
-  readTcp() {
-    return perCpuArray(this.live().map('netstack_tcp'), this.live().struct('tcp_event_stats'));
-  }
-
-  /** Samples or drops not counted because their map was full, by map. */
-  readErrors(): Sample[] {
-    const map = this.live().map('netstack_errors');
-    return MAP_ERROR.labels.map((name, i) => ({ labels: { map: name }, value: map.counterAt(i) }));
-  }
-
   close(): void {
     clearInterval(this.sweeper);
     for (const link of this.links.splice(0)) {
@@ -218,63 +159,111 @@ export class Netsubsys implements RunningComponent {
     this.object = undefined;
   }
 
-  private live(): BpfObject<Binding> {
+  /** The loaded object, for the metrics to read its maps. */
+  bound(): BpfObject<Binding> {
     if (!this.object) throw new Error('the netsubsys object is not loaded');
     return this.object;
   }
 }
 
+/** The metrics, as tables over the object's maps (bpf/netsubsys.h). */
 function registerMetrics(probe: Netsubsys, ctx: ProbeContext<NetsubsysOptions>): void {
   const { registry, failures } = ctx;
+  const obj = () => probe.bound();
+  const reasons = dropReasonNames();
   const where = 'netns is the inode number of the network namespace (ls -Li /proc/PID/ns/net)';
-  new Log2Histogram({
-    name: 'bpfnet_netstack_latency_seconds',
-    help: `Time packets spent in a stage of the kernel network stack, on the interface where the stage began; ${where}. Stages: rx device_to_stack (driver to stack entry), stack_to_socket (to its TCP socket), socket_to_read (socket queue to the application's first read), stack_to_read (TCP past its own FIN: stack entry to first read); tx send_to_qdisc (TCP send call to the device queue), qdisc (device queue to driver start), driver (driver start to done).`,
-    labelNames: ['direction', 'stage', 'ifname', 'netns'],
-    minExp: 8, // 256 ns
-    maxExp: 33, // 8.6 s
-    scale: 1e9,
+  const netns = { field: 'netns', type: 'u32' } as const;
+  registerTable(
+    {
+      map: () => obj().map('netstack_latency'),
+      value: () => obj().struct('stage_stats'),
+      key: {
+        layout: () => obj().struct('stage_key'),
+        labels: {
+          direction: { field: 'direction', type: 'u8', format: (d) => DIRECTION.labels[d as number] ?? 'unknown' },
+          stage: { field: 'stage', type: 'u8', format: (s) => STAGE.labels[s as number] ?? 'unknown' },
+          netns,
+        },
+      },
+      valueLabels: { ifname: 'ifname' },
+      metrics: [
+        {
+          name: 'bpfnet_netstack_latency_seconds',
+          help: `Time packets spent in a stage of the kernel network stack, on the interface where the stage began; ${where}. Stages: rx device_to_stack (driver to stack entry), stack_to_socket (to its TCP socket), socket_to_read (socket queue to the application's first read), stack_to_read (TCP past its own FIN: stack entry to first read); tx send_to_qdisc (TCP send call to the device queue), qdisc (device queue to driver start), driver (driver start to done).`,
+          type: 'histogram',
+          labels: ['direction', 'stage', 'ifname', 'netns'],
+          value: { hist: 'ns', minExp: 8, maxExp: 33, scale: 1e9 }, // 256 ns to 8.6 s
+        },
+      ],
+    },
     registry,
     failures,
-    collect: () => probe.readLatency(),
-  });
-  new CollectedCounter({
-    name: 'bpfnet_skb_drops_total',
-    help: `Packets the kernel freed as dropped (kfree_skb), by the kernel's drop reason and the interface they were on (empty: none); ${where}.`,
-    labelNames: ['reason', 'ifname', 'netns'],
+  );
+  registerTable(
+    {
+      map: () => obj().map('netstack_drops'),
+      value: () => obj().struct('drop_stats'),
+      key: {
+        layout: () => obj().struct('drop_key'),
+        labels: { reason: { field: 'reason', type: 'u32', format: (r) => reasons.get(r as number) ?? `reason_${r}` }, netns },
+      },
+      valueLabels: { ifname: 'ifname' },
+      metrics: [
+        {
+          name: 'bpfnet_skb_drops_total',
+          help: `Packets the kernel freed as dropped (kfree_skb), by the kernel's drop reason and the interface they were on (empty: none); ${where}.`,
+          type: 'counter',
+          labels: ['reason', 'ifname', 'netns'],
+          value: { u64: 'packets' },
+        },
+      ],
+    },
     registry,
     failures,
-    collect: () => probe.readDrops(),
-  });
-  const tcp = perScrape(() => probe.readTcp());
-  new CollectedCounter({
-    name: 'bpfnet_tcp_resets_total',
-    help: 'TCP resets sent (tx) and received (rx).',
-    labelNames: ['family', 'direction'],
+  );
+  registerTable(
+    {
+      map: () => obj().map('netstack_tcp'),
+      value: () => obj().struct('tcp_event_stats'),
+      index: () => [{ label: 'family', values: FAMILY.labels }],
+      metrics: [
+        {
+          name: 'bpfnet_tcp_resets_total',
+          help: 'TCP resets sent (tx) and received (rx).',
+          type: 'counter',
+          labels: ['family', 'direction'],
+          value: { fields: { rx: 'resets_received', tx: 'resets_sent' }, label: 'direction' },
+        },
+        {
+          name: 'bpfnet_tcp_retransmitted_segments_total',
+          help: 'TCP segments retransmitted (as the kernel counts RetransSegs).',
+          type: 'counter',
+          labels: ['family'],
+          value: { u64: 'retransmitted_segments' },
+        },
+      ],
+    },
     registry,
     failures,
-    collect: () =>
-      tcp().flatMap((s, f) => [
-        { labels: { family: FAMILY.labels[f]!, direction: 'rx' }, value: s.u64('resets_received') },
-        { labels: { family: FAMILY.labels[f]!, direction: 'tx' }, value: s.u64('resets_sent') },
-      ]),
-  });
-  new CollectedCounter({
-    name: 'bpfnet_tcp_retransmitted_segments_total',
-    help: 'TCP segments retransmitted (as the kernel counts RetransSegs).',
-    labelNames: ['family'],
+  );
+  registerTable(
+    {
+      map: () => obj().map('netstack_errors'),
+      value: () => U64_VALUE,
+      index: () => [{ label: 'map', values: MAP_ERROR.labels }],
+      metrics: [
+        {
+          name: 'bpfnet_netstack_map_full_total',
+          help: 'Stage samples (netstack_latency) or drops (netstack_drops) not counted because the map of their series was full.',
+          type: 'counter',
+          labels: ['map'],
+          value: { u64: 'value' },
+        },
+      ],
+    },
     registry,
     failures,
-    collect: () => tcp().map((s, f) => ({ labels: { family: FAMILY.labels[f]! }, value: s.u64('retransmitted_segments') })),
-  });
-  new CollectedCounter({
-    name: 'bpfnet_netstack_map_full_total',
-    help: 'Stage samples (netstack_latency) or drops (netstack_drops) not counted because the map of their series was full.',
-    labelNames: ['map'],
-    registry,
-    failures,
-    collect: () => probe.readErrors(),
-  });
+  );
 }
 
 export const NETSUBSYS_COMPONENT: Component<NetsubsysOptions> = {

@@ -21,7 +21,6 @@ import type { Logger } from '../log';
 import type { ProbeStatus, RunningComponent } from '../component';
 import type { RedirectOptions } from '../options';
 import { bpfObjectPath } from '../paths';
-import { perCpuArray } from '../metrics/per-cpu';
 import { mountsOfType } from '../system';
 
 type Binding = typeof SOCK_REDIRECT;
@@ -32,14 +31,6 @@ export const FALLBACK_REASONS = SOCK_REDIRECT.enums.fallback_reason.labels;
 export const BPFFS = '/sys/fs/bpf';
 export const PIN_ROOT = path.join(BPFFS, 'bpfnet-exporter');
 const BPF_SK_MSG_VERDICT = 7; // enum bpf_attach_type
-
-export interface RedirectStats {
-  connections: number;
-  messages: number;
-  bytes: number;
-  fallbacks: number[];
-  mapFull: number;
-}
 
 /** struct redirect_control, also read and written through the pins */
 const CONTROL = structLayout(SOCK_REDIRECT, 'redirect_control');
@@ -160,18 +151,6 @@ export class SockRedirect implements RunningComponent {
     return value !== undefined && value.readUInt32LE(CONTROL.offset('paused')) === 0;
   }
 
-  /** Counters by family (index into REDIRECT_FAMILIES). */
-  readStats(): RedirectStats[] {
-    const obj = this.live();
-    return perCpuArray(obj.map('redirect_stats'), obj.struct('redirect_stats')).map((v) => ({
-      connections: v.u64('connections'),
-      messages: v.u64('messages'),
-      bytes: v.u64('bytes'),
-      fallbacks: v.array('fallbacks'),
-      mapFull: v.u64('map_full'),
-    }));
-  }
-
   /** What the sockets in the sockhash hold unread now: one run of a
    * program that walks them in the kernel. */
   readQueued(): QueuedBytes {
@@ -243,6 +222,11 @@ export class SockRedirect implements RunningComponent {
     });
     obj?.close();
     this.object = undefined;
+  }
+
+  /** The loaded object, for the metrics to read its maps. */
+  bound(): BpfObject<Binding> {
+    return this.live();
   }
 
   private live(): BpfObject<Binding> {
