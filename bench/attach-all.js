@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // Loads a BPF object and attaches every program in it, through the
 // exporter's own libbpf binding, until SIGTERM: for benchmarks that measure
-// programs other than the exporter's (bench/netsubsys-floor.bpf.c).
+// programs other than the exporter's (bench/netstack-floor.bpf.c).
 // Prints "attached N" once attached.
 //   node bench/attach-all.js OBJECT.bpf.o
 'use strict';

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 /* The client side of bench/redirect.sh, to 127.0.0.1:PORT (or -a ADDR, as
- * bench/netsubsys.sh uses it across a veth pair), one thread per persistent
+ * bench/netstack.sh uses it across a veth pair), one thread per persistent
  * connection. All connections are open before the warm-up starts, and none
  * is opened or closed inside the measured window.
  *

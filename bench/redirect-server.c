@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 /* The server side of bench/redirect.sh, on 127.0.0.1 (or -a ADDR, as
- * bench/netsubsys.sh uses it across a veth pair): an echo port that
+ * bench/netstack.sh uses it across a veth pair): an echo port that
  * answers each fixed-size request with a reply of the same size, and a
  * source port that streams large writes to whoever connects until they
  * close. One blocking thread per connection; TCP_NODELAY on every socket,

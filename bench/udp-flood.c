@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-/* The packet-rate workload of bench/netsubsys.sh: small UDP datagrams, sent
+/* The packet-rate workload of bench/netstack.sh: small UDP datagrams, sent
  * as fast as one thread can (sendmmsg, BATCH at a time) to a receiver that
  * reads them (recvmmsg), so that nearly all the time goes to the kernel's
  * per-packet path.

@@ -14,6 +14,12 @@ if [ ! -s "$out/vmlinux.h" ]; then
 fi
 arch=$(uname -m | sed -e 's/x86_64/x86/' -e 's/aarch64/arm64/')
 CLANG=${CLANG:-clang}
+# objects whose source is gone (renamed) would live on as stale bindings
+for obj in "$out"/*.bpf.o build/test-bpf/*.bpf.o; do
+  [ -e "$obj" ] || continue
+  case "$obj" in build/test-bpf/*) src=test/bpf ;; *) src=bpf ;; esac
+  [ -e "$src/$(basename "${obj%.o}").c" ] || { rm -f "$obj"; echo "removed $obj (no source)"; }
+done
 for src in bpf/*.bpf.c test/bpf/*.bpf.c; do
   case "$src" in test/*) dest=build/test-bpf ;; *) dest=$out ;; esac
   mkdir -p "$dest"

@@ -143,7 +143,10 @@ if (require.main === module) {
     process.exit(2);
   }
   fs.mkdirSync(to, { recursive: true });
-  for (const name of fs.readdirSync(from).filter((f) => f.endsWith('.bpf.o'))) {
+  const objects = fs.readdirSync(from).filter((f) => f.endsWith('.bpf.o'));
+  // the binding of an object that is gone goes too
+  for (const old of fs.readdirSync(to).filter((f) => f.endsWith('.ts') && !objects.includes(f.replace(/\.ts$/, '.bpf.o')))) fs.rmSync(path.join(to, old));
+  for (const name of objects) {
     const objectPath = path.join(from, name);
     const { binding, constName } = generate(objectPath);
     const out = path.join(to, name.replace(/\.bpf\.o$/, '.ts'));

@@ -74,7 +74,7 @@ function runOptions(y: Argv) {
       type: 'string',
       default: DEFAULTS.probes.join(','),
       coerce: lastString,
-      describe: `probes to run, comma-separated: ${PROBE_NAMES.join(', ')}`,
+      describe: `probes to run, comma-separated: ${PROBE_NAMES.join(', ')} (netsubsys: the old name of netstack)`,
     })
     .option('pid', { type: 'array', string: true, default: [], describe: 'measure only these processes (repeatable)' })
     .option('netns', {
@@ -100,7 +100,7 @@ function runOptions(y: Argv) {
       type: 'number',
       default: DEFAULTS.netstackSeriesTtl,
       coerce: lastNumber,
-      describe: 'seconds without a packet after which a netsubsys series (an interface gone) is dropped; 0: never',
+      describe: 'seconds without a packet after which a netstack series (an interface gone) is dropped; 0: never',
     })
     .option('sidecar-comm', {
       type: 'array',

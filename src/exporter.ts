@@ -40,6 +40,7 @@ export class Exporter {
       const own = component.select(options);
       return own === undefined ? [] : [{ component, options: own }];
     });
+    for (const r of options.renamed) log.warn('probe renamed: give the new name, the old one goes in a later release', { probe: r.given, now: r.now });
     checkPrivileges();
     checkBtf();
     for (const w of wanted) w.component.preflight?.(w.options);

@@ -10,10 +10,10 @@ import { UsageError } from './errors';
 import { cgroup2Mount } from './system';
 import type { MapName } from './libbpf/binding';
 import type { TCP_LIFECYCLE } from './generated/tcp-lifecycle';
-import type { NETSUBSYS } from './generated/netsubsys';
+import type { NETSTACK } from './generated/netstack';
 
 /** An object with the filter maps of bpf/include/filter.h. */
-export type FilteredObject = typeof TCP_LIFECYCLE | typeof NETSUBSYS;
+export type FilteredObject = typeof TCP_LIFECYCLE | typeof NETSTACK;
 
 export interface FilterSpec {
   pids: readonly number[];

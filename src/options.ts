@@ -17,7 +17,9 @@ import { resolveTracing, type TracingConfig, type TracingSpec } from './tracing/
 /** The probes of the TCP lifecycle object, and every probe --probes takes. */
 export const TCP_PROBES = ['connect', 'accept', 'close'] as const;
 export type TcpProbe = (typeof TCP_PROBES)[number];
-export const PROBE_NAMES: readonly string[] = [...TCP_PROBES, 'netsubsys'];
+export const PROBE_NAMES: readonly string[] = [...TCP_PROBES, 'netstack'];
+/** Earlier probe names, still taken for one release: the name each has now. */
+export const DEPRECATED_PROBES: Readonly<Record<string, string>> = { netsubsys: 'netstack' };
 
 export const DEFAULTS = {
   listen: '0.0.0.0:9435',
@@ -63,11 +65,13 @@ export interface Options {
   enableBpfStats: boolean;
   /** the probes asked for, in the order given */
   probes: readonly string[];
+  /** deprecated names given, and what they are called now, for a warning */
+  renamed: readonly { given: string; now: string }[];
   filters: ResolvedFilters;
   tracing?: TracingConfig;
   /** the TCP lifecycle object's part, when one of its probes is asked for */
   tcp?: TcpOptions;
-  netsubsys?: NetsubsysOptions;
+  netstack?: NetstackOptions;
   redirect?: RedirectOptions;
 }
 
@@ -81,7 +85,7 @@ export interface TcpOptions {
   eventRingBytes: number;
 }
 
-export interface NetsubsysOptions {
+export interface NetstackOptions {
   /** seconds without a sample after which a series is forgotten; 0: never */
   seriesTtl: number;
 }
@@ -103,7 +107,9 @@ export interface Sidecar {
 /** Checks and resolves every option; throws UsageError (or EnvironmentError
  * for what the machine lacks) with one line naming the flag and the fix. */
 export function resolveOptions(o: ExporterOptions): Options {
-  checkProbeNames(o.probes, o.redirect !== undefined);
+  const renamed = o.probes.filter((p) => p in DEPRECATED_PROBES).map((given) => ({ given, now: DEPRECATED_PROBES[given]! }));
+  const probes = [...new Set(o.probes.map((p) => DEPRECATED_PROBES[p] ?? p))];
+  checkProbeNames(probes, o.redirect !== undefined);
   const limit = o.acceptPortLimit;
   if (!Number.isInteger(limit) || limit < 1 || limit > 65535) {
     throw new UsageError(`--accept-port-limit ${limit}: give an integer from 1 to 65535`);
@@ -115,7 +121,7 @@ export function resolveOptions(o: ExporterOptions): Options {
   const eventRingBytes = ringBytes(o.eventRingBytes ?? DEFAULTS.eventRingBytes);
   const tracing = resolveTracing(o.tracing ?? {});
   const sidecars = resolveSidecars(o.sidecars ?? { comms: [], pids: [] });
-  const tcpProbes = TCP_PROBES.filter((p) => o.probes.includes(p));
+  const tcpProbes = TCP_PROBES.filter((p) => probes.includes(p));
   if (tracing && !tcpProbes.length) {
     throw new UsageError(`spans come from the TCP probes: add one of ${TCP_PROBES.join(',')} to --probes, or give no OTLP endpoint`);
   }
@@ -127,7 +133,8 @@ export function resolveOptions(o: ExporterOptions): Options {
     enableBpfStats: o.enableBpfStats,
     filters: resolveFilters(o.filters),
     tracing,
-    ...probeParts(o.probes, { acceptPortLimit: limit, sidecars, eventRingBytes }, { seriesTtl: ttl }),
+    renamed,
+    ...probeParts(probes, { acceptPortLimit: limit, sidecars, eventRingBytes }, { seriesTtl: ttl }),
     redirect: o.redirect && resolveRedirect(o.redirect),
   };
 }
@@ -139,6 +146,7 @@ export function defaultOptions(probes: readonly string[]): Options {
     listen: { host: '127.0.0.1', port: 0 },
     enableBpfStats: false,
     filters: NO_FILTERS,
+    renamed: [],
     ...probeParts(
       probes,
       { acceptPortLimit: DEFAULTS.acceptPortLimit, sidecars: [], eventRingBytes: DEFAULTS.eventRingBytes },
@@ -148,12 +156,12 @@ export function defaultOptions(probes: readonly string[]): Options {
 }
 
 /** Each probe component's part, for the probes asked for. */
-function probeParts(probes: readonly string[], tcp: Omit<TcpOptions, 'probes'>, netsubsys: NetsubsysOptions): Pick<Options, 'probes' | 'tcp' | 'netsubsys'> {
+function probeParts(probes: readonly string[], tcp: Omit<TcpOptions, 'probes'>, netstack: NetstackOptions): Pick<Options, 'probes' | 'tcp' | 'netstack'> {
   const tcpProbes = TCP_PROBES.filter((p) => probes.includes(p));
   return {
     probes,
     tcp: tcpProbes.length ? { probes: tcpProbes, ...tcp } : undefined,
-    netsubsys: probes.includes('netsubsys') ? netsubsys : undefined,
+    netstack: probes.includes('netstack') ? netstack : undefined,
   };
 }
 

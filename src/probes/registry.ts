@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // The probes this exporter has, by the names --probes takes.
 import type { ProbeContext, Component, RunningComponent } from '../component';
-import { NETSUBSYS_COMPONENT } from './netsubsys';
+import { NETSTACK_COMPONENT } from './netstack';
 import { TcpLifecycle } from './tcp-lifecycle';
 import { registerTcpMetrics } from './tcp-metrics';
 import { TCP_PROBES, type TcpOptions } from '../options';
@@ -21,4 +21,4 @@ const tcpLifecycle: Component<TcpOptions> = {
 };
 
 /** Every component, in the order they start (and the reverse of the one they stop in). */
-export const COMPONENTS: readonly Component[] = [tcpLifecycle, NETSUBSYS_COMPONENT, REDIRECT_COMPONENT];
+export const COMPONENTS: readonly Component[] = [tcpLifecycle, NETSTACK_COMPONENT, REDIRECT_COMPONENT];

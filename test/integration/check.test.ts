@@ -18,8 +18,8 @@ const TRACEFS_FIX = 'mount -t tracefs nodev /sys/kernel/tracing';
 const PRIVILEGE_FIX = 'run as root, or grant CAP_BPF and CAP_PERFMON';
 const BTF_FIX = 'run a kernel built with CONFIG_DEBUG_INFO_BTF=y';
 const PROBES = ['connect', 'accept', 'close'];
-const ALL_PROBES = [...PROBES, 'netsubsys'];
-/** every program check loads: bpf/features.bpf.c, tcp-lifecycle.bpf.c, sock-redirect.bpf.c and netsubsys.bpf.c */
+const ALL_PROBES = [...PROBES, 'netstack'];
+/** every program check loads: bpf/features.bpf.c, tcp-lifecycle.bpf.c, sock-redirect.bpf.c and netstack.bpf.c */
 const OUR_PROGRAMS = new Set([
   'feat_tp_btf',
   'feat_tracepoint',
@@ -166,7 +166,7 @@ describe('check', function () {
       ...Object.fromEntries(
         PROBES.map((p) => [`probe ${p}`, ['no', new RegExp(`^cannot load tcp-lifecycle.bpf.o: EPERM \\(Operation not permitted\\); ${PRIVILEGE_FIX}$`)]]),
       ),
-      'probe netsubsys': ['no', new RegExp(`^cannot load netsubsys.bpf.o: EPERM \\(Operation not permitted\\); ${PRIVILEGE_FIX}$`)],
+      'probe netstack': ['no', new RegExp(`^cannot load netstack.bpf.o: EPERM \\(Operation not permitted\\); ${PRIVILEGE_FIX}$`)],
       redirect: ['no', new RegExp(`^cannot load sock-redirect.bpf.o: EPERM \\(Operation not permitted\\).*; ${PRIVILEGE_FIX}$`)],
     });
     assert.equal([...r.rows.values()].filter(([status]) => status === 'yes').length, 5, 'only the kernel and mount rows');
@@ -184,7 +184,7 @@ describe('check', function () {
       raw_tp: ['yes', /^loads, attaches/],
       sockops: ['yes', /^loads/],
       ...Object.fromEntries(PROBES.map((p) => [`probe ${p}`, ['no', /^cannot load tcp-lifecycle.bpf.o: ESRCH .*; needs kernel BTF/]])),
-      'probe netsubsys': ['no', /; needs kernel BTF/],
+      'probe netstack': ['no', /; needs kernel BTF/],
     });
     assert.equal(r.code, 1);
   });

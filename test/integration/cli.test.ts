@@ -63,7 +63,7 @@ describe('command line', function () {
 
   describe('bad input: one line naming the problem and the fix', function () {
     const usage: [string, string[], RegExp][] = [
-      ['an unknown probe', ['--probes', 'connect,bogus'], /unknown probe "bogus"; known probes: connect,accept,close,netsubsys$/],
+      ['an unknown probe', ['--probes', 'connect,bogus'], /unknown probe "bogus"; known probes: connect,accept,close,netstack$/],
       ['an unknown flag', ['--bogus'], /Unknown argument: bogus/],
       ['a malformed listen address', ['--listen', 'localhost'], /--listen localhost: not an address; give HOST:PORT/],
       ['a listen address not on this host', ['--listen', '192.0.2.1:9435'], /not an address of this host/],
@@ -86,7 +86,7 @@ describe('command line', function () {
       ],
       [
         'spans without a TCP probe',
-        ['--probes', 'netsubsys', '--otlp-endpoint', 'http://127.0.0.1:4318'],
+        ['--probes', 'netstack', '--otlp-endpoint', 'http://127.0.0.1:4318'],
         /spans come from the TCP probes: add one of connect,accept,close to --probes/,
       ],
       [
@@ -96,11 +96,7 @@ describe('command line', function () {
       ],
       ['a sidecar pid that does not exist', ['--sidecar-pid', String(deadPid())], /--sidecar-pid \d+: no such process/],
       ['a ring buffer size that is not a power of two', ['--event-ring-bytes', '5000'], /--event-ring-bytes 5000: give a power of two from 4096/],
-      [
-        'a negative series lifetime',
-        ['--probes', 'netsubsys', '--netstack-series-ttl', '-1'],
-        /--netstack-series-ttl -1: give seconds, 0 or more \(0: never\)/,
-      ],
+      ['a negative series lifetime', ['--probes', 'netstack', '--netstack-series-ttl', '-1'], /--netstack-series-ttl -1: give seconds, 0 or more \(0: never\)/],
       ['a directory without BPF objects', ['--bpf-dir', '/tmp'], /--bpf-dir \/tmp: no BPF objects there; give the directory holding tcp-lifecycle.bpf.o/],
     ];
     for (const [what, args, message] of usage) {

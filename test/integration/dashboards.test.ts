@@ -25,7 +25,7 @@ import { buildSidecarProxy, startSidecarProxy } from '../helpers/sidecar-proxy';
 
 const ROOT = path.resolve(__dirname, '..', '..', '..', '..');
 const DASHBOARDS = path.join(ROOT, 'dashboards');
-const FILES = ['exporter-health.json', 'netsubsys.json', 'sidecar.json', 'sock-redirect.json', 'tcp-connections.json'];
+const FILES = ['exporter-health.json', 'netstack.json', 'sidecar.json', 'sock-redirect.json', 'tcp-connections.json'];
 const DS = { type: 'prometheus', uid: '${datasource}' };
 /** the variables every dashboard filters by, in the order they narrow */
 const COMMON = ['job', 'namespace', 'pod', 'instance'];
@@ -339,7 +339,7 @@ describe('dashboards on a real Prometheus scraping the exporter', function () {
     exporter = await new RunningExporter(
       [
         '--probes',
-        'connect,accept,close,netsubsys',
+        'connect,accept,close,netstack',
         '--netns',
         ns.path,
         '--redirect',

@@ -28,7 +28,7 @@ describe('exposition', function () {
     receiver = await new OtlpReceiver().start();
     exporter = await new RunningExporter([
       '--probes',
-      'connect,accept,close,netsubsys',
+      'connect,accept,close,netstack',
       '--netns',
       ns.path,
       '--redirect',

@@ -55,7 +55,7 @@ describe('older kernels', function () {
 
   it('follows packets through the stack, counts drops, resets and retransmissions on Linux 6.1', async function () {
     // its qdisc delay (103 ms) leaves room for an emulated sender's lateness
-    await testsOn61(this, 'build/js/test/integration/netsubsys.test.js', 7);
+    await testsOn61(this, 'build/js/test/integration/netstack.test.js', 7);
   });
 
   it('sends connection spans, counts lost events and sidecar reuse on Linux 6.1', async function () {

@@ -11,7 +11,7 @@ import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { LOG_LEVELS } from '../../src/log';
-import { PROBE_NAMES } from '../../src/options';
+import { DEPRECATED_PROBES, PROBE_NAMES } from '../../src/options';
 import {
   allOn,
   allOnHere,
@@ -43,7 +43,7 @@ describe('Helm chart', function () {
 
     it('lists the probes and log levels the exporter has', function () {
       const s = chart.schema as Obj;
-      assert.deepEqual(s.properties.exporter.properties.probes.items.enum, [...PROBE_NAMES]);
+      assert.deepEqual(s.properties.exporter.properties.probes.items.enum, [...PROBE_NAMES, ...Object.keys(DEPRECATED_PROBES)]);
       assert.deepEqual(s.properties.exporter.properties.logLevel.enum, [...LOG_LEVELS]);
     });
 
@@ -61,7 +61,7 @@ describe('Helm chart', function () {
         cli: /--probes is empty/,
       },
       {
-        values: { exporter: { probes: ['netsubsys'], spans: { otlpEndpoint: 'http://otel-collector:4318' } } },
+        values: { exporter: { probes: ['netstack'], spans: { otlpEndpoint: 'http://otel-collector:4318' } } },
         // ajv words a failed "contains" as each item's mismatch, then the list's
         errors: [
           'exporter.probes[0]: must be equal to one of the allowed values',
@@ -71,7 +71,7 @@ describe('Helm chart', function () {
         cli: /spans come from the TCP probes/,
       },
       {
-        values: { exporter: { probes: ['netsubsys'], sidecars: { comms: ['envoy'] } } },
+        values: { exporter: { probes: ['netstack'], sidecars: { comms: ['envoy'] } } },
         errors: [
           'exporter.probes[0]: must be equal to one of the allowed values',
           'exporter.probes: must contain at least 1 valid item(s)',
@@ -375,7 +375,7 @@ describe('Helm chart', function () {
       assert.deepEqual(container(render(allOn).one('DaemonSet')).args, [
         'run',
         '--listen=[::]:9436',
-        '--probes=connect,accept,close,netsubsys',
+        '--probes=connect,accept,close,netstack',
         '--log-level=debug',
         '--enable-bpf-stats',
         '--pid=1',

@@ -6,7 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { exporterOptions } from '../../src/cli';
 import { UsageError } from '../../src/errors';
-import { podsCgroup } from '../../src/options';
+import { podsCgroup, resolveOptions } from '../../src/options';
 import { parseListen } from '../../src/server';
 
 describe('command line parsing', function () {
@@ -45,6 +45,22 @@ describe('command line parsing', function () {
     assert.deepEqual(o.probes, ['connect', 'close']);
     assert.deepEqual(o.filters, { pids: [1, 2, 3], netns: ['/a'], cgroups: [], ports: [80, 443] });
     assert.deepEqual(o.sidecars, { comms: ['envoy', 'pilot-agent'], pids: [] });
+  });
+
+  it('takes the old name of the netstack probe, and says it was renamed', function () {
+    const o = resolveOptions({
+      listen: { host: '127.0.0.1', port: 0 },
+      probes: ['netsubsys', 'connect', 'netstack'],
+      filters: { pids: [], netns: [], cgroups: [], ports: [] },
+      enableBpfStats: false,
+      acceptPortLimit: 16,
+      netstackSeriesTtl: 5,
+      tracing: { endpoint: undefined },
+    });
+    assert.deepEqual(o.probes, ['netstack', 'connect']);
+    assert.deepEqual(o.renamed, [{ given: 'netsubsys', now: 'netstack' }]);
+    assert.deepEqual(o.netstack, { seriesTtl: 5 });
+    assert.deepEqual(o.tcp?.probes, ['connect']);
   });
 
   it("finds the pods' cgroup of either kubelet cgroup driver for --redirect-cgroup kubepods", function () {

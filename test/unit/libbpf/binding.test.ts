@@ -6,14 +6,14 @@ import assert from 'node:assert/strict';
 import { BpfObject, LayoutError } from '../../../src/libbpf';
 import { checkBinding, structLayout, type ObjectBinding } from '../../../src/libbpf/binding';
 import { TCP_LIFECYCLE } from '../../../src/generated/tcp-lifecycle';
-import { NETSUBSYS } from '../../../src/generated/netsubsys';
+import { NETSTACK } from '../../../src/generated/netstack';
 import { SOCK_REDIRECT } from '../../../src/generated/sock-redirect';
 import { bpfObjectPath } from '../../../src/paths';
 import { generate } from '../../../scripts/gen-bindings';
 
 describe('generated bindings', function () {
   it('are what the generator reads from the objects now (no stale build)', function () {
-    for (const b of [TCP_LIFECYCLE, NETSUBSYS, SOCK_REDIRECT]) {
+    for (const b of [TCP_LIFECYCLE, NETSTACK, SOCK_REDIRECT]) {
       assert.deepEqual(generate(bpfObjectPath(b.file)).binding, JSON.parse(JSON.stringify(b)), b.file);
     }
   });
@@ -22,7 +22,7 @@ describe('generated bindings', function () {
     assert.deepEqual(TCP_LIFECYCLE.enums.family.labels, ['ipv4', 'ipv6']);
     assert.deepEqual(TCP_LIFECYCLE.enums.connect_result.labels, ['established', 'refused', 'timeout', 'aborted']);
     assert.equal(TCP_LIFECYCLE.enums.connect_result.values.CONNECT_RESULT_COUNT, 4);
-    assert.deepEqual(NETSUBSYS.enums.ns_error.labels, ['netstack_latency', 'netstack_drops']);
+    assert.deepEqual(NETSTACK.enums.ns_error.labels, ['netstack_latency', 'netstack_drops']);
     assert.deepEqual(SOCK_REDIRECT.enums.fallback_reason.labels, [
       'peer_missing',
       'redirect_failed',
@@ -32,7 +32,7 @@ describe('generated bindings', function () {
       'memory_pressure',
     ]);
     // one family enum, shared by every object (bpf/include/bpfnet.h)
-    assert.deepEqual(NETSUBSYS.enums.family, TCP_LIFECYCLE.enums.family);
+    assert.deepEqual(NETSTACK.enums.family, TCP_LIFECYCLE.enums.family);
     assert.deepEqual(SOCK_REDIRECT.enums.family, TCP_LIFECYCLE.enums.family);
   });
 

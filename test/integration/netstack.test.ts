@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-// The netsubsys probe against the real kernel: two network namespaces joined
+// The netstack probe against the real kernel: two network namespaces joined
 // by a veth pair, a token bucket that holds back known packets for a known
 // time, an nftables rule that drops known packets, resets and
 // retransmissions caused on purpose and compared with the kernel's own
@@ -56,7 +56,7 @@ function entriesIn(name: string, netns: string): number {
   return dump.filter((e) => String(e.formatted.value.netns) === netns).length;
 }
 
-describe('netsubsys probe', function () {
+describe('netstack probe', function () {
   let a: Netns;
   let b: Netns;
   let exporter: RunningExporter;
@@ -72,13 +72,13 @@ describe('netsubsys probe', function () {
 
   before(async function () {
     requireRoot();
-    a = createNetns('netsubsys-a');
-    b = createNetns('netsubsys-b');
+    a = createNetns('netstack-a');
+    b = createNetns('netstack-b');
     // nothing but the test's packets on the pair: no IPv6 (router and
     // neighbour solicitations), no ARP
     for (const ns of [a, b]) for (const conf of ['all', 'default']) ns.sysctl(`net.ipv6.conf.${conf}.disable_ipv6`, 1);
     a.veth('va', '10.210.0.1/24', b, 'vb', '10.210.0.2/24', { staticNeighbours: true });
-    exporter = await new RunningExporter(['--probes', 'netsubsys', '--netns', a.path, '--netns', b.path]).ready();
+    exporter = await new RunningExporter(['--probes', 'netstack', '--netns', a.path, '--netns', b.path]).ready();
   });
 
   after(async function () {
@@ -229,7 +229,7 @@ describe('netsubsys probe', function () {
   it('applies --netns, --port, --cgroup and --pid to what it counts', async function () {
     const resets = (m: Metrics, direction: string) => m.value('bpfnet_tcp_resets_total', { family: 'ipv4', direction });
     const filtered = async (args: string[], traffic: () => Promise<void>, want: { tx: number; rx: number }) => {
-      const e = await new RunningExporter(['--probes', 'netsubsys', ...args]).ready();
+      const e = await new RunningExporter(['--probes', 'netstack', ...args]).ready();
       try {
         await traffic();
         // the kernel has counted its own (OutRsts) by the time the clients are done
@@ -255,7 +255,7 @@ describe('netsubsys probe', function () {
 
     const server = await startServer(b, { host: '10.210.0.2', port: 0, down: 0 });
     const abort = (cgroup?: TestCgroup) => runClient(a, { host: '10.210.0.2', port: server.port, connections: [{ up: 100, ending: 'reset' }] }, cgroup);
-    const cg = new TestCgroup('netsubsys');
+    const cg = new TestCgroup('netstack');
     try {
       // the aborting socket of the client in the cgroup; b's server sockets
       // that receive the resets are not in it
@@ -287,10 +287,10 @@ describe('netsubsys probe', function () {
   });
 
   it('forgets the series of an interface that has been idle for --netstack-series-ttl', async function () {
-    const e = await new RunningExporter(['--probes', 'netsubsys', '--netns', a.path, '--netstack-series-ttl', '1']).ready();
+    const e = await new RunningExporter(['--probes', 'netstack', '--netns', a.path, '--netstack-series-ttl', '1']).ready();
     try {
       // a third namespace's veth, a pod that comes and goes
-      const pod = createNetns('netsubsys-pod');
+      const pod = createNetns('netstack-pod');
       try {
         for (const conf of ['all', 'default']) pod.sysctl(`net.ipv6.conf.${conf}.disable_ipv6`, 1);
         a.veth('vpod', '10.211.0.1/24', pod, 'eth0', '10.211.0.2/24', { staticNeighbours: true });
@@ -307,7 +307,7 @@ describe('netsubsys probe', function () {
       await sleep(2500);
       const m = await e.scrape();
       assert.equal(m.find(`${LATENCY}_count`, { ifname: 'vpod' }).length, 0);
-      assert.ok(m.find('bpfnet_probe_up', { probe: 'netsubsys' })[0]?.value === 1);
+      assert.ok(m.find('bpfnet_probe_up', { probe: 'netstack' })[0]?.value === 1);
     } finally {
       await e.stop();
     }

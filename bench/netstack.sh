@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
-# Benchmark of the network stack probe (--probes netsubsys: tp_btf programs
+# Benchmark of the network stack probe (--probes netstack: tp_btf programs
 # on 13 net, skb and tcp tracepoints, run for every packet of the host). Two
 # network namespaces joined by a veth pair, without and with the exporter,
 # in interleaved phases:
@@ -13,20 +13,20 @@
 # MB or request.
 # Prints a results table (Markdown); raw data stays in build/bench/<time>/.
 #
-#   bash bench/netsubsys.sh [--quick] [--rounds N] [--seconds S] [--warmup S]
+#   bash bench/netstack.sh [--quick] [--rounds N] [--seconds S] [--warmup S]
 #                           [--workloads LIST] [--configs LIST]
 #                           [--cost-seconds S] [--exporter DIR]
-#   bash bench/netsubsys.sh --report build/bench/<time>
+#   bash bench/netstack.sh --report build/bench/<time>
 #
 # --rounds: exporter phases of each configuration, each between two
 # baseline phases (10; --quick 3); --seconds: measured seconds of each
 # workload in a phase (1); --warmup: seconds each workload runs before
 # measuring (0.3). --workloads: a subset of udp, bulk, rr (all by default).
-# --configs: exporter (--probes netsubsys, every packet of the host) and
+# --configs: exporter (--probes netstack, every packet of the host) and
 # exporter-netns (the same with --netns of the receiving namespace: the
 # programs still run for every packet, and measure only that namespace's);
 # both by default; and floor: an empty program on each of the probe's
-# tracepoints (bench/netsubsys-floor.bpf.c), what a packet pays for the
+# tracepoints (bench/netstack-floor.bpf.c), what a packet pays for the
 # programs being there at all, the least any program on them can cost. --cost-seconds: length of each BPF statistics run (2;
 # 0: none). --exporter: run the exporter of another built checkout (a clean
 # clone of a commit, a worktree with a change to try) instead of this one.
@@ -269,8 +269,8 @@ for tool in clang ip taskset curl node; do
   command -v "$tool" >/dev/null || die "$tool is missing"
 done
 [ -s "$EXPORTER_ROOT/build/js/src/cli.js" ] || die "the exporter is not built in $EXPORTER_ROOT: npm run build"
-node "$EXPORTER_ROOT/build/js/src/cli.js" run --help 2>&1 | grep -q 'netsubsys' ||
-  die "this build of the exporter has no netsubsys probe (node $EXPORTER_ROOT/build/js/src/cli.js run --help)"
+node "$EXPORTER_ROOT/build/js/src/cli.js" run --help 2>&1 | grep -q 'netstack' ||
+  die "this build of the exporter has no netstack probe (node $EXPORTER_ROOT/build/js/src/cli.js run --help)"
 
 # Pinning on a 2-core machine: every workload process on WORKLOAD_CPU. A veth
 # hands each packet to its peer's backlog on the sending CPU, and the
@@ -287,7 +287,7 @@ bench_start # bench/lib.sh: every registered process and namespace removed at ex
 mkdir -p "$OUT/metrics"
 clang -O2 -Wall -Wextra -o "$BIN/udp-flood" bench/udp-flood.c
 clang -g -O2 -target bpf -mcpu=v3 -D__TARGET_ARCH_"$(uname -m | sed -e 's/x86_64/x86/' -e 's/aarch64/arm64/')" -Wall -Werror \
-  -I "$EXPORTER_ROOT/build/bpf" -I bpf/include -c bench/netsubsys-floor.bpf.c -o "$BIN/netsubsys-floor.bpf.o"
+  -I "$EXPORTER_ROOT/build/bpf" -I bpf/include -c bench/netstack-floor.bpf.c -o "$BIN/netstack-floor.bpf.o"
 for prog in server client; do
   clang -O2 -Wall -Wextra -pthread -o "$BIN/redirect-$prog" "bench/redirect-$prog.c"
 done
@@ -381,8 +381,8 @@ start_config() { # config [exporter flags...]
   shift
   case $cfg in
     baseline) ;;
-    exporter) start_exporter "$TRACER_CPU" --probes netsubsys "$@" ;;
-    exporter-netns) start_exporter "$TRACER_CPU" --probes netsubsys --netns "/run/netns/$NSB" "$@" ;;
+    exporter) start_exporter "$TRACER_CPU" --probes netstack "$@" ;;
+    exporter-netns) start_exporter "$TRACER_CPU" --probes netstack --netns "/run/netns/$NSB" "$@" ;;
     floor) start_floor ;;
   esac
 }
@@ -398,7 +398,7 @@ stop_config() { # config
 # The empty programs, attached by the exporter's binding; FLOOR_PID.
 start_floor() {
   local i
-  pinned "$TRACER_CPU" node bench/attach-all.js "$BIN/netsubsys-floor.bpf.o"
+  pinned "$TRACER_CPU" node bench/attach-all.js "$BIN/netstack-floor.bpf.o"
   "${CMD[@]}" >"$BENCH_TMP/floor.out" 2>&1 &
   FLOOR_PID=$!
   track_pid "$FLOOR_PID"
@@ -497,7 +497,7 @@ started=$(date +%s)
   echo "phases: $ROUNDS rounds of baseline and ${CONFIGS//,/, } in turns (B E B ... E B); in each phase, after ${GUARD} s, each workload afresh: ${WARMUP} s warm-up, ${PHASE_SECONDS} s measured"
   echo "workloads: $WORKLOADS; udp $UDP_BYTES B datagrams, $UDP_BATCH per sendmmsg/recvmmsg; bulk 1 connection, $WRITE_SIZE B writes; rr 1 connection, $RR_BYTES B each way"
   echo "network: veth pair $ADDR_A (veth-a, in $NSA: senders, clients) - $ADDR_B (veth-b, in $NSB: receiver, server); exporter-netns measures $NSB"
-  echo "command: bash bench/netsubsys.sh $ARGS_GIVEN"
+  echo "command: bash bench/netstack.sh $ARGS_GIVEN"
 } | tee "$OUT/machine.txt" >&2
 
 in_ns "$NSB" "$BIN/redirect-server" -a "$ADDR_B" -e "$PORT_ECHO" -b "$RR_BYTES" -s "$PORT_SOURCE" -W "$WRITE_SIZE"

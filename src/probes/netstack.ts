@@ -1,24 +1,24 @@
 // SPDX-License-Identifier: Apache-2.0
-// netsubsys: time packets spend between points of the kernel's network stack,
+// netstack: time packets spend between points of the kernel's network stack,
 // by stage and interface; drops by the kernel's reason; TCP resets and
-// retransmitted segments (bpf/netsubsys.bpf.c, tp_btf on net:*, skb:*, tcp:*
+// retransmitted segments (bpf/netstack.bpf.c, tp_btf on net:*, skb:*, tcp:*
 // tracepoints; BTF, kernel 5.17+ for drop reasons). All of it aggregated in
 // the kernel and read at scrape time.
 //   bpfnet_netstack_latency_seconds_bucket{direction="tx",stage="qdisc",ifname="eth0",netns="4026531840",le="0.016777216"} 12
 //   bpfnet_skb_drops_total{reason="netfilter_drop",ifname="eth0",netns="4026531840"} 3
 import { BpfError, BpfObject, Kind, type BpfLink, type BpfProgram, vmlinuxBtf } from '../libbpf';
 import type { ProgramName } from '../libbpf/binding';
-import type { NetsubsysOptions } from '../options';
-import { NETSUBSYS } from '../generated/netsubsys';
+import type { NetstackOptions } from '../options';
+import { NETSTACK } from '../generated/netstack';
 import { applyFilters } from '../filters';
 import { bpfObjectPath } from '../paths';
 import { registerTable, U64_VALUE } from '../metrics/table';
 import type { ProbeContext, Component, ProbeStatus, RunningComponent } from '../component';
 
-type Binding = typeof NETSUBSYS;
+type Binding = typeof NETSTACK;
 
-/** Label values, from the C enums (bpf/netsubsys.h, bpf/include/bpfnet.h). */
-const { family: FAMILY, ns_direction: DIRECTION, ns_stage: STAGE, ns_error: MAP_ERROR } = NETSUBSYS.enums;
+/** Label values, from the C enums (bpf/netstack.h, bpf/include/bpfnet.h). */
+const { family: FAMILY, ns_direction: DIRECTION, ns_stage: STAGE, ns_error: MAP_ERROR } = NETSTACK.enums;
 
 /** Each program and the tracepoint it needs; the stages of a missing one are
  * not measured, the rest run. */
@@ -67,17 +67,17 @@ function latest(value: Buffer, stride: number, offset: number): bigint {
   return max;
 }
 
-export class Netsubsys implements RunningComponent {
+export class Netstack implements RunningComponent {
   readonly status = new Map<string, ProbeStatus>();
   private object: BpfObject<Binding> | undefined;
   private readonly links: BpfLink[] = [];
   private sweeper: NodeJS.Timeout | undefined;
 
-  constructor(private readonly ctx: ProbeContext<NetsubsysOptions>) {
+  constructor(private readonly ctx: ProbeContext<NetstackOptions>) {
     let obj: BpfObject<Binding> | undefined;
-    let phase = 'load netsubsys';
+    let phase = 'load netstack';
     try {
-      obj = BpfObject.open(bpfObjectPath(NETSUBSYS.file), NETSUBSYS);
+      obj = BpfObject.open(bpfObjectPath(NETSTACK.file), NETSTACK);
       const btf = vmlinuxBtf();
       const missing = (Object.entries(PROGRAMS) as [ProgramName<Binding>, string][]).filter(([, tp]) => !btf.find(`btf_trace_${tp}`, Kind.Typedef));
       for (const [prog] of missing) obj.program(prog).autoload = false;
@@ -96,13 +96,13 @@ export class Netsubsys implements RunningComponent {
       this.close();
       obj?.close();
       const why = err instanceof BpfError ? err.summary() : String((err as Error).message ?? err);
-      this.status.set('netsubsys', { up: false, reason: `${phase}: ${why}` });
-      ctx.log.error('cannot start the netsubsys probe', { err: `${phase}: ${why}` });
-      if (err instanceof BpfError) ctx.log.debug('why the netsubsys probe cannot start', { err: err.detail() });
+      this.status.set('netstack', { up: false, reason: `${phase}: ${why}` });
+      ctx.log.error('cannot start the netstack probe', { err: `${phase}: ${why}` });
+      if (err instanceof BpfError) ctx.log.debug('why the netstack probe cannot start', { err: err.detail() });
       return;
     }
     this.object = obj;
-    this.status.set('netsubsys', { up: true });
+    this.status.set('netstack', { up: true });
     const ttl = ctx.options.seriesTtl;
     if (ttl > 0) {
       this.sweeper = setInterval(() => this.sweep(ttl), Math.min(ttl / 2, 60) * 1000);
@@ -128,9 +128,9 @@ export class Netsubsys implements RunningComponent {
         }
       }
     } catch (err) {
-      this.ctx.log.warn('cannot forget idle netsubsys series', { err: (err as Error).message });
+      this.ctx.log.warn('cannot forget idle netstack series', { err: (err as Error).message });
     }
-    if (deleted) this.ctx.log.debug('forgot idle netsubsys series', { series: deleted });
+    if (deleted) this.ctx.log.debug('forgot idle netstack series', { series: deleted });
     return deleted;
   }
 
@@ -161,13 +161,13 @@ export class Netsubsys implements RunningComponent {
 
   /** The loaded object, for the metrics to read its maps. */
   bound(): BpfObject<Binding> {
-    if (!this.object) throw new Error('the netsubsys object is not loaded');
+    if (!this.object) throw new Error('the netstack object is not loaded');
     return this.object;
   }
 }
 
-/** The metrics, as tables over the object's maps (bpf/netsubsys.h). */
-function registerMetrics(probe: Netsubsys, ctx: ProbeContext<NetsubsysOptions>): void {
+/** The metrics, as tables over the object's maps (bpf/netstack.h). */
+function registerMetrics(probe: Netstack, ctx: ProbeContext<NetstackOptions>): void {
   const { registry, failures } = ctx;
   const obj = () => probe.bound();
   const reasons = dropReasonNames();
@@ -266,13 +266,13 @@ function registerMetrics(probe: Netsubsys, ctx: ProbeContext<NetsubsysOptions>):
   );
 }
 
-export const NETSUBSYS_COMPONENT: Component<NetsubsysOptions> = {
-  name: 'netsubsys',
-  probes: ['netsubsys'],
-  select: (o) => o.netsubsys,
-  start(exporterCtx: ProbeContext<NetsubsysOptions>): RunningComponent {
+export const NETSTACK_COMPONENT: Component<NetstackOptions> = {
+  name: 'netstack',
+  probes: ['netstack'],
+  select: (o) => o.netstack,
+  start(exporterCtx: ProbeContext<NetstackOptions>): RunningComponent {
     const ctx = { ...exporterCtx, log: exporterCtx.log.child('probes') };
-    const probe = new Netsubsys(ctx);
+    const probe = new Netstack(ctx);
     if (probe.loaded) registerMetrics(probe, ctx);
     return probe;
   },

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause
-/* The floor under the network stack probe's cost (bench/netsubsys.sh
+/* The floor under the network stack probe's cost (bench/netstack.sh
  * --configs floor): an empty program on each tracepoint the probe uses, so
  * that what a packet pays just for the programs being there is measured on
  * its own. */

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: GPL-2.0-only OR BSD-2-Clause */
-/* Map keys and values of netsubsys.bpf.c that userspace reads. Userspace's
+/* Map keys and values of netstack.bpf.c that userspace reads. Userspace's
  * binding is generated from the object's BTF (scripts/gen-bindings.ts). */
-#ifndef BPFNET_NETSUBSYS_H
-#define BPFNET_NETSUBSYS_H
+#ifndef BPFNET_NETSTACK_H
+#define BPFNET_NETSTACK_H
 
 /* label values: userspace takes them from the object's BTF, named as the
  * values are without their common prefix (CONNECT_REFUSED: refused) */
@@ -57,4 +57,4 @@ struct tcp_event_stats {
 	__u64 retransmitted_segments;
 };
 
-#endif /* BPFNET_NETSUBSYS_H */
+#endif /* BPFNET_NETSTACK_H */

@@ -15,7 +15,7 @@
  * socket storage from tracing programs 5.11+). */
 #include "bpfnet.h"
 #include "filter.h"
-#include "netsubsys.h"
+#include "netstack.h"
 
 #define ETH_P_IPV6 0x86DD
 
