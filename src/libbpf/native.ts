@@ -25,7 +25,7 @@ koffi.opaque('bpf_link');
 koffi.opaque('btf');
 koffi.opaque('ring_buffer');
 const printFn = koffi.proto('int libbpf_print_fn(int level, const char *fmt, void *ap)');
-export const sampleFn = koffi.proto('int ring_buffer_sample_fn(void *ctx, void *data, size_t size)');
+const sampleFn = koffi.proto('int ring_buffer_sample_fn(void *ctx, void *data, size_t size)');
 
 /** libbpf's struct bpf_test_run_opts (bpf.h), sized by its sz field. */
 export const TestRunOpts = koffi.struct('bpf_test_run_opts', {
@@ -144,10 +144,6 @@ export function errno(): number {
   return koffi.errno();
 }
 
-export function setErrno(value: number): void {
-  koffi.errno(value);
-}
-
 /** Registers a long-lived C callback; release it with unregisterCallback. */
 export function registerCallback(fn: (...args: never[]) => unknown, type: TypeObject): Ptr {
   return koffi.register(fn, type);
@@ -173,11 +169,6 @@ export function readBytes(ptr: Ptr, length: number): Buffer {
 /** A writable view of C memory (no copy). */
 export function viewBytes(ptr: Ptr, length: number): Buffer {
   return Buffer.from(koffi.view(ptr, length));
-}
-
-/** The C address of a Buffer, for structs that hold pointers. */
-export function addressOf(buf: Buffer): Ptr {
-  return koffi.address(buf);
 }
 
 /** A NUL-terminated string of at most size bytes at offset (a C char array). */
