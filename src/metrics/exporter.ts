@@ -3,7 +3,6 @@
 // kernel's statistics about its BPF programs.
 import { Gauge, type Registry } from 'prom-client';
 import type { BpfProgram } from '../libbpf';
-import type { ProbeStatus } from '../component';
 import { CollectedCounter } from './collected';
 import type { ScrapeFailures } from './validate';
 
@@ -11,7 +10,8 @@ export function registerExporterMetrics(opts: {
   registry: Registry;
   failures: ScrapeFailures;
   version: string;
-  status: () => ReadonlyMap<string, ProbeStatus>;
+  /** each probe's status: whether it runs */
+  status: () => ReadonlyMap<string, { up: boolean }>;
   programs: () => BpfProgram[];
 }): void {
   const { registry, failures } = opts;
