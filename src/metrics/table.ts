@@ -73,63 +73,71 @@ export interface MapTable<F extends string, K extends string = string> {
   metrics: readonly MetricRow<F>[];
 }
 
-interface Entry<F extends string> {
-  labels: Labels;
-  stats: PerCpuValue<F>;
-}
-
 /** Registers every metric of a table. */
 export function registerTable<F extends string, K extends string>(t: MapTable<F, K>, registry: Registry, failures: ScrapeFailures): void {
-  const read = perScrape(() => entries(t));
+  const read = perScrape(() => {
+    const map = t.map();
+    return map ? tableEntries(t, readMap(t, map), map.stride) : [];
+  });
   for (const row of t.metrics) {
     const common = { name: row.name, help: row.help, labelNames: row.labels, registry, failures };
     const v = row.value;
     if ('hist' in v) {
       if (row.type !== 'histogram') throw new Error(`${row.name}: a histogram field makes a histogram`);
-      new Log2Histogram({ ...common, minExp: v.minExp, maxExp: v.maxExp, scale: v.scale, collect: () => histograms(read(), row, v.hist) });
+      new Log2Histogram({ ...common, minExp: v.minExp, maxExp: v.maxExp, scale: v.scale, collect: () => histogramSamples(read(), row) });
       continue;
     }
     if (row.type === 'histogram') throw new Error(`${row.name}: a histogram needs a { hist } value`);
-    const collect = () => samples(read(), row, v);
+    const collect = () => samples(read(), row);
     if (row.type === 'counter') new CollectedCounter({ ...common, collect });
     else new CollectedGauge({ ...common, collect });
   }
 }
 
-function entries<F extends string, K extends string>(t: MapTable<F, K>): Entry<F>[] {
-  const map = t.map();
-  if (!map) return [];
+/** A map entry as read: its key (hash maps) and its per-CPU values back to back. */
+export interface RawEntry {
+  key?: Buffer;
+  value: Buffer;
+}
+
+/** An entry with its labels, and its value summed over CPUs. */
+export interface TableEntry<F extends string> {
+  labels: Labels;
+  stats: PerCpuValue<F>;
+}
+
+function readMap<F extends string, K extends string>(t: MapTable<F, K>, map: BpfMap): RawEntry[] {
+  if (!t.index) return map.entries();
+  const count = t.index().reduce((n, d) => n * d.values.length, 1);
+  return Array.from({ length: count }, (_, i) => ({ value: map.at(i) }));
+}
+
+/** Labels each entry: by its position for an array map (split over the
+ * index dimensions), by its key for a hash map, and by the value's strings. */
+export function tableEntries<F extends string, K extends string>(t: MapTable<F, K>, raw: readonly RawEntry[], stride: number): TableEntry<F>[] {
   const layout = t.value();
-  const withValueLabels = (labels: Labels, value: Buffer): Labels => {
-    for (const [label, field] of Object.entries(t.valueLabels ?? {}) as [string, F][]) labels[label] = firstString(value, map.stride, layout, field);
-    return labels;
-  };
-  if (t.index) {
-    const dims = t.index();
-    const count = dims.reduce((n, d) => n * d.values.length, 1);
-    return Array.from({ length: count }, (_, i) => {
-      const labels: Labels = {};
+  const dims = t.index?.();
+  const keyLayout = t.key?.layout();
+  const keyLabels = Object.entries(t.key?.labels ?? {});
+  if (!dims && !keyLayout) throw new Error('a table needs an index or a key');
+  return raw.map(({ key, value }, i) => {
+    const labels: Labels = {};
+    if (dims) {
       let rest = i;
       for (let d = dims.length - 1; d >= 0; d--) {
         const n = dims[d]!.values.length;
         labels[dims[d]!.label] = dims[d]!.values[rest % n]!;
         rest = Math.floor(rest / n);
       }
-      const value = map.at(i);
-      return { labels: withValueLabels(labels, value), stats: new PerCpuValue(value, map.stride, layout) };
-    });
-  }
-  if (!t.key) throw new Error(`map ${map.name}: a table needs an index or a key`);
-  const keyLayout = t.key.layout();
-  const keyLabels = Object.entries(t.key.labels);
-  return map.entries().map(({ key, value }) => {
-    const labels: Labels = {};
-    for (const [label, k] of keyLabels) {
-      const at = keyLayout.offset(k.field);
-      const raw = k.type === 'string' ? cString(key, at, keyLayout.length(k.field)) : key.readUIntLE(at, { u8: 1, u16: 2, u32: 4 }[k.type]);
-      labels[label] = k.format ? k.format(raw) : String(raw);
+    } else {
+      for (const [label, k] of keyLabels) {
+        const at = keyLayout!.offset(k.field);
+        const v = k.type === 'string' ? cString(key!, at, keyLayout!.length(k.field)) : key!.readUIntLE(at, { u8: 1, u16: 2, u32: 4 }[k.type]);
+        labels[label] = k.format ? k.format(v) : String(v);
+      }
     }
-    return { labels: withValueLabels(labels, value), stats: new PerCpuValue(value, map.stride, layout) };
+    for (const [label, field] of Object.entries(t.valueLabels ?? {}) as [string, F][]) labels[label] = firstString(value, stride, layout, field);
+    return { labels, stats: new PerCpuValue(value, stride, layout) };
   });
 }
 
@@ -148,7 +156,10 @@ function pick(labels: Labels, names: readonly string[]): Labels {
   return out;
 }
 
-function samples<F extends string>(entries: Entry<F>[], row: MetricRow<F>, v: Exclude<MetricValue<F>, { hist: F }>): Sample[] {
+/** A counter's or gauge's samples from the labelled entries. */
+export function samples<F extends string>(entries: readonly TableEntry<F>[], row: MetricRow<F>): Sample[] {
+  const v = row.value;
+  if ('hist' in v) throw new Error(`${row.name} is a histogram`);
   const sums = new Map<string, Sample>();
   const add = (labels: Labels, value: number) => {
     const picked = pick(labels, row.labels);
@@ -171,7 +182,10 @@ function samples<F extends string>(entries: Entry<F>[], row: MetricRow<F>, v: Ex
   return [...sums.values()].filter((s) => !row.keep || row.keep(s.labels, s.value));
 }
 
-function histograms<F extends string>(entries: Entry<F>[], row: MetricRow<F>, field: F): Log2Sample[] {
+/** A histogram's samples from the labelled entries. */
+export function histogramSamples<F extends string>(entries: readonly TableEntry<F>[], row: MetricRow<F>): Log2Sample[] {
+  if (!('hist' in row.value)) throw new Error(`${row.name} is no histogram`);
+  const field = row.value.hist;
   const sums = new Map<string, { labels: Labels; slots: number[]; sum: number }>();
   for (const { labels, stats } of entries) {
     const picked = pick(labels, row.labels);
