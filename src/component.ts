@@ -5,7 +5,7 @@
 // asked for its status and programs, closed. The exporter loops over them
 // and knows none by name.
 import type { Registry } from 'prom-client';
-import type { BpfObject, BpfProgram } from './libbpf';
+import type { BpfLink, BpfObject, BpfProgram } from './libbpf';
 import type { Logger } from './log';
 import type { ScrapeFailures } from './metrics/validate';
 import type { FilteredObject, ResolvedFilters } from './filters';
@@ -58,4 +58,16 @@ export interface Component<O = unknown> {
    * probe that cannot run is reported down in status; only a component
    * whose failure must stop the exporter (the redirect) throws. */
   start(ctx: ProbeContext<O>): RunningComponent;
+}
+
+/** Destroys every link (taking them out of links), warning of those that
+ * cannot be: a close goes on whatever fails. */
+export function destroyLinks(links: BpfLink[], log: Logger): void {
+  for (const link of links.splice(0)) {
+    try {
+      link.destroy();
+    } catch (err) {
+      log.warn('cannot destroy link', { target: link.target, err: (err as Error).message });
+    }
+  }
 }

@@ -68,6 +68,17 @@ const NOISE = [
 /** The line of a libbpf log that says why: inside a verifier log its last
  * meaningful line, else the first line that is not noise; without libbpf's
  * "libbpf: prog 'x': " prefixes. */
+/** One line for any failure: a BpfError's summary (operation, errno, the
+ * verifier's telling line), or an error's message. */
+export function summaryOf(err: unknown): string {
+  return err instanceof BpfError ? err.summary() : String((err as Error)?.message ?? err);
+}
+
+/** Everything known of a failure: a BpfError's libbpf log too. */
+export function detailOf(err: unknown): string {
+  return err instanceof BpfError ? err.detail() : String((err as Error)?.message ?? err);
+}
+
 export function usefulLine(log: readonly string[]): string | undefined {
   const noise = (l: string) => NOISE.some((re) => re.test(l.trim()));
   const begin = log.findIndex((l) => l.includes('-- BEGIN PROG LOAD LOG --'));

@@ -6,14 +6,14 @@
 // the kernel and read at scrape time.
 //   bpfnet_netstack_latency_seconds_bucket{direction="tx",stage="qdisc",ifname="eth0",netns="4026531840",le="0.016777216"} 12
 //   bpfnet_skb_drops_total{reason="netfilter_drop",ifname="eth0",netns="4026531840"} 3
-import { BpfError, BpfObject, Kind, type BpfLink, type BpfProgram, vmlinuxBtf } from '../libbpf';
+import { BpfError, BpfObject, detailOf, Kind, summaryOf, type BpfLink, type BpfProgram, vmlinuxBtf } from '../libbpf';
 import type { ProgramName } from '../libbpf/binding';
 import type { NetstackOptions } from '../options';
 import { NETSTACK } from '../generated/netstack';
 import { applyFilters } from '../filters';
 import { bpfObjectPath } from '../paths';
 import { registerTable, U64_VALUE } from '../metrics/table';
-import type { ProbeContext, Component, ProbeStatus, RunningComponent } from '../component';
+import { destroyLinks, type ProbeContext, type Component, type ProbeStatus, type RunningComponent } from '../component';
 
 type Binding = typeof NETSTACK;
 
@@ -95,10 +95,10 @@ export class Netstack implements RunningComponent {
     } catch (err) {
       this.close();
       obj?.close();
-      const why = err instanceof BpfError ? err.summary() : String((err as Error).message ?? err);
+      const why = summaryOf(err);
       this.status.set('netstack', { up: false, reason: `${phase}: ${why}` });
       ctx.log.error('cannot start the netstack probe', { err: `${phase}: ${why}` });
-      if (err instanceof BpfError) ctx.log.debug('why the netstack probe cannot start', { err: err.detail() });
+      if (err instanceof BpfError) ctx.log.debug('why the netstack probe cannot start', { err: detailOf(err) });
       return;
     }
     this.object = obj;
@@ -148,13 +148,7 @@ export class Netstack implements RunningComponent {
 
   close(): void {
     clearInterval(this.sweeper);
-    for (const link of this.links.splice(0)) {
-      try {
-        link.destroy();
-      } catch (err) {
-        this.ctx.log.warn('cannot destroy link', { target: link.target, err: (err as Error).message });
-      }
-    }
+    destroyLinks(this.links, this.ctx.log);
     this.object?.close();
     this.object = undefined;
   }

@@ -5,7 +5,7 @@
 // process). Needs BTF and kernel 5.12+ (tp_btf, bpf_skc_to_tcp_sock, BPF
 // compare-and-exchange). This module loads and attaches it and hands its
 // events on; its metrics are tables over its maps (tcp-metrics.ts).
-import { BpfError, BpfObject, RingBuffer, type BpfLink, type BpfProgram } from '../libbpf';
+import { BpfObject, detailOf, RingBuffer, summaryOf, type BpfLink, type BpfProgram } from '../libbpf';
 import type { ProgramName } from '../libbpf/binding';
 import { TCP_LIFECYCLE } from '../generated/tcp-lifecycle';
 import { connEventDecoder } from '../tracing/conn-event';
@@ -14,7 +14,7 @@ import { applySidecars } from './sidecar';
 import { applyFilters } from '../filters';
 import { TRACEFS_FIX, tracefsMount } from '../system';
 import { bpfObjectPath } from '../paths';
-import type { ProbeContext, ProbeStatus, RunningComponent } from '../component';
+import { destroyLinks, type ProbeContext, type ProbeStatus, type RunningComponent } from '../component';
 import type { TcpOptions } from '../options';
 
 type Binding = typeof TCP_LIFECYCLE;
@@ -52,12 +52,12 @@ export class TcpLifecycle implements RunningComponent {
         this.object = this.load(enabled, hook);
       } catch (err) {
         if (!last) {
-          ctx.log.debug('accept hook unavailable, trying the next', { hook: hook.name, err: summary(err) });
+          ctx.log.debug('accept hook unavailable, trying the next', { hook: hook.name, err: summaryOf(err) });
           continue;
         }
-        for (const p of requested) this.status.set(p, { up: false, reason: `load tcp-lifecycle: ${summary(err)}` });
-        ctx.log.error('cannot load the TCP probes', { probes: requested.join(','), err: summary(err) });
-        ctx.log.debug('why the TCP probes cannot load', { err: detail(err) });
+        for (const p of requested) this.status.set(p, { up: false, reason: `load tcp-lifecycle: ${summaryOf(err)}` });
+        ctx.log.error('cannot load the TCP probes', { probes: requested.join(','), err: summaryOf(err) });
+        ctx.log.debug('why the TCP probes cannot load', { err: detailOf(err) });
         return;
       }
       const acceptErr = this.attach(this.object, enabled, hook);
@@ -122,7 +122,7 @@ export class TcpLifecycle implements RunningComponent {
         this.links.push(obj.program(prog).attach());
         return undefined;
       } catch (err) {
-        return summary(err);
+        return summaryOf(err);
       }
     };
     const stateErr =
@@ -175,13 +175,7 @@ export class TcpLifecycle implements RunningComponent {
   }
 
   private detach(): void {
-    for (const link of this.links.splice(0)) {
-      try {
-        link.destroy();
-      } catch (err) {
-        this.ctx.log.warn('cannot destroy link', { target: link.target, err: (err as Error).message });
-      }
-    }
+    destroyLinks(this.links, this.ctx.log);
   }
 
   /** The loaded object, for the metrics to read its maps. */
@@ -193,12 +187,4 @@ export class TcpLifecycle implements RunningComponent {
     if (!this.object) throw new Error('the TCP lifecycle object is not loaded');
     return this.object;
   }
-}
-
-function detail(err: unknown): string {
-  return err instanceof BpfError ? err.detail() : String((err as Error).message ?? err);
-}
-
-function summary(err: unknown): string {
-  return err instanceof BpfError ? err.summary() : String((err as Error).message ?? err);
 }

@@ -2,7 +2,8 @@
 // Socket redirect (bpf/sock-redirect.bpf.c): a sockops program on a cgroup v2
 // pairs the two ends of same-host TCP connections in a sockhash, and an
 // sk_msg program on the sockhash hands their messages straight to the peer
-// socket. Needs kernel 5.10+, CAP_NET_ADMIN and CAP_SYS_ADMIN, bpffs.
+// socket. Needs kernel 5.10+, CAP_NET_ADMIN besides what loading needs
+// (CAP_BPF and CAP_PERFMON, or CAP_SYS_ADMIN), and bpffs.
 //
 // The sockhash, the control map and the sockops link are pinned under
 // /sys/fs/bpf/bpfnet-exporter/redirect-<cgroup id>/: if the exporter dies
@@ -14,7 +15,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { EnvironmentError } from '../errors';
-import { BpfError, BpfMap, BpfObject, type BpfLink, type BpfProgram } from '../libbpf';
+import { BpfMap, BpfObject, summaryOf, type BpfLink, type BpfProgram } from '../libbpf';
 import { structLayout } from '../libbpf/binding';
 import { SOCK_REDIRECT } from '../generated/sock-redirect';
 import type { Logger } from '../log';
@@ -127,9 +128,7 @@ export class SockRedirect implements RunningComponent {
     try {
       this.link = obj.program('redirect_sockops').attachCgroup(cgroupFd, this.opts.cgroup.dir);
     } catch (err) {
-      throw new EnvironmentError(
-        `cannot attach the redirect to cgroup ${this.opts.cgroup.dir}: ${err instanceof BpfError ? err.summary() : (err as Error).message}`,
-      );
+      throw new EnvironmentError(`cannot attach the redirect to cgroup ${this.opts.cgroup.dir}: ${summaryOf(err)}`);
     } finally {
       fs.closeSync(cgroupFd);
     }
@@ -199,7 +198,7 @@ export class SockRedirect implements RunningComponent {
       try {
         fn();
       } catch (err) {
-        this.log.warn(`cannot ${what}`, { err: err instanceof BpfError ? err.summary() : (err as Error).message });
+        this.log.warn(`cannot ${what}`, { err: summaryOf(err) });
       }
     };
     if (obj?.isLoaded) attempt('pause redirect', () => this.writeControl(true));
