@@ -116,7 +116,7 @@ function mapBinding(btf: Btf, def: BtfType, typeName: (id: number) => string): M
     if (m.name === 'type') out.type = MAP_TYPES[n] ?? `type_${n}`;
     else if (m.name === 'max_entries') out.maxEntries = n;
     else if (m.name === 'key') out.key = typeName(btf.resolve(m.type).sizeOrType);
-    else if (m.name === 'value' && target.kind !== Kind.Array) out.value = typeName(btf.resolve(m.type).sizeOrType);
+    else if (m.name === 'value') out.value = typeName(btf.resolve(m.type).sizeOrType);
   }
   return out;
 }

@@ -14,6 +14,9 @@ import { Logger } from './log';
 import { ScrapeFailures } from './metrics/validate';
 import { bpfObjectPath } from './paths';
 import type { ProbeStatus } from './component';
+import { FEATURES } from './generated/features';
+import { SOCK_REDIRECT } from './generated/sock-redirect';
+import type { MapName, ProgramName } from './libbpf/binding';
 import { COMPONENTS } from './probes/registry';
 import { defaultOptions } from './options';
 import {
@@ -38,7 +41,8 @@ interface Row {
 /** One program of bpf/features.bpf.c per attach type. sockops and sk_msg are
  * only loaded: attached to a cgroup they would sit in this machine's own
  * connections, and loading already proves the kernel has the program type. */
-const ATTACH_TYPES: readonly { item: string; program: string; attach: boolean }[] = [
+type Features = typeof FEATURES;
+const ATTACH_TYPES: readonly { item: string; program: ProgramName<Features>; attach: boolean }[] = [
   { item: 'tp_btf', program: 'feat_tp_btf', attach: true },
   { item: 'tracepoint', program: 'feat_tracepoint', attach: true },
   { item: 'raw_tp', program: 'feat_raw_tp', attach: true },
@@ -51,7 +55,7 @@ const ATTACH_TYPES: readonly { item: string; program: string; attach: boolean }[
 ];
 
 /** Maps of bpf/features.bpf.c, in the order libbpf creates them. */
-const MAPS: readonly { item: string; map: string }[] = [
+const MAPS: readonly { item: string; map: MapName<Features> }[] = [
   { item: 'sockhash map', map: 'feat_sockhash' },
   { item: 'ring buffer map', map: 'feat_ringbuf' },
 ];
@@ -144,8 +148,8 @@ function cgroup2(): Row {
 
 /** Opens bpf/features.bpf.o with only `program` to load (none: maps only),
  * loads it, runs use on it and closes it, whatever happens. */
-function withFeatures<T>(program: string | undefined, use: (obj: BpfObject) => T): T {
-  const obj = BpfObject.open(bpfObjectPath('features'));
+function withFeatures<T>(program: ProgramName<Features> | undefined, use: (obj: BpfObject<Features>) => T): T {
+  const obj = BpfObject.open(bpfObjectPath(FEATURES.file), FEATURES);
   try {
     for (const p of obj.programs()) p.autoload = p.name === program;
     obj.load();
@@ -233,7 +237,7 @@ async function probeRows(): Promise<Row[]> {
 function redirectRow(): Row {
   const item = 'redirect';
   try {
-    const obj = BpfObject.open(bpfObjectPath('sock-redirect'));
+    const obj = BpfObject.open(bpfObjectPath(SOCK_REDIRECT.file), SOCK_REDIRECT);
     try {
       obj.load();
     } finally {

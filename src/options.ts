@@ -23,7 +23,7 @@ export const DEPRECATED_PROBES: Readonly<Record<string, string>> = { netsubsys: 
 
 export const DEFAULTS = {
   listen: '0.0.0.0:9435',
-  probes: ['connect', 'accept', 'close'] as readonly string[],
+  probes: TCP_PROBES as readonly string[],
   acceptPortLimit: 1024,
   netstackSeriesTtl: 600,
   eventRingBytes: 4 << 20,
@@ -182,7 +182,8 @@ function ringBytes(n: number): number {
 
 /** The sidecar slots of the TCP object's statistics (bpf/tcp-lifecycle.h). */
 export const MAX_SIDECARS = TCP_LIFECYCLE.maps.sidecar_stats.maxEntries;
-const COMM_LEN = TCP_LIFECYCLE.structs.accept_key.fields.comm.length;
+/** A command name's room in the kernel's records, NUL included (TASK_COMM_LEN). */
+export const COMM_LEN = TCP_LIFECYCLE.structs.accept_key.fields.comm.length;
 
 /** One sidecar per distinct name: a command, or a pid's command. */
 export function resolveSidecars(spec: SidecarSpec): Sidecar[] {

@@ -9,9 +9,7 @@
 //   bpfnet_sidecar_forward_seconds_bucket{sidecar="envoy",le="0.000262144"} 41
 import { UpdateFlags, type BpfObject } from '../libbpf';
 import { TCP_LIFECYCLE } from '../generated/tcp-lifecycle';
-import type { Sidecar } from '../options';
-
-const COMM_LEN = TCP_LIFECYCLE.structs.accept_key.fields.comm.length;
+import { COMM_LEN, type Sidecar } from '../options';
 
 /** Writes the sidecars into the loaded object's maps. */
 export function applySidecars(obj: BpfObject<typeof TCP_LIFECYCLE>, sidecars: readonly Sidecar[]): void {
