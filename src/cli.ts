@@ -4,26 +4,31 @@
 // signals. The only place that exits the process: exit status 2 for usage
 // errors, 1 for what the machine lacks or a failure while running.
 import yargs, { type Argv } from 'yargs';
+import { nameOrigin, prepareArgs, type FlagType, type Origins } from './args';
 import { runCheck } from './check';
 import { EnvironmentError, UsageError } from './errors';
 import { Exporter, formatAddress } from './exporter';
 import { LOG_LEVELS, rootLogger, type LogLevel } from './log';
 import { DEFAULT_BPF_DIR, packageVersion, setBpfDir } from './paths';
-import { DEFAULTS, PROBE_NAMES, type ExporterOptions } from './options';
+import { DEFAULTS, PROBE_NAMES, READINESS, type ExporterOptions, type Readiness } from './options';
 import { parseListen } from './server';
 
 /** "a,b" "c" -> ["a","b","c"]: lists come repeated, comma-separated, or both
- * (environment variables hold one string). */
-function list(values: unknown): string[] {
+ * (environment variables hold one string). An empty value is refused: "--pid
+ * ''" would otherwise mean no filter at all. */
+function list(flag: string, values: unknown): string[] {
   const arr = Array.isArray(values) ? values : values === undefined ? [] : [values];
-  return arr
-    .flatMap((v) => String(v).split(','))
-    .map((s) => s.trim())
-    .filter((s) => s !== '');
+  return arr.flatMap((v) => {
+    const parts = String(v)
+      .split(',')
+      .map((s) => s.trim());
+    if (parts.includes('')) throw new UsageError(`--${flag} ${JSON.stringify(String(v))}: an empty value; give one, or leave the flag out`);
+    return parts;
+  });
 }
 
 function integers(flag: string, values: unknown): number[] {
-  return list(values).map((s) => {
+  return list(flag, values).map((s) => {
     if (!/^\d+$/.test(s)) throw new UsageError(`--${flag} ${s}: not a number; give a positive integer`);
     return Number(s);
   });
@@ -61,7 +66,15 @@ function serveFlags<T>(y: Argv<T>) {
       coerce: lastBoolean,
       describe: "turn on the kernel's BPF run time statistics while running (bpfnet_bpf_program_run_seconds_total)",
     })
-    .option('log-level', { type: 'string', default: 'info', coerce: lastString, choices: LOG_LEVELS as unknown as string[], describe: 'log verbosity' });
+    .option('log-level', { type: 'string', default: 'info', coerce: lastString, choices: LOG_LEVELS as unknown as string[], describe: 'log verbosity' })
+    .option('readiness', {
+      type: 'string',
+      default: 'serving',
+      coerce: lastString,
+      choices: READINESS as unknown as string[],
+      describe:
+        '/readyz: "serving" answers 200 once /metrics serves (a probe this kernel cannot attach shows in bpfnet_probe_up and the log), "all-probes" only while every requested probe is attached',
+    });
 }
 
 function redirectOptions(y: Argv) {
@@ -141,6 +154,7 @@ type RedirectArgs = Awaited<ReturnType<typeof redirectOptions>['argv']>;
 export function redirectExporterOptions(a: RedirectArgs): ExporterOptions {
   return {
     listen: parseListen(a.listen),
+    readiness: a.readiness as Readiness,
     probes: [],
     filters: { pids: [], netns: [], cgroups: [], ports: [] },
     enableBpfStats: a['enable-bpf-stats'],
@@ -154,18 +168,19 @@ export function redirectExporterOptions(a: RedirectArgs): ExporterOptions {
 export function exporterOptions(a: RunArgs): ExporterOptions {
   return {
     listen: parseListen(a.listen),
-    probes: list(a.probes),
+    readiness: a.readiness as Readiness,
+    probes: a.probes.trim() === '' ? [] : list('probes', a.probes),
     filters: {
       pids: integers('pid', a.pid),
-      netns: list(a.netns),
-      cgroups: list(a.cgroup),
+      netns: list('netns', a.netns),
+      cgroups: list('cgroup', a.cgroup),
       ports: integers('port', a.port),
     },
     enableBpfStats: a['enable-bpf-stats'],
     acceptPortLimit: a['accept-port-limit'],
     netstackSeriesTtl: a['netstack-series-ttl'],
     tracing: { endpoint: a['otlp-endpoint'], sampleRatio: a['trace-sample-ratio'] },
-    sidecars: { comms: list(a['sidecar-comm']), pids: integers('sidecar-pid', a['sidecar-pid']) },
+    sidecars: { comms: list('sidecar-comm', a['sidecar-comm']), pids: integers('sidecar-pid', a['sidecar-pid']) },
     eventRingBytes: a['event-ring-bytes'],
     redirect: a.redirect ? { cgroup: a['redirect-cgroup'], ports: integers('redirect-ports', a['redirect-ports']) } : undefined,
   };
@@ -195,9 +210,10 @@ async function run(a: { 'log-level': string }, opts: ExporterOptions): Promise<n
 }
 
 /** Signals that end the process unless handled: each stops it cleanly (links
- * detached, pins removed, exit status 0). Left alone: SIGUSR1 (Node.js's
- * inspector), SIGPROF (its profiler), SIGPIPE (ignored by Node.js), and the
- * faults a process cannot go on from. */
+ * detached, pins removed, exit status 0); SIGHUP too, as when the terminal it
+ * runs in closes. Left alone: SIGPROF (Node.js's profiler), SIGPIPE (ignored
+ * by Node.js), and the faults a process cannot go on from. SIGUSR1 is taken
+ * (IGNORED_SIGNALS) so that it cannot open Node.js's inspector. */
 export const STOP_SIGNALS: readonly NodeJS.Signals[] = [
   'SIGTERM',
   'SIGINT',
@@ -213,10 +229,55 @@ export const STOP_SIGNALS: readonly NodeJS.Signals[] = [
   'SIGSTKFLT',
 ];
 
+/** Flags every command has. */
+function globalFlags<T>(y: Argv<T>) {
+  return y.option('bpf-dir', {
+    type: 'string',
+    default: DEFAULT_BPF_DIR,
+    coerce: lastString,
+    describe: 'directory of the compiled BPF objects (*.bpf.o)',
+    global: true,
+  });
+}
+
+const COMMANDS: Record<string, (y: Argv) => Argv> = {
+  run: runOptions as unknown as (y: Argv) => Argv,
+  redirect: redirectOptions as unknown as (y: Argv) => Argv,
+  check: (y) => y,
+};
+
+/** Each flag a command has, and its type. */
+function flagsOf(command: string): Map<string, FlagType> {
+  // getOptions is yargs' own, missing from its typings
+  const y = COMMANDS[command]!(globalFlags(yargs([]))) as unknown as { getOptions(): Record<FlagType, string[]> };
+  const o = y.getOptions();
+  const flags = new Map<string, FlagType>();
+  for (const type of ['boolean', 'number', 'string', 'array'] as const) for (const f of o[type]) flags.set(f, type);
+  return flags;
+}
+
+/** The command a command line names (run when it names none): its first
+ * word that is not a flag nor a flag's value. */
+function commandOf(argv: readonly string[], flags: ReadonlyMap<string, FlagType>): string {
+  for (let i = 0; i < argv.length; i++) {
+    const t = argv[i]!;
+    if (t === '--') break;
+    if (!t.startsWith('-')) return t in COMMANDS ? t : 'run';
+    const type = flags.get(t.replace(/^--?/, ''));
+    if (!t.includes('=') && type !== undefined && type !== 'boolean') i++;
+  }
+  return 'run';
+}
+
+/** Signals with no meaning here that would otherwise do something: SIGUSR1
+ * opens Node.js's inspector on 127.0.0.1:9229 unless the process listens for
+ * it, and from a root process holding BPF programs that is a door for any
+ * local process. Each is logged and ignored. */
+export const IGNORED_SIGNALS: readonly NodeJS.Signals[] = ['SIGUSR1'];
+
 function parser(argv: string[]) {
-  return yargs(argv)
+  return globalFlags(yargs(argv))
     .scriptName('bpfnet-exporter')
-    .env('BPFNET')
     .command(['run', '$0'], 'measure TCP in the kernel and serve Prometheus metrics (default)', runOptions)
     .command(
       'redirect',
@@ -224,13 +285,6 @@ function parser(argv: string[]) {
       redirectOptions,
     )
     .command('check', 'print what this kernel supports for each probe and attach type')
-    .option('bpf-dir', {
-      type: 'string',
-      default: DEFAULT_BPF_DIR,
-      coerce: lastString,
-      describe: 'directory of the compiled BPF objects (*.bpf.o)',
-      global: true,
-    })
     .strict()
     .version(packageVersion())
     .help()
@@ -244,8 +298,14 @@ function parser(argv: string[]) {
     });
 }
 
+/** Flags from the environment, for naming them in an error. */
+let fromEnv: Origins = new Map();
+
 async function main(argv: string[]): Promise<number> {
-  const args = await parser(argv).parseAsync();
+  const all = new Map(Object.keys(COMMANDS).flatMap((c) => [...flagsOf(c)]));
+  const prepared = prepareArgs(argv, process.env, flagsOf(commandOf(argv, all)), new Set(all.keys()));
+  fromEnv = prepared.fromEnv;
+  const args = await parser(prepared.argv).parseAsync();
   setBpfDir(args['bpf-dir']);
   if (args._[0] === 'check') return runCheck(process.stdout);
   if (args.help || args.version) return 0;
@@ -254,13 +314,15 @@ async function main(argv: string[]): Promise<number> {
 }
 
 function oneLine(err: unknown): [string, number] {
-  if (err instanceof UsageError || err instanceof EnvironmentError) return [err.message, err.exitCode];
+  if (err instanceof UsageError) return [nameOrigin(err.message, fromEnv), err.exitCode];
+  if (err instanceof EnvironmentError) return [err.message, err.exitCode];
   const e = err as Error;
   return [`${e?.message ?? String(err)}`, 1];
 }
 
 /** Runs the command line and exits with its status. */
 export function runCli(argv: string[] = process.argv.slice(2)): void {
+  for (const signal of IGNORED_SIGNALS) process.on(signal, () => rootLogger.warn('signal ignored: it has no meaning here', { signal }));
   process.on('uncaughtException', (err) => {
     rootLogger.error('unexpected error', { err: err.stack ?? err.message });
     process.exit(1);

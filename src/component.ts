@@ -5,7 +5,10 @@
 // asked for its status and programs, closed. The exporter loops over them
 // and knows none by name.
 import type { Registry } from 'prom-client';
-import type { BpfLink, BpfObject, BpfProgram } from './libbpf';
+import { EnvironmentError, UsageError } from './errors';
+import { BpfError, BpfObject, type BpfLink, type BpfProgram } from './libbpf';
+import type { ObjectBinding } from './libbpf/binding';
+import { bpfDirGiven, bpfObjectPath } from './paths';
 import type { Logger } from './log';
 import type { ScrapeFailures } from './metrics/validate';
 import type { FilteredObject, ResolvedFilters } from './filters';
@@ -49,6 +52,8 @@ export interface Component<O = unknown> {
   readonly name: string;
   /** the probes it provides, as --probes names them; none for a feature */
   readonly probes: readonly string[];
+  /** its BPF object */
+  readonly binding: ObjectBinding;
   /** its part of the options; undefined: not asked for */
   select(options: Options): O | undefined;
   /** checks that need no BPF object, before the HTTP port is bound; throws
@@ -58,6 +63,20 @@ export interface Component<O = unknown> {
    * probe that cannot run is reported down in status; only a component
    * whose failure must stop the exporter (the redirect) throws. */
   start(ctx: ProbeContext<O>): RunningComponent;
+}
+
+/** Fails with one line unless the component's object file parses and is
+ * the one this build was made with: a corrupt or foreign object is an error
+ * at start, not a probe reported down. Nothing reaches the kernel. */
+export function checkObjectFile(c: Component): void {
+  const file = bpfObjectPath(c.binding.file);
+  try {
+    BpfObject.open(file, c.binding).close();
+  } catch (err) {
+    const why = err instanceof BpfError ? err.reason() : (err as Error).message.replace(`${file} `, '');
+    if (bpfDirGiven()) throw new UsageError(`--bpf-dir: cannot use ${file} (${why}); give the directory of this build's BPF objects`);
+    throw new EnvironmentError(`cannot use ${file} (${why}); rebuild with npm run build (or scripts/setup)`);
+  }
 }
 
 /** Destroys every link (taking them out of links), warning of those that

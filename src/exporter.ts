@@ -7,12 +7,12 @@ import type { Logger } from './log';
 import { registerExporterMetrics } from './metrics/exporter';
 import { ScrapeFailures } from './metrics/validate';
 import { packageVersion } from './paths';
-import type { Component, ProbeStatus, RunningComponent } from './component';
+import { checkObjectFile, type Component, type ProbeStatus, type RunningComponent } from './component';
 import { PROBE_NAMES, resolveOptions, type ExporterOptions, type Options } from './options';
 import { COMPONENTS } from './probes/registry';
 import { ConnectionTracing } from './tracing/tracing';
 import { MetricsServer, type ListenAddress } from './server';
-import { checkBtf, checkPrivileges } from './system';
+import { checkBtf, checkPrivileges, checkStatsPrivilege } from './system';
 
 /** A component the options ask for, with its part of them. */
 interface Wanted {
@@ -26,6 +26,7 @@ export class Exporter {
   private tracing: ConnectionTracing | undefined;
   private server: MetricsServer | undefined;
   private stopped = false;
+  private started = false;
 
   private constructor(
     private readonly options: Options,
@@ -42,8 +43,12 @@ export class Exporter {
     });
     for (const r of options.renamed) log.warn('probe renamed: give the new name, the old one goes in a later release', { probe: r.given, now: r.now });
     checkPrivileges();
+    if (options.enableBpfStats) checkStatsPrivilege();
     checkBtf();
-    for (const w of wanted) w.component.preflight?.(w.options);
+    for (const w of wanted) {
+      w.component.preflight?.(w.options);
+      checkObjectFile(w.component);
+    }
     setLibbpfLogger(log.child('libbpf'));
 
     const exp = new Exporter(options, wanted, log);
@@ -87,6 +92,7 @@ export class Exporter {
         else this.log.error('probe down', { probe, reason: s.reason });
       }
     }
+    this.started = true;
   }
 
   get address(): ListenAddress | undefined {
@@ -108,25 +114,31 @@ export class Exporter {
     return this.running;
   }
 
+  /** Ready once /metrics serves everything started; with --readiness
+   * all-probes, only while every requested probe is attached too. */
   private readiness(): { ready: boolean; detail: string } {
+    if (!this.started) return { ready: false, detail: 'not ready: starting' };
     const status = this.status();
     const wanted = this.wanted.flatMap(({ component: c }) => (c.probes.length ? this.options.probes.filter((p) => c.probes.includes(p)) : [c.name]));
     const down = wanted.filter((p) => !status.get(p)?.up).map((p) => `${p} (${status.get(p)?.reason ?? 'starting'})`);
-    return down.length ? { ready: false, detail: `not ready: ${down.join('; ')}` } : { ready: true, detail: 'ready' };
+    if (!down.length) return { ready: true, detail: 'ready' };
+    if (this.options.readiness === 'all-probes') return { ready: false, detail: `not ready: ${down.join('; ')}` };
+    return { ready: true, detail: `ready; down: ${down.join('; ')}` };
   }
 
-  /** Detaches every link, closes every object and the server, in the reverse
-   * order of starting. Safe to call twice. */
+  /** Stops sending spans (within a bounded time, whatever the collector
+   * does), closes the server, then detaches every link and closes every
+   * object: /metrics serves real samples until it closes. Safe to call twice. */
   async stop(): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
-    for (const r of this.running.splice(0).reverse()) await r.close();
-    // after the probes: the last events are spans in the queue by now
+    // while the probes still run: events from here on are counted as dropped
     await this.tracing?.shutdown();
+    await this.server?.close();
+    for (const r of this.running.splice(0).reverse()) await r.close();
     this.tracing = undefined;
     if (this.statsFd !== undefined) closeFd(this.statsFd);
     this.statsFd = undefined;
-    await this.server?.close();
   }
 }
 

@@ -6,10 +6,10 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { BpfObject } from './libbpf';
-import { UsageError } from './errors';
+import { EnvironmentError, UsageError } from './errors';
 import { cgroup2Mount } from './system';
 import type { MapName } from './libbpf/binding';
-import type { TCP_LIFECYCLE } from './generated/tcp-lifecycle';
+import { TCP_LIFECYCLE } from './generated/tcp-lifecycle';
 import type { NETSTACK } from './generated/netstack';
 
 /** An object with the filter maps of bpf/include/filter.h. */
@@ -44,7 +44,10 @@ function resolveNetns(p: string): number {
   let st: fs.BigIntStats;
   try {
     st = fs.statSync(p, { bigint: true });
-  } catch {
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'EACCES') {
+      throw new EnvironmentError(`--netns ${p}: permission denied; another process's namespace needs CAP_SYS_PTRACE (or give its bind mount, /run/netns/NAME)`);
+    }
     throw new UsageError(`--netns ${p}: no such file; give /run/netns/NAME or /proc/PID/ns/net`);
   }
   const own = fs.statSync('/proc/self/ns/net', { bigint: true });
@@ -83,12 +86,29 @@ export function resolvePort(port: number, flag = '--port'): number {
   return port;
 }
 
+/** Distinct values of a filter, refused past its map's size (the same in
+ * every object: bpf/include/filter.h) before anything loads. */
+function distinct<T>(flag: string, values: T[], map: keyof typeof TCP_LIFECYCLE.maps): T[] {
+  const unique = [...new Set(values)];
+  const max = TCP_LIFECYCLE.maps[map].maxEntries;
+  if (unique.length > max) throw new UsageError(`${flag}: ${unique.length} distinct values; give at most ${max} (the size of its filter map)`);
+  return unique;
+}
+
 export function resolveFilters(spec: FilterSpec): ResolvedFilters {
   return {
-    pids: [...new Set(spec.pids.map(resolvePid))],
-    netnsInodes: [...new Set(spec.netns.map(resolveNetns))],
-    cgroupIds: [...new Set(spec.cgroups.map((c) => resolveCgroupDir(c).id))],
-    ports: [...new Set(spec.ports.map((p) => resolvePort(p)))],
+    pids: distinct('--pid', spec.pids.map(resolvePid), 'filter_pids'),
+    netnsInodes: distinct('--netns', spec.netns.map(resolveNetns), 'filter_netns'),
+    cgroupIds: distinct(
+      '--cgroup',
+      spec.cgroups.map((c) => resolveCgroupDir(c).id),
+      'filter_cgroups',
+    ),
+    ports: distinct(
+      '--port',
+      spec.ports.map((p) => resolvePort(p)),
+      'filter_ports',
+    ),
   };
 }
 

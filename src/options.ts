@@ -21,17 +21,27 @@ export const PROBE_NAMES: readonly string[] = [...TCP_PROBES, 'netstack'];
 /** Earlier probe names, still taken for one release: the name each has now. */
 export const DEPRECATED_PROBES: Readonly<Record<string, string>> = { netsubsys: 'netstack' };
 
+/** What /readyz waits for: /metrics serving, or every requested probe attached. */
+export const READINESS = ['serving', 'all-probes'] as const;
+export type Readiness = (typeof READINESS)[number];
+
 export const DEFAULTS = {
   listen: '0.0.0.0:9435',
+  readiness: 'serving' as Readiness,
   probes: TCP_PROBES as readonly string[],
   acceptPortLimit: 1024,
   netstackSeriesTtl: 600,
   eventRingBytes: 4 << 20,
 } as const;
 
+/** The longest --netstack-series-ttl, seconds: a year. */
+const MAX_SERIES_TTL = 365 * 86400;
+
 /** What the command line gives: values as typed, lists split, nothing checked. */
 export interface ExporterOptions {
   listen: ListenAddress;
+  /** what /readyz waits for; default serving */
+  readiness?: Readiness;
   probes: readonly string[];
   filters: FilterSpec;
   enableBpfStats: boolean;
@@ -62,6 +72,7 @@ export interface SidecarSpec {
 /** Every option, checked and resolved. */
 export interface Options {
   listen: ListenAddress;
+  readiness: Readiness;
   enableBpfStats: boolean;
   /** the probes asked for, in the order given */
   probes: readonly string[];
@@ -115,8 +126,9 @@ export function resolveOptions(o: ExporterOptions): Options {
     throw new UsageError(`--accept-port-limit ${limit}: give an integer from 1 to 65535`);
   }
   const ttl = o.netstackSeriesTtl;
-  if (!Number.isFinite(ttl) || ttl < 0) {
-    throw new UsageError(`--netstack-series-ttl ${ttl}: give seconds, 0 or more (0: never)`);
+  // under a second the sweep would run more often than the series change
+  if (!(ttl === 0 || (ttl >= 1 && ttl <= MAX_SERIES_TTL))) {
+    throw new UsageError(`--netstack-series-ttl ${ttl}: give seconds, from 1 to ${MAX_SERIES_TTL}, or 0 (never)`);
   }
   const eventRingBytes = ringBytes(o.eventRingBytes ?? DEFAULTS.eventRingBytes);
   const tracing = resolveTracing(o.tracing ?? {});
@@ -130,6 +142,7 @@ export function resolveOptions(o: ExporterOptions): Options {
   }
   return {
     listen: o.listen,
+    readiness: o.readiness ?? DEFAULTS.readiness,
     enableBpfStats: o.enableBpfStats,
     filters: resolveFilters(o.filters),
     tracing,
@@ -144,6 +157,7 @@ export function resolveOptions(o: ExporterOptions): Options {
 export function defaultOptions(probes: readonly string[]): Options {
   return {
     listen: { host: '127.0.0.1', port: 0 },
+    readiness: DEFAULTS.readiness,
     enableBpfStats: false,
     filters: NO_FILTERS,
     renamed: [],

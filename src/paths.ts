@@ -12,6 +12,7 @@ let bpfDir = DEFAULT_BPF_DIR;
 
 /** Uses the objects in dir; fails with the fix if there are none. */
 export function setBpfDir(dir: string): void {
+  if (dir.trim() === '') throw new UsageError('--bpf-dir is empty: give the directory holding tcp-lifecycle.bpf.o, or leave the flag out');
   const resolved = path.resolve(dir);
   if (!fs.existsSync(path.join(resolved, 'tcp-lifecycle.bpf.o'))) {
     throw new UsageError(
@@ -21,6 +22,11 @@ export function setBpfDir(dir: string): void {
     );
   }
   bpfDir = resolved;
+}
+
+/** Whether --bpf-dir chose another directory than the build's own. */
+export function bpfDirGiven(): boolean {
+  return bpfDir !== DEFAULT_BPF_DIR;
 }
 
 export function bpfObjectPath(stem: string): string {

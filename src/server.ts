@@ -3,7 +3,7 @@
 // scraper asks for it), /healthz (the process answers) and /readyz (every
 // requested probe is attached).
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
+import net, { type AddressInfo } from 'node:net';
 import { Registry, type RegistryContentType } from 'prom-client';
 import { EnvironmentError, UsageError } from './errors';
 import type { Logger } from './log';
@@ -17,7 +17,14 @@ export interface ListenAddress {
 export function parseListen(text: string): ListenAddress {
   const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]*)):(\d{1,5})$/.exec(text.trim());
   const port = m ? Number(m[3]) : NaN;
-  if (!m || port > 65535) {
+  const host = m ? (m[1] ?? m[2]) : undefined;
+  // a name as DNS has them (RFC 1123), or an address literal
+  const name =
+    host === '' ||
+    (host !== undefined &&
+      (net.isIP(host) !== 0 ||
+        /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$/.test(host)));
+  if (!m || port > 65535 || !name) {
     throw new UsageError(`--listen ${text}: not an address; give HOST:PORT, [IPV6]:PORT or :PORT (e.g. 0.0.0.0:9435)`);
   }
   return { host: m[1] ?? (m[2] || '0.0.0.0'), port };
@@ -141,6 +148,7 @@ function listenError(err: NodeJS.ErrnoException, at: ListenAddress): Error {
     case 'EACCES':
       return new EnvironmentError(`${where}: permission denied; run as root or choose a port above 1023`);
     case 'EADDRNOTAVAIL':
+    case 'EINVAL':
     case 'ENOTFOUND':
     case 'EAI_AGAIN':
       return new UsageError(`${where}: not an address of this host; give one of its addresses, or 0.0.0.0`);

@@ -37,7 +37,7 @@ export function tracefsMount(): string | undefined {
 
 export const TRACEFS_FIX = 'mount -t tracefs nodev /sys/kernel/tracing';
 
-export const CAPABILITIES = { CAP_NET_ADMIN: 12, CAP_SYS_ADMIN: 21, CAP_SYS_RESOURCE: 24, CAP_PERFMON: 38, CAP_BPF: 39 } as const;
+export const CAPABILITIES = { CAP_NET_ADMIN: 12, CAP_SYS_PTRACE: 19, CAP_SYS_ADMIN: 21, CAP_PERFMON: 38, CAP_BPF: 39 } as const;
 
 /** Effective capabilities of this process, from /proc/self/status. */
 export function effectiveCapabilities(): bigint {
@@ -58,7 +58,18 @@ export function checkPrivileges(): void {
   const admin = hasCapability(CAPABILITIES.CAP_SYS_ADMIN, eff);
   const bpf = hasCapability(CAPABILITIES.CAP_BPF, eff) && hasCapability(CAPABILITIES.CAP_PERFMON, eff);
   if (!admin && !bpf) {
-    throw new EnvironmentError('not permitted to load BPF programs: run as root, or grant CAP_BPF, CAP_PERFMON, CAP_NET_ADMIN and CAP_SYS_ADMIN');
+    throw new EnvironmentError('not permitted to load BPF programs: run as root, or grant CAP_BPF and CAP_PERFMON');
+  }
+}
+
+/** What BPF_ENABLE_STATS (--enable-bpf-stats) needs. */
+export const STATS_CAPABILITY = 'CAP_SYS_ADMIN';
+
+/** Fails with one line naming the capability unless the kernel's run time
+ * statistics can be turned on. */
+export function checkStatsPrivilege(): void {
+  if (!hasCapability(CAPABILITIES[STATS_CAPABILITY])) {
+    throw new EnvironmentError(`--enable-bpf-stats needs ${STATS_CAPABILITY} (BPF_ENABLE_STATS): grant it, or leave the flag out`);
   }
 }
 

@@ -65,9 +65,6 @@ const NOISE = [
   /^processed \d+ insns|^verification time|^stack depth/,
 ];
 
-/** The line of a libbpf log that says why: inside a verifier log its last
- * meaningful line, else the first line that is not noise; without libbpf's
- * "libbpf: prog 'x': " prefixes. */
 /** One line for any failure: a BpfError's summary (operation, errno, the
  * verifier's telling line), or an error's message. */
 export function summaryOf(err: unknown): string {
@@ -79,6 +76,9 @@ export function detailOf(err: unknown): string {
   return err instanceof BpfError ? err.detail() : String((err as Error)?.message ?? err);
 }
 
+/** The line of a libbpf log that says why: inside a verifier log its last
+ * meaningful line, else the first line that is not noise; without libbpf's
+ * "libbpf: prog 'x': " prefixes. */
 export function usefulLine(log: readonly string[]): string | undefined {
   const noise = (l: string) => NOISE.some((re) => re.test(l.trim()));
   const begin = log.findIndex((l) => l.includes('-- BEGIN PROG LOAD LOG --'));

@@ -263,6 +263,7 @@ function registerMetrics(probe: Netstack, ctx: ProbeContext<NetstackOptions>): v
 export const NETSTACK_COMPONENT: Component<NetstackOptions> = {
   name: 'netstack',
   probes: ['netstack'],
+  binding: NETSTACK,
   select: (o) => o.netstack,
   start(exporterCtx: ProbeContext<NetstackOptions>): RunningComponent {
     const ctx = { ...exporterCtx, log: exporterCtx.log.child('probes') };

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 // The probes this exporter has, by the names --probes takes.
+import { TCP_LIFECYCLE } from '../generated/tcp-lifecycle';
 import type { ProbeContext, Component, RunningComponent } from '../component';
 import { NETSTACK_COMPONENT } from './netstack';
 import { TcpLifecycle } from './tcp-lifecycle';
@@ -10,6 +11,7 @@ import { REDIRECT_COMPONENT } from '../redirect/component';
 const tcpLifecycle: Component<TcpOptions> = {
   name: 'tcp',
   probes: TCP_PROBES,
+  binding: TCP_LIFECYCLE,
   select: (o) => o.tcp,
   start(exporterCtx: ProbeContext<TcpOptions>): RunningComponent {
     const ctx = { ...exporterCtx, log: exporterCtx.log.child('probes') };

@@ -2,6 +2,7 @@
 // The socket redirect as a component: asked for with --redirect (or the
 // redirect command), not --probes; attached to its cgroup or not at all, since
 // a half-attached redirect is no use: a failure stops the exporter.
+import { SOCK_REDIRECT } from '../generated/sock-redirect';
 import type { Component } from '../component';
 import type { RedirectOptions } from '../options';
 import { EnvironmentError } from '../errors';
@@ -12,6 +13,7 @@ import { assertNotRunning, SockRedirect } from './sock-redirect';
 export const REDIRECT_COMPONENT: Component<RedirectOptions> = {
   name: 'redirect',
   probes: [],
+  binding: SOCK_REDIRECT,
   select: (o) => o.redirect,
   preflight(o) {
     // attaching sockops to a cgroup needs CAP_NET_ADMIN besides what loading needs

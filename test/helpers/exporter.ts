@@ -7,7 +7,8 @@ import path from 'node:path';
 import { onCleanup } from './cleanup';
 import { parseMetrics, type Metrics } from './prom-text';
 
-export const CLI = path.resolve(__dirname, '..', '..', 'src', 'cli.js');
+/** The command users run (build/js/src/cli.js behind the entry point's guards). */
+export const CLI = path.resolve(__dirname, '..', '..', '..', '..', 'bin', 'bpfnet-exporter');
 
 export interface RunResult {
   code: number | null;
@@ -55,15 +56,18 @@ export class RunningExporter {
   readonly url: Promise<string>;
   private readonly cleanup: () => Promise<void>;
 
-  /** Starts the CLI with args; wrap is a command prefix (unshare, setpriv...). */
+  /** Starts the CLI with args (after --listen 127.0.0.1:0); wrap is a
+   * command prefix (unshare, setpriv...). exact: args and env as given, and
+   * nothing else (as a pod starts it). */
   constructor(
     readonly args: string[],
     env: NodeJS.ProcessEnv = {},
     wrap: string[] = [],
+    exact = false,
   ) {
-    const argv = [...wrap, process.execPath, CLI, '--listen', '127.0.0.1:0', ...args];
+    const argv = [...wrap, process.execPath, CLI, ...(exact ? [] : ['--listen', '127.0.0.1:0']), ...args];
     const child: ChildProcess = spawn(argv[0]!, argv.slice(1), {
-      env: { ...process.env, ...env },
+      env: exact ? env : { ...process.env, ...env },
       stdio: ['ignore', 'ignore', 'pipe'],
     });
     this.child = child;
@@ -99,13 +103,14 @@ export class RunningExporter {
     return this.stderrText;
   }
 
-  /** Resolves once /readyz says every probe is attached. */
+  /** Resolves once /readyz says ready with every probe attached (a probe
+   * down would say "ready; down: ..."). */
   async ready(timeoutMs = 20_000): Promise<this> {
     const url = await this.url;
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       const r = await httpGet(`${url}/readyz`);
-      if (r.status === 200) return this;
+      if (r.status === 200 && r.body === 'ready\n') return this;
       if (Date.now() > deadline) throw new Error(`exporter not ready: ${r.body}\n${this.stderrText}`);
       await sleep(100);
     }

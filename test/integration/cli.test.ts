@@ -6,6 +6,9 @@ import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { DEFAULT_BPF_DIR } from '../../src/paths';
 import { httpGet, RunningExporter, runCli } from '../helpers/exporter';
 import { HIDE_TRACEFS, requireRoot } from '../helpers/privileges';
 
@@ -40,6 +43,16 @@ async function stillLoaded(ids: number[]): Promise<number[]> {
     if (!left.length || i === 100) return left;
     await new Promise((r) => setTimeout(r, 100));
   }
+}
+
+/** TCP ports a process listens on, from ss. */
+function listeningPorts(pid: number): number[] {
+  const out = execFileSync('ss', ['-ltnpH'], { encoding: 'utf8' });
+  return out
+    .split('\n')
+    .filter((l) => l.includes(`pid=${pid},`))
+    .map((l) => Number(/:(\d+)\s/.exec(l.split(/\s+/)[3] + ' ')![1]))
+    .sort((a, b) => a - b);
 }
 
 /** A pid that is not running: one of a process that has just exited. */
@@ -96,7 +109,32 @@ describe('command line', function () {
       ],
       ['a sidecar pid that does not exist', ['--sidecar-pid', String(deadPid())], /--sidecar-pid \d+: no such process/],
       ['a ring buffer size that is not a power of two', ['--event-ring-bytes', '5000'], /--event-ring-bytes 5000: give a power of two from 4096/],
-      ['a negative series lifetime', ['--probes', 'netstack', '--netstack-series-ttl', '-1'], /--netstack-series-ttl -1: give seconds, 0 or more \(0: never\)/],
+      [
+        'a negative series lifetime',
+        ['--probes', 'netstack', '--netstack-series-ttl', '-1'],
+        /--netstack-series-ttl -1: give seconds, from 1 to 31536000, or 0 \(never\)$/,
+      ],
+      [
+        'a series lifetime under a second',
+        ['--probes', 'netstack', '--netstack-series-ttl', '0.0001'],
+        /--netstack-series-ttl 0.0001: give seconds, from 1 to/,
+      ],
+      ['an empty series lifetime', ['--netstack-series-ttl', ''], /--netstack-series-ttl "": not a number; see --help/],
+      ['an empty sample ratio', ['--otlp-endpoint', 'http://127.0.0.1:4318', '--trace-sample-ratio', ''], /--trace-sample-ratio "": not a number/],
+      ['an empty pid', ['--pid', ''], /--pid "": an empty value; give one, or leave the flag out$/],
+      ['an empty port', ['--port', ''], /--port "": an empty value/],
+      ['an empty port in a list', ['--port', '80,,443'], /--port "80,,443": an empty value/],
+      ['an empty netns', ['--netns', ''], /--netns "": an empty value/],
+      ['an empty cgroup', ['--cgroup', ''], /--cgroup "": an empty value/],
+      ['an empty sidecar command', ['--sidecar-comm', ''], /--sidecar-comm "": an empty value/],
+      ['an empty BPF directory', ['--bpf-dir', ''], /--bpf-dir is empty: give the directory holding tcp-lifecycle.bpf.o, or leave the flag out/],
+      [
+        'more ports than the filter map holds',
+        ['--port', Array.from({ length: 1025 }, (_, i) => i + 1).join(',')],
+        /--port: 1025 distinct values; give at most 1024 \(the size of its filter map\)/,
+      ],
+      ['a boolean that is neither', ['--enable-bpf-stats=maybe'], /--enable-bpf-stats "maybe": not a boolean; give true or false \(1\/0, yes\/no, on\/off\)/],
+      ['a readiness it does not know', ['--readiness', 'soon'], /Invalid values: Argument: readiness, Given: "soon", Choices: "serving", "all-probes"/],
       ['a directory without BPF objects', ['--bpf-dir', '/tmp'], /--bpf-dir \/tmp: no BPF objects there; give the directory holding tcp-lifecycle.bpf.o/],
     ];
     for (const [what, args, message] of usage) {
@@ -112,8 +150,62 @@ describe('command line', function () {
       assert.match(oneLine(r.stderr), /unknown probe "nope"/);
       assert.equal(r.code, 2);
       const dir = await runCli(['check'], { env: { BPFNET_BPF_DIR: '/tmp' } });
-      assert.match(oneLine(dir.stderr), /--bpf-dir \/tmp: no BPF objects there/);
+      assert.match(oneLine(dir.stderr), /BPFNET_BPF_DIR \/tmp: no BPF objects there/);
       assert.equal(dir.code, 2);
+    });
+
+    const envUsage: [string, NodeJS.ProcessEnv, RegExp][] = [
+      ['an empty variable', { BPFNET_PORT: '' }, /^bpfnet-exporter: BPFNET_PORT is empty: give a value, or unset it$/],
+      ['a bad value, naming the variable', { BPFNET_PORT: '0' }, /^bpfnet-exporter: BPFNET_PORT 0: not a port; give 1 to 65535$/],
+      ['a boolean that is neither', { BPFNET_REDIRECT: 'maybe' }, /^bpfnet-exporter: BPFNET_REDIRECT "maybe": not a boolean/],
+      ['a misspelled flag', { BPFNET_PROBE: 'connect' }, /^bpfnet-exporter: BPFNET_PROBE: not a setting of bpfnet-exporter; unset it, or see --help/],
+    ];
+    for (const [what, env, message] of envUsage) {
+      it(`exits 2 for ${what} in BPFNET_*`, async function () {
+        const r = await runCli(['--listen', '127.0.0.1:0'], { env });
+        assert.match(oneLine(r.stderr), message);
+        assert.equal(r.code, 2);
+      });
+    }
+
+    it('takes booleans from BPFNET_* in the usual spellings', async function () {
+      const exporter = await new RunningExporter([], { BPFNET_ENABLE_BPF_STATS: '1' }).ready();
+      const r = await exporter.stop();
+      assert.equal(r.code, 0);
+      assert.match(exporter.stderr, /msg="BPF run time statistics on while running"/);
+    });
+
+    it('exits 2 for a listen address that is not UTF-8', async function () {
+      const r = await runCli([], { wrap: ['sh', '-c', `exec "$@" --listen "$(printf 'h\\377st:9435')"`, 'sh'] });
+      assert.match(oneLine(r.stderr), /--listen h\uFFFDst:9435: not an address; give HOST:PORT/);
+      assert.equal(r.code, 2);
+    });
+
+    describe('BPF objects that are not this build', function () {
+      let dir: string;
+      before(function () {
+        dir = fs.mkdtempSync(path.join(os.tmpdir(), 'bpfnet-objects-'));
+        for (const f of fs.readdirSync(DEFAULT_BPF_DIR)) fs.writeFileSync(path.join(dir, f), 'not an ELF file\n');
+      });
+      after(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+      it('exits 2 for a --bpf-dir of corrupt objects, before anything loads', async function () {
+        const r = await runCli(['--listen', '127.0.0.1:0', '--bpf-dir', dir]);
+        assert.match(
+          oneLine(r.stderr),
+          new RegExp(
+            `--bpf-dir: cannot use ${dir}/tcp-lifecycle.bpf.o \\(LIBBPF_ERRNO 4001 \\(BPF object format invalid\\).*\\); give the directory of this build's BPF objects$`,
+          ),
+        );
+        assert.equal(r.code, 2);
+      });
+
+      it("exits 2 for another object under a probe's name", async function () {
+        fs.copyFileSync(path.join(DEFAULT_BPF_DIR, 'netstack.bpf.o'), path.join(dir, 'tcp-lifecycle.bpf.o'));
+        const r = await runCli(['--listen', '127.0.0.1:0', '--bpf-dir', dir]);
+        assert.match(oneLine(r.stderr), /--bpf-dir: cannot use .*tcp-lifecycle.bpf.o \(has no struct \w+, which the exporter was built against/);
+        assert.equal(r.code, 2);
+      });
     });
 
     it('exits 2 for an OTLP protocol it does not speak (OTEL_EXPORTER_OTLP_TRACES_PROTOCOL=grpc)', async function () {
@@ -147,7 +239,7 @@ describe('command line', function () {
   });
 
   describe('lifecycle', function () {
-    for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+    for (const signal of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) {
       it(`on ${signal} detaches and unloads every program and exits 0`, async function () {
         const exporter = await new RunningExporter([]).ready();
         const ids = programsOf(exporter.pid);
@@ -158,6 +250,19 @@ describe('command line', function () {
       });
     }
 
+    it('ignores SIGUSR1: no inspector opens, it logs the signal and goes on', async function () {
+      const exporter = await new RunningExporter([]).ready();
+      const port = Number(new URL(await exporter.url).port);
+      process.kill(exporter.pid, 'SIGUSR1');
+      await new Promise((r) => setTimeout(r, 500));
+      process.kill(exporter.pid, 'SIGUSR1');
+      const m = await exporter.scrape();
+      assert.equal(m.find('bpfnet_probe_up').length, 3);
+      assert.deepEqual(listeningPorts(exporter.pid), [port], 'the metrics port and nothing else (no inspector on 9229)');
+      assert.equal((await exporter.stop()).code, 0);
+      assert.equal(exporter.stderr.match(/level=warn msg="signal ignored: it has no meaning here" signal=SIGUSR1/g)?.length, 2);
+    });
+
     it('leaves no program behind even when killed with SIGKILL', async function () {
       const exporter = await new RunningExporter([]).ready();
       const ids = programsOf(exporter.pid);
@@ -167,17 +272,22 @@ describe('command line', function () {
       assert.deepEqual(await stillLoaded(ids), []);
     });
 
-    it('keeps the other probes running when one cannot attach, and is not ready', async function () {
+    it('keeps the other probes running when one cannot attach, and is ready unless asked for all probes', async function () {
       // without tracefs the accept() tracepoints cannot attach; tp_btf needs none
+      const down = /accept \(tracepoint\/syscalls\/sys_exit_accept\{,4\} needs tracefs, which is not mounted: mount -t tracefs nodev \/sys\/kernel\/tracing\)/;
+      const strict = new RunningExporter(['--readiness', 'all-probes'], {}, HIDE_TRACEFS);
+      let notReady = await httpGet(`${await strict.url}/readyz`);
+      for (let i = 0; i < 50 && !/accept/.test(notReady.body); i++) notReady = await httpGet(`${await strict.url}/readyz`);
+      assert.equal(notReady.status, 503);
+      assert.match(notReady.body, new RegExp(`^not ready: ${down.source}`));
+      assert.equal((await strict.stop()).code, 0);
+
       const exporter = new RunningExporter([], {}, HIDE_TRACEFS);
       const url = await exporter.url;
       let ready = await httpGet(`${url}/readyz`);
       for (let i = 0; i < 50 && !/accept/.test(ready.body); i++) ready = await httpGet(`${url}/readyz`);
-      assert.equal(ready.status, 503);
-      assert.match(
-        ready.body,
-        /not ready: accept \(tracepoint\/syscalls\/sys_exit_accept\{,4\} needs tracefs, which is not mounted: mount -t tracefs nodev \/sys\/kernel\/tracing\)/,
-      );
+      assert.equal(ready.status, 200);
+      assert.match(ready.body, new RegExp(`^ready; down: ${down.source}`));
       const m = await exporter.scrape();
       assert.deepEqual(
         m.find('bpfnet_probe_up').map((s) => [s.labels.probe, s.value]),
