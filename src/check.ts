@@ -6,10 +6,11 @@
 // fails becomes a "no" row with the errno, libbpf's reason and the fix.
 import fs from 'node:fs';
 import os from 'node:os';
+import path from 'node:path';
 import { Registry } from 'prom-client';
 
 import { NO_FILTERS } from './filters';
-import { BpfError, BpfObject } from './libbpf';
+import { BPF_SK_MSG_VERDICT, BpfError, BpfObject, closeFd, enableRunTimeStats } from './libbpf';
 import { Logger } from './log';
 import { ScrapeFailures } from './metrics/validate';
 import { bpfObjectPath } from './paths';
@@ -27,6 +28,7 @@ import {
   effectiveCapabilities,
   hasCapability,
   mountsOfType,
+  STATS_CAPABILITY,
   TRACEFS_FIX,
   tracefsMount,
   VMLINUX_BTF,
@@ -62,7 +64,9 @@ const MAPS: readonly { item: string; map: MapName<Features> }[] = [
 
 const MIN_KERNEL = [5, 12] as const;
 const PRIVILEGE_FIX = 'run as root, or grant CAP_BPF and CAP_PERFMON';
-const LATER_CAPS = 'CAP_NET_ADMIN and CAP_SYS_ADMIN (later redirect and cgroup features)';
+/** Rows whose programs or maps need CAP_NET_ADMIN besides (socket maps and programs). */
+const NET_ADMIN_ITEMS = ['sockops', 'sk_msg', 'sockhash map', 'redirect'];
+const NET_ADMIN_FIX = 'needs CAP_NET_ADMIN besides CAP_BPF and CAP_PERFMON';
 
 /** Prints the table; exit status 0 when at least one probe can run. */
 export async function runCheck(out: NodeJS.WritableStream): Promise<number> {
@@ -76,7 +80,7 @@ export async function runCheck(out: NodeJS.WritableStream): Promise<number> {
   ];
   const rows = [...env.map(([item, check]) => guard(item, check)), ...attachTypes(), ...maps()];
   const probes = await probeRows();
-  out.write(table([...rows, ...probes, redirectRow()]));
+  out.write(table([...rows, ...probes, redirectRow(), runStatsRow()]));
   return probes.some((r) => r.ok) ? 0 : 1;
 }
 
@@ -89,19 +93,19 @@ function guard(item: string, check: () => Row): Row {
   }
 }
 
+/** Who this process is and whether it may load BPF programs; what each
+ * feature needs on top is found by trying it (redirectRow, runStatsRow). */
 function privileges(): Row {
   const eff = effectiveCapabilities();
-  const has = (['CAP_BPF', 'CAP_PERFMON', 'CAP_NET_ADMIN', 'CAP_SYS_ADMIN'] as const).filter((c) => hasCapability(CAPABILITIES[c], eff));
+  const has = (['CAP_BPF', 'CAP_PERFMON', 'CAP_NET_ADMIN', 'CAP_SYS_ADMIN', 'CAP_SYS_PTRACE'] as const).filter((c) => hasCapability(CAPABILITIES[c], eff));
   let ok = true;
   try {
     checkPrivileges(); // the exporter's own rule, so check and run agree
   } catch {
     ok = false;
   }
-  const lacking = (['CAP_NET_ADMIN', 'CAP_SYS_ADMIN'] as const).filter((c) => !has.includes(c));
   const who = `${process.getuid?.() === 0 ? 'root' : `uid ${process.getuid?.()}`} with ${has.length ? has.join(', ') : 'no BPF capabilities'}`;
-  if (!ok) return { item: 'privileges', ok, detail: `${who}: ${PRIVILEGE_FIX}, plus ${LATER_CAPS}` };
-  return { item: 'privileges', ok, detail: lacking.length ? `${who}; lacks ${lacking.join(', ')}, which later redirect and cgroup features need` : who };
+  return { item: 'privileges', ok, detail: ok ? who : `${who}: ${PRIVILEGE_FIX}` };
 }
 
 function kernel(): Row {
@@ -146,12 +150,16 @@ function cgroup2(): Row {
   };
 }
 
-/** Opens bpf/features.bpf.o with only `program` to load (none: maps only),
- * loads it, runs use on it and closes it, whatever happens. */
-function withFeatures<T>(program: ProgramName<Features> | undefined, use: (obj: BpfObject<Features>) => T): T {
+/** Opens bpf/features.bpf.o with only `program` to load (none: no
+ * program) and only `map` to create (none: every map), loads it, runs use
+ * on it and closes it, whatever happens. No program uses the maps, so a
+ * program is tried without them: a sockhash needs CAP_NET_ADMIN, which the
+ * tracing programs do not. */
+function withFeatures<T>(program: ProgramName<Features> | undefined, use: (obj: BpfObject<Features>) => T, map?: MapName<Features>): T {
   const obj = BpfObject.open(bpfObjectPath(FEATURES.file), FEATURES);
   try {
     for (const p of obj.programs()) p.autoload = p.name === program;
+    for (const { map: m } of MAPS) obj.setAutocreate(m, program === undefined && (map === undefined || m === map));
     obj.load();
     return use(obj);
   } finally {
@@ -181,20 +189,16 @@ function attachTypes(): Row[] {
   });
 }
 
-/** Loading the object with no program creates its maps, in declaration
- * order; the first refusal stops libbpf, so later maps are not tried. */
+/** Each map of the features object, created on its own. */
 function maps(): Row[] {
-  try {
-    withFeatures(undefined, () => undefined);
-    return MAPS.map(({ item }) => ({ item, ok: true, detail: 'created' }));
-  } catch (err) {
-    const failed = MAPS.findIndex(({ map }) => err instanceof BpfError && err.log.some((l) => l.includes(`'${map}'`)));
-    return MAPS.map(({ item }, i) => {
-      if (failed >= 0 && i < failed) return { item, ok: true, detail: 'created' };
-      if (failed >= 0 && i > failed) return { item, ok: false, detail: `not tried: the ${MAPS[failed]!.item} failed first` };
+  return MAPS.map(({ item, map }) => {
+    try {
+      withFeatures(undefined, () => undefined, map);
+      return { item, ok: true, detail: 'created' };
+    } catch (err) {
       return { item, ok: false, detail: withHint(`cannot create: ${why(err)}`, item) };
-    });
-  }
+    }
+  });
 }
 
 /** Starts each probe group as the exporter does (load, attach) on a
@@ -232,20 +236,62 @@ async function probeRows(): Promise<Row[]> {
   return rows;
 }
 
-/** The socket redirect's object, loaded and never attached: attached to a
- * cgroup it would pair this machine's own connections. */
+/** The socket redirect, tried as the exporter attaches it: sk_msg on its
+ * own fresh sockhash, sockops on a new empty child cgroup (no process is in
+ * it, so no connection of this machine meets it); both undone at once. */
 function redirectRow(): Row {
   const item = 'redirect';
+  let step = 'load sock-redirect.bpf.o';
+  let cgroup: string | undefined;
   try {
     const obj = BpfObject.open(bpfObjectPath(SOCK_REDIRECT.file), SOCK_REDIRECT);
     try {
       obj.load();
+      const mount = cgroup2Mount();
+      if (!mount) return { item, ok: false, detail: 'loads, but there is no cgroup v2 mount to attach to: mount -t cgroup2 none /sys/fs/cgroup' };
+      step = 'attach sk_msg to a sockhash';
+      const socks = obj.map('redirect_socks').fd;
+      obj.program('redirect_msg').attachToMap(socks, BPF_SK_MSG_VERDICT, 'a sockhash');
+      obj.program('redirect_msg').detachFromMap(socks, BPF_SK_MSG_VERDICT, 'a sockhash');
+      step = 'attach sockops to a cgroup';
+      try {
+        cgroup = fs.mkdtempSync(path.join(mount, 'bpfnet-check-'));
+      } catch (err) {
+        // a container's read-only cgroup mount, or no CAP_DAC_OVERRIDE on a 0555 root
+        const code = (err as NodeJS.ErrnoException).code ?? String(err);
+        const has = hasCapability(CAPABILITIES.CAP_NET_ADMIN);
+        return {
+          item,
+          ok: has,
+          detail: `loads, attaches to a sockhash; the cgroup attach was not tried (no empty cgroup could be made for it: ${code})${has ? ', and CAP_NET_ADMIN, which it needs, is there' : `; ${NET_ADMIN_FIX}`}`,
+        };
+      }
+      const fd = fs.openSync(cgroup, 'r');
+      try {
+        obj.program('redirect_sockops').attachCgroup(fd, cgroup).destroy();
+      } finally {
+        fs.closeSync(fd);
+      }
     } finally {
       obj.close();
     }
-    return { item, ok: true, detail: 'loads (not attached here: the redirect command attaches it to the cgroup it is given)' };
+    return { item, ok: true, detail: 'loads, attaches to a sockhash and to a cgroup (tried on an empty cgroup of its own)' };
   } catch (err) {
-    return { item, ok: false, detail: withHint(`cannot load sock-redirect.bpf.o: ${why(err)}`, item) };
+    return { item, ok: false, detail: withHint(`cannot ${step}: ${why(err)}`, item) };
+  } finally {
+    if (cgroup) fs.rmdirSync(cgroup);
+  }
+}
+
+/** --enable-bpf-stats, tried: the statistics are on while the descriptor is open. */
+function runStatsRow(): Row {
+  const item = 'run statistics';
+  try {
+    closeFd(enableRunTimeStats());
+    return { item, ok: true, detail: 'can be turned on (--enable-bpf-stats)' };
+  } catch (err) {
+    const denied = /\bEPERM\b/.test(why(err)) ? `; --enable-bpf-stats needs ${STATS_CAPABILITY}` : '';
+    return { item, ok: false, detail: `cannot turn on: ${why(err)}${denied}` };
   }
 }
 
@@ -263,6 +309,7 @@ function tidyLine(line: string): string {
 function withHint(detail: string, item: string): string {
   const hints: string[] = [];
   if (/\bEPERM\b|EACCES/.test(detail) && !privileges().ok) hints.push(PRIVILEGE_FIX);
+  else if (/\bEPERM\b/.test(detail) && NET_ADMIN_ITEMS.includes(item) && !hasCapability(CAPABILITIES.CAP_NET_ADMIN)) hints.push(NET_ADMIN_FIX);
   if (!fs.existsSync(VMLINUX_BTF) && /^(probe |tp_btf|fentry|fexit)/.test(item)) {
     hints.push(`needs kernel BTF, and ${VMLINUX_BTF} is missing: run a kernel built with CONFIG_DEBUG_INFO_BTF=y`);
   }

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 export { BpfObject, type Constant } from './object';
-export { BpfProgram } from './program';
+export { BpfProgram, BPF_SK_MSG_VERDICT } from './program';
 export { BpfLink } from './link';
 export { cString } from './native';
 export { BpfMap, MapType, UpdateFlags, numPossibleCpus, sumPerCpu, sumPerCpuArray, type MapEntry } from './map';

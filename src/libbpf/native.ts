@@ -91,6 +91,7 @@ export const native = {
   mapValueSize: f('uint32_t bpf_map__value_size(bpf_map *map)'),
   mapMaxEntries: f('uint32_t bpf_map__max_entries(bpf_map *map)'),
   mapSetMaxEntries: f('int bpf_map__set_max_entries(bpf_map *map, uint32_t max)'),
+  mapSetAutocreate: f('int bpf_map__set_autocreate(bpf_map *map, bool autocreate)'),
   mapBtfKeyTypeId: f('uint32_t bpf_map__btf_key_type_id(bpf_map *map)'),
   mapBtfValueTypeId: f('uint32_t bpf_map__btf_value_type_id(bpf_map *map)'),
   mapInitialValue: f('void *bpf_map__initial_value(bpf_map *map, _Out_ size_t *size)'),

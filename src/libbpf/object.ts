@@ -103,6 +103,14 @@ export class BpfObject<B extends ObjectBinding = ObjectBinding> {
     check(`set max_entries of ${mapName}`, () => native.mapSetMaxEntries(map, maxEntries) as number);
   }
 
+  /** Whether load creates this map (on by default); a map no loaded
+   * program uses can be left out. */
+  setAutocreate(mapName: MapName<B>, create: boolean): void {
+    this.beforeLoad('choose maps');
+    const map = this.mapPtr(mapName);
+    check(`set autocreate of ${mapName}`, () => native.mapSetAutocreate(map, create) as number);
+  }
+
   /** Shares an existing map (by descriptor) instead of creating this object's own. */
   reuseMap(mapName: MapName<B>, fd: number): void {
     this.beforeLoad('reuse maps');

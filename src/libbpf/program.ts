@@ -5,6 +5,9 @@ import { BpfLink } from './link';
 import { native, TestRunOpts, type Ptr } from './native';
 import { programInfo, type ProgramInfo } from './info';
 
+/** enum bpf_attach_type: an sk_msg program on a sockmap or sockhash. */
+export const BPF_SK_MSG_VERDICT = 7;
+
 export class BpfProgram {
   readonly name: string;
   readonly section: string;

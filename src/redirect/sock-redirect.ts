@@ -15,7 +15,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { EnvironmentError } from '../errors';
-import { BpfMap, BpfObject, summaryOf, type BpfLink, type BpfProgram } from '../libbpf';
+import { BPF_SK_MSG_VERDICT, BpfMap, BpfObject, summaryOf, type BpfLink, type BpfProgram } from '../libbpf';
 import { structLayout } from '../libbpf/binding';
 import { SOCK_REDIRECT } from '../generated/sock-redirect';
 import type { Logger } from '../log';
@@ -31,7 +31,6 @@ export const FALLBACK_REASONS = SOCK_REDIRECT.enums.fallback_reason.labels;
 
 export const BPFFS = '/sys/fs/bpf';
 export const PIN_ROOT = path.join(BPFFS, 'bpfnet-exporter');
-const BPF_SK_MSG_VERDICT = 7; // enum bpf_attach_type
 
 /** struct redirect_control, also read and written through the pins */
 const CONTROL = structLayout(SOCK_REDIRECT, 'redirect_control');

@@ -122,8 +122,7 @@ export function runExporter(ds: Obj): Promise<Run> {
   });
 }
 
-export const NOT_PERMITTED =
-  'bpfnet-exporter: not permitted to load BPF programs: run as root, or grant CAP_BPF, CAP_PERFMON, CAP_NET_ADMIN and CAP_SYS_ADMIN\n';
+export const NOT_PERMITTED = 'bpfnet-exporter: not permitted to load BPF programs: run as root, or grant CAP_BPF and CAP_PERFMON\n';
 
 /** The all-on values with what must exist on the node taken from this machine:
  * this process, its network namespace, its cgroup, the checkout's BPF objects. */

@@ -10,7 +10,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { onCleanup } from '../helpers/cleanup';
 import { CLI, runCli, sleep, type RunResult } from '../helpers/exporter';
-import { HIDE_TRACEFS, requireRoot } from '../helpers/privileges';
+import { HIDE_TRACEFS, requireRoot, withCapabilities } from '../helpers/privileges';
+import { cgroup2Mount } from '../../src/system';
 
 const UNPRIVILEGED = ['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups', '--inh-caps=-all'];
 const HIDE_BTF = ['unshare', '-m', 'sh', '-c', 'mount -t tmpfs none /sys/kernel/btf && exec "$@"', 'sh'];
@@ -123,6 +124,12 @@ async function check(wrap: string[] = []): Promise<RunResult & { rows: Map<strin
   const r = await runCli(['check'], { wrap });
   assert.equal(r.stderr, '', 'nothing on stderr, no stack trace');
   assert.deepEqual(await leftovers(before), [], 'programs left in the kernel');
+  const mount = cgroup2Mount()!;
+  assert.deepEqual(
+    fs.readdirSync(mount).filter((d) => d.startsWith('bpfnet-check-')),
+    [],
+    'cgroups left',
+  );
   return { ...r, rows: parseTable(r.stdout) };
 }
 
@@ -132,7 +139,7 @@ describe('check', function () {
   it("finds this machine's kernel facts by loading programs: tp_btf and every probe yes, kprobes and fentry no", async function () {
     const r = await check();
     expectRows(r.rows, {
-      privileges: ['yes', /^root with CAP_BPF, CAP_PERFMON, CAP_NET_ADMIN, CAP_SYS_ADMIN$/],
+      privileges: ['yes', /^root with CAP_BPF, CAP_PERFMON, CAP_NET_ADMIN, CAP_SYS_ADMIN, CAP_SYS_PTRACE$/],
       BTF: ['yes', /^\/sys\/kernel\/btf\/vmlinux$/],
       tracefs: ['yes', /^\/sys\/kernel\/tracing$/],
       bpffs: ['yes', /^\/sys\/fs\/bpf$/],
@@ -149,17 +156,18 @@ describe('check', function () {
       'sockhash map': ['yes', /^created$/],
       'ring buffer map': ['yes', /^created$/],
       ...Object.fromEntries(ALL_PROBES.map((p) => [`probe ${p}`, ['yes', /^loads and attaches$/]])),
-      redirect: ['yes', /^loads \(not attached here/],
+      redirect: ['yes', /^loads, attaches to a sockhash and to a cgroup \(tried on an empty cgroup of its own\)$/],
+      'run statistics': ['yes', /^can be turned on \(--enable-bpf-stats\)$/],
     });
     assert.equal(r.rows.get('kernel')![1], os.release());
-    assert.equal(r.rows.size, 22);
+    assert.equal(r.rows.size, 23);
     assert.equal(r.code, 0);
   });
 
   it('says no for privileges, loads and probes when unprivileged, with the fix, and exits 1', async function () {
     const r = await check(UNPRIVILEGED);
     expectRows(r.rows, {
-      privileges: ['no', new RegExp(`^uid 65534 with no BPF capabilities: ${PRIVILEGE_FIX}, plus CAP_NET_ADMIN and CAP_SYS_ADMIN`)],
+      privileges: ['no', new RegExp(`^uid 65534 with no BPF capabilities: ${PRIVILEGE_FIX}$`)],
       tp_btf: ['no', new RegExp(`^cannot load: EPERM \\(Operation not permitted\\); ${PRIVILEGE_FIX}$`)],
       sockops: ['no', /^cannot load: EPERM/],
       'ring buffer map': ['no', /^cannot create: EPERM/],
@@ -168,9 +176,41 @@ describe('check', function () {
       ),
       'probe netstack': ['no', new RegExp(`^cannot load netstack.bpf.o: EPERM \\(Operation not permitted\\); ${PRIVILEGE_FIX}$`)],
       redirect: ['no', new RegExp(`^cannot load sock-redirect.bpf.o: EPERM \\(Operation not permitted\\).*; ${PRIVILEGE_FIX}$`)],
+      'run statistics': ['no', /^cannot turn on: EPERM \(Operation not permitted\); --enable-bpf-stats needs CAP_SYS_ADMIN$/],
     });
     assert.equal([...r.rows.values()].filter(([status]) => status === 'yes').length, 5, 'only the kernel and mount rows');
     assert.equal(r.code, 1);
+  });
+
+  it('with CAP_BPF and CAP_PERFMON alone: every probe yes; the redirect and the run statistics name what they need', async function () {
+    const r = await check(withCapabilities(['BPF', 'PERFMON']));
+    const netAdmin = /; needs CAP_NET_ADMIN besides CAP_BPF and CAP_PERFMON$/;
+    expectRows(r.rows, {
+      privileges: ['yes', /^root with CAP_BPF, CAP_PERFMON$/],
+      tp_btf: ['yes', /^loads, attaches to inet_sock_set_state$/],
+      tracepoint: ['yes', /^loads, attaches/],
+      'ring buffer map': ['yes', /^created$/],
+      sockops: ['no', netAdmin],
+      sk_msg: ['no', netAdmin],
+      'sockhash map': ['no', netAdmin],
+      ...Object.fromEntries(ALL_PROBES.map((p) => [`probe ${p}`, ['yes', /^loads and attaches$/]])),
+      redirect: ['no', new RegExp(`^cannot load sock-redirect.bpf.o: EPERM .*${netAdmin.source}`)],
+      'run statistics': ['no', /; --enable-bpf-stats needs CAP_SYS_ADMIN$/],
+    });
+    assert.equal(r.code, 0);
+  });
+
+  it('with CAP_NET_ADMIN too: the redirect attaches to a sockhash, and may attach to a cgroup', async function () {
+    // the cgroup2 root here is mode 0555: without CAP_DAC_OVERRIDE no cgroup can be made to try the attach on
+    const r = await check(withCapabilities(['BPF', 'PERFMON', 'NET_ADMIN']));
+    expectRows(r.rows, {
+      redirect: [
+        'yes',
+        /^loads, attaches to a sockhash; the cgroup attach was not tried \(no empty cgroup could be made for it: EACCES\), and CAP_NET_ADMIN, which it needs, is there$/,
+      ],
+      'sockhash map': ['yes', /^created$/],
+      'run statistics': ['no', /needs CAP_SYS_ADMIN$/],
+    });
   });
 
   it('says why every probe is down when the kernel has no BTF, and exits 1', async function () {

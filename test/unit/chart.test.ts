@@ -328,9 +328,17 @@ describe('Helm chart', function () {
         runAsUser: 0,
         runAsNonRoot: false,
         readOnlyRootFilesystem: true,
-        capabilities: { drop: ['ALL'], add: ['BPF', 'PERFMON', 'NET_ADMIN', 'SYS_ADMIN', 'SYS_RESOURCE'] },
         appArmorProfile: { type: 'Unconfined' },
+        capabilities: { drop: ['ALL'], add: ['BPF', 'PERFMON'] },
       });
+      assert.equal(ds.spec.template.spec.enableServiceLinks, false);
+      // each feature adds what it needs, and only that
+      const caps = (v: Values) => container(render(v).one('DaemonSet')).securityContext.capabilities.add;
+      assert.deepEqual(caps({ exporter: { redirect: { enabled: true } } }), ['BPF', 'PERFMON', 'NET_ADMIN']);
+      assert.deepEqual(caps({ exporter: { enableBpfStats: true } }), ['BPF', 'PERFMON', 'SYS_ADMIN']);
+      assert.deepEqual(caps({ exporter: { filters: { netns: ['/run/netns/a'] } } }), ['BPF', 'PERFMON']);
+      assert.deepEqual(caps({ exporter: { filters: { netns: ['/run/netns/a', '/proc/1/ns/net', '/proc/2/ns/net'] } } }), ['BPF', 'PERFMON', 'SYS_PTRACE']);
+      assert.deepEqual(caps({ extraCapabilities: ['SYS_RESOURCE'] }), ['BPF', 'PERFMON', 'SYS_RESOURCE']);
       assert.equal(ds.spec.template.spec.hostNetwork, false);
       assert.equal(ds.spec.template.spec.dnsPolicy, undefined);
       assert.equal(ds.spec.template.spec.automountServiceAccountToken, false);
@@ -362,6 +370,7 @@ describe('Helm chart', function () {
         '--listen=0.0.0.0:9435',
         '--probes=connect,accept,close',
         '--log-level=info',
+        '--readiness=serving',
         '--accept-port-limit=1024',
         '--netstack-series-ttl=600',
         '--event-ring-bytes=4194304',
@@ -377,6 +386,7 @@ describe('Helm chart', function () {
         '--listen=[::]:9436',
         '--probes=connect,accept,close,netstack',
         '--log-level=debug',
+        '--readiness=all-probes',
         '--enable-bpf-stats',
         '--pid=1',
         '--netns=/proc/1/ns/net',
