@@ -10,6 +10,7 @@ import { EnvironmentError, UsageError } from './errors';
 import { NO_FILTERS, resolveCgroupDir, resolveFilters, resolvePort, type FilterSpec, type ResolvedFilters } from './filters';
 import { SOCK_REDIRECT } from './generated/sock-redirect';
 import { TCP_LIFECYCLE } from './generated/tcp-lifecycle';
+import { escapedText } from './libbpf/text';
 import type { ListenAddress } from './server';
 import { cgroup2Mount } from './system';
 import { resolveTracing, type TracingConfig, type TracingSpec } from './tracing/tracing';
@@ -198,7 +199,8 @@ export function resolveSidecars(spec: SidecarSpec): Sidecar[] {
   for (const pid of spec.pids) {
     let comm: string;
     try {
-      comm = fs.readFileSync(`/proc/${pid}/comm`, 'utf8').trimEnd();
+      const bytes = fs.readFileSync(`/proc/${pid}/comm`);
+      comm = escapedText(bytes, 0, bytes.length - (bytes.at(-1) === 0x0a ? 1 : 0)); // as its label: any bytes
     } catch {
       throw new UsageError(`--sidecar-pid ${pid}: no such process; check the pid (ps -p ${pid})`);
     }
