@@ -55,6 +55,12 @@ function redirectFlags<T>(y: Argv<T>) {
 function serveFlags<T>(y: Argv<T>) {
   return y
     .option('listen', { type: 'string', default: DEFAULTS.listen, coerce: lastString, describe: 'HTTP address for /metrics, /healthz, /readyz' })
+    .option('http-connection-limit', {
+      type: 'number',
+      default: DEFAULTS.httpConnectionLimit,
+      coerce: lastNumber,
+      describe: 'open HTTP connections at most; at the limit a new connection closes the one idle the longest',
+    })
     .option('enable-bpf-stats', {
       type: 'boolean',
       default: false,
@@ -141,6 +147,7 @@ type RedirectArgs = Awaited<ReturnType<typeof redirectOptions>['argv']>;
 export function redirectExporterOptions(a: RedirectArgs): ExporterOptions {
   return {
     listen: parseListen(a.listen),
+    httpConnectionLimit: a['http-connection-limit'],
     probes: [],
     filters: { pids: [], netns: [], cgroups: [], ports: [] },
     enableBpfStats: a['enable-bpf-stats'],
@@ -154,6 +161,7 @@ export function redirectExporterOptions(a: RedirectArgs): ExporterOptions {
 export function exporterOptions(a: RunArgs): ExporterOptions {
   return {
     listen: parseListen(a.listen),
+    httpConnectionLimit: a['http-connection-limit'],
     probes: list(a.probes),
     filters: {
       pids: integers('pid', a.pid),

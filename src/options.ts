@@ -11,8 +11,8 @@ import { NO_FILTERS, resolveCgroupDir, resolveFilters, resolvePort, type FilterS
 import { SOCK_REDIRECT } from './generated/sock-redirect';
 import { TCP_LIFECYCLE } from './generated/tcp-lifecycle';
 import { escapedText } from './libbpf/text';
-import type { ListenAddress } from './server';
-import { cgroup2Mount } from './system';
+import { HTTP_DEFAULTS, type ListenAddress } from './server';
+import { cgroup2Mount, openFileLimit } from './system';
 import { resolveTracing, type TracingConfig, type TracingSpec } from './tracing/tracing';
 
 /** The probes of the TCP lifecycle object, and every probe --probes takes. */
@@ -24,6 +24,7 @@ export const DEPRECATED_PROBES: Readonly<Record<string, string>> = { netsubsys: 
 
 export const DEFAULTS = {
   listen: '0.0.0.0:9435',
+  httpConnectionLimit: HTTP_DEFAULTS.maxConnections,
   probes: TCP_PROBES as readonly string[],
   acceptPortLimit: 1024,
   netstackSeriesTtl: 600,
@@ -33,6 +34,8 @@ export const DEFAULTS = {
 /** What the command line gives: values as typed, lists split, nothing checked. */
 export interface ExporterOptions {
   listen: ListenAddress;
+  /** open HTTP connections at most; default DEFAULTS.httpConnectionLimit */
+  httpConnectionLimit?: number;
   probes: readonly string[];
   filters: FilterSpec;
   enableBpfStats: boolean;
@@ -63,6 +66,7 @@ export interface SidecarSpec {
 /** Every option, checked and resolved. */
 export interface Options {
   listen: ListenAddress;
+  httpConnectionLimit: number;
   enableBpfStats: boolean;
   /** the probes asked for, in the order given */
   probes: readonly string[];
@@ -131,6 +135,7 @@ export function resolveOptions(o: ExporterOptions): Options {
   }
   return {
     listen: o.listen,
+    httpConnectionLimit: connectionLimit(o.httpConnectionLimit ?? DEFAULTS.httpConnectionLimit),
     enableBpfStats: o.enableBpfStats,
     filters: resolveFilters(o.filters),
     tracing,
@@ -145,6 +150,7 @@ export function resolveOptions(o: ExporterOptions): Options {
 export function defaultOptions(probes: readonly string[]): Options {
   return {
     listen: { host: '127.0.0.1', port: 0 },
+    httpConnectionLimit: DEFAULTS.httpConnectionLimit,
     enableBpfStats: false,
     filters: NO_FILTERS,
     renamed: [],
@@ -171,6 +177,17 @@ function checkProbeNames(probes: readonly string[], redirect: boolean): void {
   for (const p of probes) {
     if (!PROBE_NAMES.includes(p)) throw new UsageError(`--probes: unknown probe "${p}"; known probes: ${PROBE_NAMES.join(',')}`);
   }
+}
+
+/** HTTP connections may hold at most half the open-file limit: the rest is
+ * for the BPF objects, maps and links, and whatever else the process opens. */
+export function connectionLimit(n: number, fileLimit = openFileLimit()): number {
+  const most = fileLimit === undefined ? 65535 : Math.min(65535, Math.floor(fileLimit / 2));
+  if (!Number.isInteger(n) || n < 1 || n > most) {
+    const why = fileLimit === undefined ? '' : ` (half the open-file limit, ${fileLimit}: ulimit -n)`;
+    throw new UsageError(`--http-connection-limit ${n}: give an integer from 1 to ${most}${why}`);
+  }
+  return n;
 }
 
 function ringBytes(n: number): number {
