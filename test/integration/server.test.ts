@@ -66,7 +66,8 @@ describe('metrics server', function () {
         const m = await exporter.scrape();
         assert.equal(m.value('bpfnet_probe_up', { probe: 'connect' }), 1);
         scrapes++;
-        assert.ok(socketFds(exporter.pid) <= before + limit, `${socketFds(exporter.pid)} sockets open, ${before} before the connections`);
+        // a new connection is accepted before the idlest one is closed: one more at most
+        assert.ok(socketFds(exporter.pid) <= before + limit + 1, `${socketFds(exporter.pid)} sockets open, ${before} before the connections`);
       }
       assert.equal(open.length, 2 * fileLimit);
       assert.equal(scrapes, 16);
