@@ -60,6 +60,12 @@ function redirectFlags<T>(y: Argv<T>) {
 function serveFlags<T>(y: Argv<T>) {
   return y
     .option('listen', { type: 'string', default: DEFAULTS.listen, coerce: lastString, describe: 'HTTP address for /metrics, /healthz, /readyz' })
+    .option('http-connection-limit', {
+      type: 'number',
+      default: DEFAULTS.httpConnectionLimit,
+      coerce: lastNumber,
+      describe: 'open HTTP connections at most; at the limit a new connection closes the one idle the longest',
+    })
     .option('enable-bpf-stats', {
       type: 'boolean',
       default: false,
@@ -155,6 +161,7 @@ export function redirectExporterOptions(a: RedirectArgs): ExporterOptions {
   return {
     listen: parseListen(a.listen),
     readiness: a.readiness as Readiness,
+    httpConnectionLimit: a['http-connection-limit'],
     probes: [],
     filters: { pids: [], netns: [], cgroups: [], ports: [] },
     enableBpfStats: a['enable-bpf-stats'],
@@ -170,6 +177,7 @@ export function exporterOptions(a: RunArgs): ExporterOptions {
     listen: parseListen(a.listen),
     readiness: a.readiness as Readiness,
     probes: a.probes.trim() === '' ? [] : list('probes', a.probes),
+    httpConnectionLimit: a['http-connection-limit'],
     filters: {
       pids: integers('pid', a.pid),
       netns: list('netns', a.netns),

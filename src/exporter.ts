@@ -73,7 +73,9 @@ export class Exporter {
     });
 
     // bind first: a busy port fails before anything reaches the kernel
-    this.server = await MetricsServer.listen(this.options.listen, registry, () => this.readiness(), this.log.child('http'));
+    this.server = await MetricsServer.listen(this.options.listen, registry, () => this.readiness(), this.log.child('http'), {
+      maxConnections: this.options.httpConnectionLimit,
+    });
     this.log.info('listening', { address: formatAddress(this.server.address) });
 
     if (this.options.enableBpfStats) {

@@ -10,8 +10,9 @@ import { EnvironmentError, UsageError } from './errors';
 import { NO_FILTERS, resolveCgroupDir, resolveFilters, resolvePort, type FilterSpec, type ResolvedFilters } from './filters';
 import { SOCK_REDIRECT } from './generated/sock-redirect';
 import { TCP_LIFECYCLE } from './generated/tcp-lifecycle';
-import type { ListenAddress } from './server';
-import { cgroup2Mount } from './system';
+import { escapedText } from './libbpf/text';
+import { HTTP_DEFAULTS, type ListenAddress } from './server';
+import { cgroup2Mount, openFileLimit } from './system';
 import { resolveTracing, type TracingConfig, type TracingSpec } from './tracing/tracing';
 
 /** The probes of the TCP lifecycle object, and every probe --probes takes. */
@@ -28,6 +29,7 @@ export type Readiness = (typeof READINESS)[number];
 export const DEFAULTS = {
   listen: '0.0.0.0:9435',
   readiness: 'serving' as Readiness,
+  httpConnectionLimit: HTTP_DEFAULTS.maxConnections,
   probes: TCP_PROBES as readonly string[],
   acceptPortLimit: 1024,
   netstackSeriesTtl: 600,
@@ -42,6 +44,8 @@ export interface ExporterOptions {
   listen: ListenAddress;
   /** what /readyz waits for; default serving */
   readiness?: Readiness;
+  /** open HTTP connections at most; default DEFAULTS.httpConnectionLimit */
+  httpConnectionLimit?: number;
   probes: readonly string[];
   filters: FilterSpec;
   enableBpfStats: boolean;
@@ -73,6 +77,7 @@ export interface SidecarSpec {
 export interface Options {
   listen: ListenAddress;
   readiness: Readiness;
+  httpConnectionLimit: number;
   enableBpfStats: boolean;
   /** the probes asked for, in the order given */
   probes: readonly string[];
@@ -143,6 +148,7 @@ export function resolveOptions(o: ExporterOptions): Options {
   return {
     listen: o.listen,
     readiness: o.readiness ?? DEFAULTS.readiness,
+    httpConnectionLimit: connectionLimit(o.httpConnectionLimit ?? DEFAULTS.httpConnectionLimit),
     enableBpfStats: o.enableBpfStats,
     filters: resolveFilters(o.filters),
     tracing,
@@ -158,6 +164,7 @@ export function defaultOptions(probes: readonly string[]): Options {
   return {
     listen: { host: '127.0.0.1', port: 0 },
     readiness: DEFAULTS.readiness,
+    httpConnectionLimit: DEFAULTS.httpConnectionLimit,
     enableBpfStats: false,
     filters: NO_FILTERS,
     renamed: [],
@@ -186,6 +193,17 @@ function checkProbeNames(probes: readonly string[], redirect: boolean): void {
   }
 }
 
+/** HTTP connections may hold at most half the open-file limit: the rest is
+ * for the BPF objects, maps and links, and whatever else the process opens. */
+export function connectionLimit(n: number, fileLimit = openFileLimit()): number {
+  const most = fileLimit === undefined ? 65535 : Math.min(65535, Math.floor(fileLimit / 2));
+  if (!Number.isInteger(n) || n < 1 || n > most) {
+    const why = fileLimit === undefined ? '' : ` (half the open-file limit, ${fileLimit}: ulimit -n)`;
+    throw new UsageError(`--http-connection-limit ${n}: give an integer from 1 to ${most}${why}`);
+  }
+  return n;
+}
+
 function ringBytes(n: number): number {
   const page = 4096;
   if (!Number.isInteger(n) || n < page || (n & (n - 1)) !== 0 || n > 2 ** 30) {
@@ -212,7 +230,8 @@ export function resolveSidecars(spec: SidecarSpec): Sidecar[] {
   for (const pid of spec.pids) {
     let comm: string;
     try {
-      comm = fs.readFileSync(`/proc/${pid}/comm`, 'utf8').trimEnd();
+      const bytes = fs.readFileSync(`/proc/${pid}/comm`);
+      comm = escapedText(bytes, 0, bytes.length - (bytes.at(-1) === 0x0a ? 1 : 0)); // as its label: any bytes
     } catch {
       throw new UsageError(`--sidecar-pid ${pid}: no such process; check the pid (ps -p ${pid})`);
     }

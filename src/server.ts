@@ -1,12 +1,52 @@
 // SPDX-License-Identifier: Apache-2.0
 // The HTTP endpoints: /metrics (Prometheus text, or OpenMetrics when the
 // scraper asks for it), /healthz (the process answers) and /readyz (every
-// requested probe is attached).
+// requested probe is attached). Connections are capped, and a client that
+// is slow to ask or to take its answer is cut off in seconds, so that idle or
+// stalled connections cannot take the process's file descriptors (the BPF
+// objects need them) nor keep a scraper out.
 import http from 'node:http';
-import net, { type AddressInfo } from 'node:net';
+import net, { type AddressInfo, type Socket } from 'node:net';
 import { Registry, type RegistryContentType } from 'prom-client';
+import { ConnectionLimit } from './connection-limit';
 import { EnvironmentError, UsageError } from './errors';
 import type { Logger } from './log';
+
+/** How the server treats connections. */
+export interface HttpLimits {
+  /** open connections at most (--http-connection-limit); at the cap a new
+   * one closes the connection idle the longest (src/connection-limit.ts) */
+  maxConnections: number;
+  /** from a connection's opening to its request's last header. Node.js
+   * (20 and later) starts this clock when the connection is accepted, so a
+   * connection that never sends a byte is closed by it too (with a 408) */
+  headersTimeoutMs: number;
+  /** from a connection's opening to its whole request, body included */
+  requestTimeoutMs: number;
+  /** an idle keep-alive connection is closed after this; longer than a
+   * 60 s scrape interval, so Prometheus keeps reusing its connection */
+  keepAliveTimeoutMs: number;
+  /** a request whose answer makes no progress for this long (a client that
+   * does not read its response) is abandoned and its connection closed */
+  stalledResponseTimeoutMs: number;
+  /** how often Node.js looks for connections past the header and request
+   * timeouts: they fire up to this much late */
+  checkIntervalMs: number;
+}
+
+export const HTTP_DEFAULTS: Readonly<HttpLimits> = {
+  // Prometheus needs one connection per server scraping; this leaves room for
+  // HA pairs, people with curl and health checks, and stays far below any
+  // open-file limit
+  maxConnections: 128,
+  // a scrape sends a few hundred bytes of headers at once; 5 s leaves room
+  // for retransmissions on a bad network
+  headersTimeoutMs: 5_000,
+  requestTimeoutMs: 10_000,
+  keepAliveTimeoutMs: 65_000,
+  stalledResponseTimeoutMs: 30_000,
+  checkIntervalMs: 1_000,
+};
 
 export interface ListenAddress {
   host: string;
@@ -77,12 +117,29 @@ function openMetricsView(source: Registry): Registry {
 export class MetricsServer {
   private constructor(
     private readonly server: http.Server,
+    private readonly connections: ConnectionLimit<Socket>,
     readonly address: ListenAddress,
   ) {}
 
-  static async listen(at: ListenAddress, registry: Registry, readiness: () => { ready: boolean; detail: string }, log: Logger): Promise<MetricsServer> {
+  static async listen(
+    at: ListenAddress,
+    registry: Registry,
+    readiness: () => { ready: boolean; detail: string },
+    log: Logger,
+    limits: Partial<HttpLimits> = {},
+  ): Promise<MetricsServer> {
+    const l = { ...HTTP_DEFAULTS, ...limits };
     const openMetrics = openMetricsView(registry);
-    const server = http.createServer((req, res) => {
+    const connections = new ConnectionLimit<Socket>({ max: l.maxConnections, log });
+    const options: http.ServerOptions = {
+      headersTimeout: l.headersTimeoutMs,
+      requestTimeout: l.requestTimeoutMs,
+      keepAliveTimeout: l.keepAliveTimeoutMs,
+      connectionsCheckingInterval: l.checkIntervalMs,
+    };
+    const server = http.createServer(options, (req, res) => {
+      connections.requestStarted(req.socket);
+      res.once('close', () => connections.requestEnded(req.socket));
       const url = (req.url ?? '/').split('?')[0];
       if (req.method !== 'GET' && req.method !== 'HEAD') {
         res.writeHead(405, { Allow: 'GET, HEAD' }).end();
@@ -122,17 +179,23 @@ export class MetricsServer {
           reply(404, 'text/plain', 'not found: try /metrics\n');
       }
     });
-    server.keepAliveTimeout = 65_000;
+    // while a request is answered; Node.js sets the keep-alive timeout
+    // between requests, and the header timeout covers the time before one
+    server.timeout = l.stalledResponseTimeoutMs;
+    server.on('connection', (socket: Socket) => {
+      if (connections.opened(socket)) socket.once('close', () => connections.closedBy(socket));
+    });
 
     await new Promise<void>((resolve, reject) => {
       server.once('error', (err: NodeJS.ErrnoException) => reject(listenError(err, at)));
       server.listen(at.port, at.host, () => resolve());
     });
     const bound = server.address() as AddressInfo;
-    return new MetricsServer(server, { host: bound.address, port: bound.port });
+    return new MetricsServer(server, connections, { host: bound.address, port: bound.port });
   }
 
   async close(): Promise<void> {
+    this.connections.stop();
     await new Promise<void>((resolve) => {
       this.server.close(() => resolve());
       this.server.closeAllConnections();

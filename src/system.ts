@@ -80,3 +80,14 @@ export function checkBtf(): void {
     );
   }
 }
+
+/** This process's open-file limit (the soft RLIMIT_NOFILE, which Node.js
+ * raises to the hard one at start); undefined if /proc does not say. */
+export function openFileLimit(): number | undefined {
+  try {
+    const m = /^Max open files\s+(\d+)/m.exec(fs.readFileSync('/proc/self/limits', 'utf8'));
+    return m ? Number(m[1]) : undefined;
+  } catch {
+    return undefined;
+  }
+}

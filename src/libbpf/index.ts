@@ -2,7 +2,7 @@
 export { BpfObject, type Constant } from './object';
 export { BpfProgram, BPF_SK_MSG_VERDICT } from './program';
 export { BpfLink } from './link';
-export { cString } from './native';
+export { cString, escapedText } from './text';
 export { BpfMap, MapType, UpdateFlags, numPossibleCpus, sumPerCpu, sumPerCpuArray, type MapEntry } from './map';
 export { RingBuffer } from './ringbuf';
 export { Btf, Kind } from './btf';

@@ -5,7 +5,8 @@ import fs from 'node:fs';
 import { Btf } from './btf';
 import { check } from './errors';
 import { bindLayout, type Layout } from './layout';
-import { cString, native } from './native';
+import { native } from './native';
+import { cString } from './text';
 
 export interface ProgramInfo {
   id: number;

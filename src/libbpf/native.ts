@@ -171,9 +171,3 @@ export function readBytes(ptr: Ptr, length: number): Buffer {
 export function viewBytes(ptr: Ptr, length: number): Buffer {
   return Buffer.from(koffi.view(ptr, length));
 }
-
-/** A NUL-terminated string of at most size bytes at offset (a C char array). */
-export function cString(buf: Buffer, offset: number, size: number): string {
-  const end = buf.indexOf(0, offset);
-  return buf.toString('utf8', offset, end < 0 || end > offset + size ? offset + size : end);
-}

@@ -22,6 +22,9 @@ export interface ServeSpec {
   holdUntilFile?: string;
   /** the listen backlog */
   backlog?: number;
+  /** the command name (/proc/PID/comm) as bytes in hex, for names that are
+   * not UTF-8 (process.title writes UTF-8); default test-server */
+  commHex?: string;
 }
 
 export type Ending =
@@ -139,6 +142,8 @@ async function connect(spec: ConnectSpec): Promise<void> {
 const spec = JSON.parse(process.argv[2] ?? '{}') as ServeSpec | ConnectSpec;
 // the command the kernel reports for this process (/proc/PID/comm)
 process.title = spec.role === 'serve' ? 'test-server' : 'test-client';
+// the main thread's name, the one that calls accept(): any bytes
+if (spec.role === 'serve' && spec.commHex) fs.writeFileSync('/proc/self/comm', Buffer.from(spec.commHex, 'hex'));
 if (spec.role === 'serve') serve(spec);
 else if (spec.role === 'connect') void connect(spec);
 else {

@@ -3,6 +3,7 @@
 // attributed to the process whose accept() returned them, with the handshake
 // and the accept-queue wait in the buckets the test's own delays put them in.
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -67,6 +68,39 @@ describe('accept probe', function () {
     assert.equal(m.sum('bpfnet_tcp_connects_total'), 0, 'the client is not the filtered process');
     await exporter.stop();
     await server.stop();
+  });
+
+  it('labels commands that are not UTF-8 with escapes, one series each, which promtool accepts', async function () {
+    const exporter = await new RunningExporter(['--probes', 'accept', '--netns', ns.path]).ready();
+    // two names that differ only in a byte that is not UTF-8, one with a
+    // literal backslash that looks like an escape, one valid UTF-8 name
+    const names: [string, Buffer][] = [
+      ['test-\\xff', Buffer.from('test-\xff', 'latin1')],
+      ['test-\\xfe', Buffer.from('test-\xfe', 'latin1')],
+      ['test-\\x5cxff', Buffer.from('test-\\xff', 'latin1')],
+      ['tëst-😀', Buffer.from('tëst-😀')],
+    ];
+    const expected: [string, string, number][] = [];
+    const servers = [];
+    for (const [i, [label, comm]] of names.entries()) {
+      const server = await startServer(ns, { host: '127.0.0.1', port: 0, down: 5, commHex: comm.toString('hex') });
+      servers.push(server);
+      await runClient(ns, { host: '127.0.0.1', port: server.port, connections: Array(i + 1).fill({ up: 10 }) });
+      expected.push([String(server.port), label, i + 1]);
+    }
+    const { body } = await exporter.metricsText();
+    const m = await exporter.scrape();
+    await exporter.stop();
+    assert.deepEqual(
+      m
+        .find('bpfnet_tcp_accepts_total')
+        .map((s) => [s.labels.port, s.labels.comm, s.value])
+        .sort(),
+      expected.sort(),
+    );
+    assert.ok(!body.includes('\ufffd'), 'the body is valid UTF-8: its decoder replaced nothing');
+    assert.equal(execFileSync('promtool', ['check', 'metrics'], { input: body, encoding: 'utf8' }), '');
+    for (const s of servers) await s.stop();
   });
 
   it('counts the connects of a filtered client process and not the accepts of its server', async function () {

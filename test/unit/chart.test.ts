@@ -110,6 +110,11 @@ describe('Helm chart', function () {
         cli: /Invalid values: Argument: log-level, Given: "verbose"/,
       },
       {
+        values: { exporter: { httpConnectionLimit: 0 } },
+        errors: ['exporter.httpConnectionLimit: must be >= 1'],
+        cli: /--http-connection-limit 0: give an integer from 1 to/,
+      },
+      {
         values: { exporter: { acceptPortLimit: 0 } },
         errors: ['exporter.acceptPortLimit: must be >= 1'],
         cli: /--accept-port-limit 0: give an integer from 1 to 65535/,
@@ -368,6 +373,7 @@ describe('Helm chart', function () {
       assert.deepEqual(args, [
         'run',
         '--listen=0.0.0.0:9435',
+        '--http-connection-limit=128',
         '--probes=connect,accept,close',
         '--log-level=info',
         '--readiness=serving',
@@ -384,6 +390,7 @@ describe('Helm chart', function () {
       assert.deepEqual(container(render(allOn).one('DaemonSet')).args, [
         'run',
         '--listen=[::]:9436',
+        '--http-connection-limit=256',
         '--probes=connect,accept,close,netstack',
         '--log-level=debug',
         '--readiness=all-probes',

@@ -6,7 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { exporterOptions } from '../../src/cli';
 import { UsageError } from '../../src/errors';
-import { podsCgroup, resolveOptions } from '../../src/options';
+import { connectionLimit, podsCgroup, resolveOptions } from '../../src/options';
 import { parseListen } from '../../src/server';
 
 describe('command line parsing', function () {
@@ -79,5 +79,30 @@ describe('command line parsing', function () {
     } finally {
       fs.rmSync(mount, { recursive: true });
     }
+  });
+
+  it('takes an HTTP connection limit up to half the open-file limit', function () {
+    assert.equal(connectionLimit(128, 1024), 128);
+    assert.equal(connectionLimit(512, 1024), 512);
+    assert.equal(connectionLimit(1, undefined), 1);
+    for (const bad of [0, 513, 1.5, NaN]) {
+      assert.throws(
+        () => connectionLimit(bad, 1024),
+        (e: Error) =>
+          e instanceof UsageError && e.message === `--http-connection-limit ${bad}: give an integer from 1 to 512 (half the open-file limit, 1024: ulimit -n)`,
+        String(bad),
+      );
+    }
+    assert.equal(
+      resolveOptions({
+        listen: { host: '127.0.0.1', port: 0 },
+        probes: ['connect'],
+        filters: { pids: [], netns: [], cgroups: [], ports: [] },
+        enableBpfStats: false,
+        acceptPortLimit: 16,
+        netstackSeriesTtl: 5,
+      }).httpConnectionLimit,
+      128,
+    );
   });
 });
