@@ -2,95 +2,41 @@
 // OpenTelemetry spans from the TCP lifecycle object's events: one span per
 // connection, exported over OTLP/HTTP by the OpenTelemetry Node SDK,
 // configured by the standard OTEL_* variables and by --otlp-endpoint and
-// --trace-sample-ratio. Without an endpoint nothing here runs at all.
+// --trace-sample-ratio (config.ts, checked before anything loads). Without
+// an endpoint nothing here runs at all.
 //
 // Span and trace ids follow from the kernel's connection ids (ids.ts): a
 // sidecar's outbound connection and the application's accepted one are
 // children of the inbound connection they serve. A span is built only if its
 // trace is sampled, as a finished record (conn-span.ts), and goes through a
-// bounded queue (export-queue.ts) whose drops are counted. The SDK provides
-// the resource (service name, OTEL_RESOURCE_ATTRIBUTES, the detectors) and
-// the exporter.
+// bounded queue (export-queue.ts) whose drops are counted and whose failures
+// are logged, rate-limited (export-failures.ts). The SDK provides the
+// resource (service name, OTEL_RESOURCE_ATTRIBUTES, the detectors) and the
+// exporter (collector.ts); its own diagnostics go to our log (sdk-diag.ts).
 import os from 'node:os';
 import { ROOT_CONTEXT, TraceFlags, trace } from '@opentelemetry/api';
 import { resourceFromAttributes } from '@opentelemetry/resources';
 import { AlwaysOnSampler, type ReadableSpan } from '@opentelemetry/sdk-trace';
-import { OTLPTraceExporter as JsonExporter } from '@opentelemetry/exporter-trace-otlp-http';
-import { OTLPTraceExporter as ProtobufExporter } from '@opentelemetry/exporter-trace-otlp-proto';
 import { NodeSDK } from '@opentelemetry/sdk-node';
 import { Counter, Gauge, type Registry } from 'prom-client';
-import { UsageError } from '../errors';
 import type { Logger } from '../log';
 import { KernelClock } from './clock';
+import { Collector } from './collector';
 import type { ConnEvent } from './conn-event';
-import { ExportQueue, queueSettingsFromEnv, type DropReason } from './export-queue';
 import { ConnSpan, type SpanOrigin } from './conn-span';
+import type { TracingConfig } from './config';
+import { classifyFailure, FailureLog } from './export-failures';
+import { ExportQueue, type DropReason } from './export-queue';
 import { ConnectionIds } from './ids';
+import { routeSdkDiagnostics } from './sdk-diag';
 
-export interface TracingSpec {
-  /** --otlp-endpoint: the collector's base URL, as OTEL_EXPORTER_OTLP_ENDPOINT */
-  endpoint?: string;
-  /** --trace-sample-ratio */
-  sampleRatio?: number;
-}
+export { resolveTracing, type OtlpProtocol, type TracingConfig, type TracingSpec } from './config';
 
-/** OTLP over HTTP: protobuf (the specification's default) or JSON. */
-export type OtlpProtocol = 'http/protobuf' | 'http/json';
-
-export interface TracingConfig {
-  /** the traces URL; undefined: the exporter reads it from OTEL_* */
-  url?: string;
-  protocol: OtlpProtocol;
-  ratio: number;
-  /** where spans go, for the log */
-  target: string;
-}
-
-function envRatio(env: NodeJS.ProcessEnv): number {
-  const sampler = (env.OTEL_TRACES_SAMPLER ?? 'parentbased_always_on').trim().toLowerCase();
-  if (sampler.endsWith('always_off')) return 0;
-  if (!sampler.endsWith('traceidratio')) return 1;
-  const arg = Number(env.OTEL_TRACES_SAMPLER_ARG ?? '1');
-  if (!(arg >= 0 && arg <= 1)) throw new UsageError(`OTEL_TRACES_SAMPLER_ARG ${env.OTEL_TRACES_SAMPLER_ARG}: give a ratio from 0 to 1`);
-  return arg;
-}
-
-function envProtocol(env: NodeJS.ProcessEnv): OtlpProtocol {
-  const [name, value] = env.OTEL_EXPORTER_OTLP_TRACES_PROTOCOL
-    ? ['OTEL_EXPORTER_OTLP_TRACES_PROTOCOL', env.OTEL_EXPORTER_OTLP_TRACES_PROTOCOL]
-    : ['OTEL_EXPORTER_OTLP_PROTOCOL', env.OTEL_EXPORTER_OTLP_PROTOCOL ?? 'http/protobuf'];
-  const p = value.trim().toLowerCase();
-  if (p === 'http/protobuf' || p === 'http/json') return p;
-  throw new UsageError(`${name} ${value}: not supported; give http/protobuf (the default) or http/json`);
-}
-
-/** Whether spans are wanted, and how; undefined: no endpoint, no span work. */
-export function resolveTracing(spec: TracingSpec, env: NodeJS.ProcessEnv = process.env): TracingConfig | undefined {
-  if (spec.sampleRatio !== undefined && !(spec.sampleRatio >= 0 && spec.sampleRatio <= 1)) {
-    throw new UsageError(`--trace-sample-ratio ${spec.sampleRatio}: give a ratio from 0 to 1`);
-  }
-  let url: string | undefined;
-  let target: string;
-  if (spec.endpoint !== undefined) {
-    let u: URL;
-    try {
-      u = new URL(spec.endpoint);
-    } catch {
-      throw new UsageError(`--otlp-endpoint ${spec.endpoint}: not a URL; give the collector's OTLP/HTTP address, such as http://localhost:4318`);
-    }
-    if (u.protocol !== 'http:' && u.protocol !== 'https:') {
-      throw new UsageError(`--otlp-endpoint ${spec.endpoint}: not http or https; give the collector's OTLP/HTTP address, such as http://localhost:4318`);
-    }
-    url = `${u.origin}${u.pathname.replace(/\/+$/, '')}/v1/traces`;
-    target = url;
-  } else if (env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT || env.OTEL_EXPORTER_OTLP_ENDPOINT) {
-    if (env.OTEL_SDK_DISABLED?.trim().toLowerCase() === 'true' || env.OTEL_TRACES_EXPORTER?.trim().toLowerCase() === 'none') return undefined;
-    target = env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT ?? `${env.OTEL_EXPORTER_OTLP_ENDPOINT} (OTEL_EXPORTER_OTLP_ENDPOINT)`;
-  } else {
-    return undefined;
-  }
-  return { url, protocol: envProtocol(env), ratio: spec.sampleRatio ?? envRatio(env), target };
-}
+/** The longest a stop waits for spans to leave, whatever the collector does:
+ * queued spans get this long, then the SDK's own shutdown gets what is left
+ * of SHUTDOWN_MS. What is still queued or being sent then is dropped. */
+const FLUSH_MS = 1500;
+const SHUTDOWN_MS = 2000;
 
 export class ConnectionTracing {
   private readonly ids = new ConnectionIds();
@@ -100,29 +46,36 @@ export class ConnectionTracing {
   private readonly origin: SpanOrigin;
   private readonly dropped: Counter<string>;
   private readonly log: Logger;
+  private readonly collector: Collector;
+  private readonly failures: FailureLog;
   private warned = false;
 
   constructor(config: TracingConfig, version: string, registry: Registry, log: Logger) {
     const dropped = (this.dropped = new Counter({
       name: 'bpfnet_spans_dropped_total',
-      help: 'Spans not delivered to the collector: queue_full (the export queue, OTEL_BSP_MAX_QUEUE_SIZE, was full: the collector is down or slow), export_failed (the collector refused them or did not answer in time), shutdown (still queued when the exporter stopped), error (could not be built; the log says why).',
+      help: 'Spans not delivered to the collector: queue_full (the export queue, OTEL_BSP_MAX_QUEUE_SIZE, was full: the collector is down or slow), export_failed (the collector refused them or did not answer in time), shutdown (still queued or being sent when the exporter stopped), error (could not be built; the log says why).',
       labelNames: ['reason'],
       registers: [registry],
     }));
     for (const reason of ['queue_full', 'export_failed', 'shutdown', 'error']) dropped.inc({ reason }, 0);
     this.log = log;
     const exported = new Counter({ name: 'bpfnet_spans_exported_total', help: 'Spans the collector accepted.', registers: [registry] });
-    const Exporter = config.protocol === 'http/json' ? JsonExporter : ProtobufExporter;
-    const exporter = new Exporter(config.url ? { url: config.url } : {});
-    this.queue = new ExportQueue(exporter, {
-      ...queueSettingsFromEnv(),
+    this.collector = new Collector(config);
+    const failures = (this.failures = new FailureLog(log, config.target, config.failureLogIntervalMs));
+    const collector = this.collector;
+    this.queue = new ExportQueue(this.collector.exporter, {
+      ...config.queue,
       onDrop: (reason: DropReason, n: number) => dropped.inc({ reason }, n),
-      onExported: (n) => exported.inc(n),
+      onExported: (n) => {
+        exported.inc(n);
+        failures.succeeded();
+      },
+      onFailure: (err, n) => failures.failed(classifyFailure(err, collector.lastAnswer()), n),
     });
     const queue = this.queue;
     new Gauge({
       name: 'bpfnet_spans_queued',
-      help: 'Spans waiting in the export queue.',
+      help: 'Spans waiting in the export queue or being sent: neither exported nor dropped yet.',
       registers: [registry],
       collect() {
         this.set(queue.queued);
@@ -140,9 +93,20 @@ export class ConnectionTracing {
       logRecordProcessors: [],
       textMapPropagator: null,
     });
+    // after the SDK's constructor, which may have set its own console logger
+    // (OTEL_LOG_LEVEL), before its start, which may have something to say
+    routeSdkDiagnostics(log.child('otel-sdk'), log.enabled('debug'), config.failureLogIntervalMs);
     this.sdk.start();
     this.origin = { ...ConnectionTracing.sdkOrigin(version), clock: new KernelClock() };
-    log.info('sending connection spans', { to: config.target, protocol: config.protocol, sampleRatio: config.ratio });
+    const q = config.queue;
+    log.info('sending connection spans', {
+      to: config.target,
+      protocol: config.protocol,
+      sampleRatio: config.ratio,
+      queue: q.maxQueueSize,
+      batch: q.maxExportBatchSize,
+      inFlight: q.maxConcurrentExports,
+    });
   }
 
   /** The resource and scope the SDK gives its spans, read off a span that
@@ -173,9 +137,18 @@ export class ConnectionTracing {
     this.queue.onEnd(new ConnSpan(e, this.ids.traceId(root), this.ids.spanId(e.id), parent, this.origin));
   }
 
-  /** Exports what is queued (within a few seconds) and stops. */
+  /** Exports what is queued and stops, within SHUTDOWN_MS whatever the
+   * collector does (down, refusing, or taking requests and never answering):
+   * what is still queued or being sent then is dropped (shutdown), and said. */
   async shutdown(): Promise<void> {
-    await this.queue.shutdown();
-    await this.sdk.shutdown().catch(() => {});
+    const deadline = Date.now() + SHUTDOWN_MS;
+    const left = await this.queue.close(FLUSH_MS);
+    this.collector.stop();
+    this.failures.close();
+    if (left) this.log.warn('spans not delivered at shutdown (counted in bpfnet_spans_dropped_total{reason="shutdown"})', { spans: left });
+    let timer: NodeJS.Timeout | undefined;
+    const sdkDone = this.sdk.shutdown().catch(() => {});
+    await Promise.race([sdkDone, new Promise<void>((r) => (timer = setTimeout(r, Math.max(0, deadline - Date.now()))))]);
+    clearTimeout(timer);
   }
 }

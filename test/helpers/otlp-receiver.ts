@@ -5,7 +5,9 @@
 // message definitions (opentelemetry-proto, as generated code in
 // otlp-proto-definitions): a field the definitions do not have, or a value
 // of the wrong type, fails the request with 400 and is kept as an error.
-// It can be stopped and started again on the same port.
+// It can be stopped and started again on the same port, and made to fail
+// as collectors do (fault): answer an HTTP error status, or take the request
+// and never answer.
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -83,8 +85,14 @@ function attrs(list: unknown): Record<string, AttrValue> {
 
 const hex = (b64: unknown) => Buffer.from((b64 as string) ?? '', 'base64').toString('hex');
 
+/** How the receiver misbehaves: an HTTP status for every request (with a
+ * Retry-After header, if given), or 'hang': read the request, never answer. */
+export type ReceiverFault = { status: number; retryAfter?: string } | 'hang';
+
 export class OtlpReceiver {
   readonly spans: ReceivedSpan[] = [];
+  /** undefined: answers as a healthy collector does */
+  fault: ReceiverFault | undefined;
   readonly errors: string[] = [];
   /** the content-type of every request received */
   readonly contentTypes = new Set<string>();
@@ -126,6 +134,13 @@ export class OtlpReceiver {
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
       this.requests++;
+      const fault = this.fault;
+      if (fault === 'hang') return;
+      if (fault) {
+        res.writeHead(fault.status, { 'content-type': 'text/plain', ...(fault.retryAfter ? { 'retry-after': fault.retryAfter } : {}) });
+        res.end(`fault: ${fault.status}`);
+        return;
+      }
       try {
         if (req.method !== 'POST' || req.url !== '/v1/traces') throw new Error(`${req.method} ${req.url}: not POST /v1/traces`);
         const body = Buffer.concat(chunks);

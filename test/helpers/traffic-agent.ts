@@ -44,6 +44,8 @@ export interface ConnectSpec {
   /** wait for a line on stdin before connecting (so a test can first
    * start an exporter filtering on this process) */
   waitForGo?: boolean;
+  /** open every connection at once instead of one after the other (a burst) */
+  parallel?: boolean;
 }
 
 function emit(msg: object): void {
@@ -134,7 +136,8 @@ function connectOne(spec: ConnectSpec, c: ConnectSpec['connections'][number]): P
 async function connect(spec: ConnectSpec): Promise<void> {
   emit({ event: 'started', pid: process.pid });
   if (spec.waitForGo) await new Promise((resolve) => process.stdin.once('data', resolve));
-  for (const c of spec.connections) emit(await connectOne(spec, c));
+  if (spec.parallel) for (const r of await Promise.all(spec.connections.map((c) => connectOne(spec, c)))) emit(r);
+  else for (const c of spec.connections) emit(await connectOne(spec, c));
   process.stdin.destroy(); // nothing more to read; let the process end
   emit({ event: 'done' });
 }

@@ -204,10 +204,12 @@ describe('connection spans', function () {
 
   it('keeps serving /metrics while the collector is down, within a bounded queue, counts every span it drops, and recovers', async function () {
     const queue = 50;
+    const batch = 10;
+    const inFlight = 4; // exports at once: their spans are counted as queued too
     const exporter = await new RunningExporter(['--netns', ns.path, '--otlp-endpoint', receiver.endpoint], {
       ...FAST_EXPORT,
       OTEL_BSP_MAX_QUEUE_SIZE: String(queue),
-      OTEL_BSP_MAX_EXPORT_BATCH_SIZE: '10',
+      OTEL_BSP_MAX_EXPORT_BATCH_SIZE: String(batch),
       OTEL_EXPORTER_OTLP_TIMEOUT: '1000',
     }).ready();
     try {
@@ -225,7 +227,7 @@ describe('connection spans', function () {
       const down = await exporter.settle((x) => spanCounts(x).dropped === 2 * n && spanCounts(x).queued === 0, 30_000);
       assert.deepEqual(spanCounts(down), { exported: 0, dropped: 2 * n, queued: 0 });
       assert.ok(down.value('bpfnet_spans_dropped_total', { reason: 'queue_full' }) > 0, 'the queue filled');
-      assert.ok(maxQueued <= queue, `queued ${maxQueued} spans, at most ${queue}`);
+      assert.ok(maxQueued <= queue + inFlight * batch, `queued ${maxQueued} spans, at most ${queue + inFlight * batch}`);
       assert.equal(receiver.spans.length, before);
 
       await receiver.start();
@@ -238,6 +240,33 @@ describe('connection spans', function () {
     } finally {
       await exporter.stop();
       await receiver.start().catch(() => {});
+    }
+  });
+
+  it('loses no span of a 2,000-connection burst with a healthy collector, at the default queue and batch settings', async function () {
+    const exporter = await new RunningExporter(['--netns', ns.path, '--otlp-endpoint', receiver.endpoint]).ready();
+    try {
+      const server = await startServer(ns, { host: '127.0.0.1', port: 0, down: 1, backlog: 4096 });
+      const before = receiver.spans.length;
+      const kernel = () => {
+        const c = ns.tcpCounters();
+        return c.ActiveOpens + c.PassiveOpens;
+      };
+      const opened = kernel();
+      // every connection at once: a client and a server span each, closing together
+      const client = await runClient(ns, { host: '127.0.0.1', port: server.port, parallel: true, connections: Array(2000).fill({ up: 1 }) });
+      assert.equal(client.results.filter((r) => r.ok).length, 2000);
+      await server.stop();
+      const spans = kernel() - opened;
+      assert.equal(spans, 4000);
+      const m = await exporter.settle((x) => spanCounts(x).exported + spanCounts(x).dropped === spans && spanCounts(x).queued === 0, 30_000);
+      assert.deepEqual(
+        { ...spanCounts(m), lost: m.sum('bpfnet_events_lost_total'), received: receiver.spans.length - before },
+        { exported: spans, dropped: 0, queued: 0, lost: 0, received: spans },
+      );
+      assert.deepEqual(receiver.errors, []);
+    } finally {
+      await exporter.stop();
     }
   });
 
