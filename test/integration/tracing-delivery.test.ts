@@ -7,7 +7,7 @@
 // the collector does, counting what was still queued or being sent.
 import assert from 'node:assert/strict';
 import { runClient, startServer } from '../helpers/agent';
-import { RunningExporter } from '../helpers/exporter';
+import { RunningExporter, sleep } from '../helpers/exporter';
 import { createNetns, type Netns } from '../helpers/netns';
 import { OtlpReceiver, type ReceiverFault } from '../helpers/otlp-receiver';
 import { requireRoot } from '../helpers/privileges';
@@ -125,9 +125,23 @@ describe('span delivery to a collector that fails', function () {
         await exporter.stop('SIGKILL');
         throw err;
       }
+      const before = await exporter.scrape();
+      const connects = before.sum('bpfnet_tcp_connects_total');
+      assert.equal(connects, n);
+      const stopping = exporter.stop();
+      if (fault === 'hang') {
+        // while the spans get their last moments, /metrics still serves the probes' real samples
+        for (let i = 0; i < 100 && !/msg=stopping/.test(exporter.stderr); i++) await sleep(10);
+        const during = await exporter.scrape();
+        assert.equal(during.sum('bpfnet_tcp_connects_total'), connects);
+        assert.deepEqual(
+          during.find('bpfnet_probe_up').map((x) => x.value),
+          [1, 1, 1],
+        );
+      }
       // the old stop took 9-15 s here; a deadline well short of that
       let timer: NodeJS.Timeout | undefined;
-      const stopped = await Promise.race([exporter.stop(), new Promise<'late'>((r) => (timer = setTimeout(() => r('late'), 5000)))]);
+      const stopped = await Promise.race([stopping, new Promise<'late'>((r) => (timer = setTimeout(() => r('late'), 5000)))]);
       clearTimeout(timer);
       assert.notEqual(stopped, 'late', `the exporter did not stop within 5 s:\n${exporter.stderr}`);
       assert.deepEqual(stopped, { code: 0, signal: null });
