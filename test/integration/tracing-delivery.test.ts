@@ -102,11 +102,11 @@ describe('span delivery to a collector that fails', function () {
     });
   }
 
-  for (const [what, fault] of [
-    ['takes requests and never answers', 'hang'],
-    ['refuses connections', 'closed'],
+  for (const [what, fault, signal] of [
+    ['takes requests and never answers', 'hang', 'SIGTERM'],
+    ['refuses connections', 'closed', 'SIGHUP'],
   ] as const) {
-    it(`stops within moments when the collector ${what}, counting what was queued or being sent as dropped at shutdown`, async function () {
+    it(`stops on ${signal} within moments when the collector ${what}, counting what was queued or being sent as dropped at shutdown`, async function () {
       if (fault === 'closed') await receiver.stop();
       else receiver.fault = fault;
       // the default OTLP timeout (10 s): exports are still in flight at the stop
@@ -128,7 +128,7 @@ describe('span delivery to a collector that fails', function () {
       const before = await exporter.scrape();
       const connects = before.sum('bpfnet_tcp_connects_total');
       assert.equal(connects, n);
-      const stopping = exporter.stop();
+      const stopping = exporter.stop(signal);
       if (fault === 'hang') {
         // while the spans get their last moments, /metrics still serves the probes' real samples
         for (let i = 0; i < 100 && !/msg=stopping/.test(exporter.stderr); i++) await sleep(10);
