@@ -11,7 +11,8 @@
 # test/integration/dockerfile.test.ts runs these steps on the host (no Docker
 # engine there) and starts what the last stage holds.
 
-# The OpenTelemetry packages need Node.js 22.15 or later.
+# The supported Node.js versions: 22 (22.15 or later, as the OpenTelemetry
+# packages need) and 24; the node:22 images are 22.15 or later.
 ARG NODE_VERSION=22
 
 # Build: clang and the libbpf headers compile bpf/*.bpf.c, bpftool writes

@@ -5,7 +5,7 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['build/', 'node_modules/', 'helm/', 'src/generated/'] },
+  { ignores: ['build/', 'node_modules/', '.node/', 'helm/', 'src/generated/'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {

@@ -3,6 +3,9 @@
 # starts is registered here and removed by cleanup(), which run.sh runs on
 # exit, Ctrl-C, SIGTERM or any failing command. Sourced, not run.
 
+# the Node.js that scripts/setup installed, if it did (.node/), as scripts/run uses
+. scripts/node-env
+
 BENCH_PIDS=()
 BENCH_NETNS=()
 
