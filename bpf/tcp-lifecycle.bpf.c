@@ -12,7 +12,11 @@
 #include "filter.h"
 #include "tcp-lifecycle.h"
 
-#define ACCEPT_PORTS_MAX 1024
+/* map sizes userspace sets before load (--accept-port-limit, --max-series) */
+#define ACCEPT_KEYS_MAX	 1024
+#define CONNECT_KEYS_MAX 10000
+#define CLOSE_KEYS_MAX	 10000
+#define POD_ADDRS_MAX	 4096
 
 const volatile bool enable_connect = false;
 const volatile bool enable_accept = false;
@@ -21,6 +25,11 @@ const volatile bool enable_close = false;
 const volatile bool enable_events = false;
 /* pair a sidecar proxy's inbound connections with its upstream ones */
 const volatile bool enable_sidecar = false;
+/* what the aggregation maps are keyed by, besides family and role: the
+ * owner's cgroup, the remote port of connects, the peer's pod */
+const volatile bool key_cgroup = false;
+const volatile bool key_peer_port = false;
+const volatile bool key_peer = false;
 
 enum sidecar_side { SIDE_NONE, SIDE_INBOUND, SIDE_OUTBOUND };
 
@@ -44,6 +53,8 @@ struct conn {
 	__u64 parent_id; /* sidecar: see struct conn_event */
 	__u64 root_id;
 	__u64 accepted_ns; /* sidecar inbound: when accept() returned it */
+	__u64 cgroup;	   /* the owner's cgroup v2 id, with key_cgroup or events */
+	__u32 peer;	   /* client: the peer's pod on this node */
 };
 
 /* the last connection id handed out */
@@ -52,33 +63,61 @@ __u64 conn_seq = 0;
 #define SOCK_TABLE_VALUE struct conn
 #include "sock-table.h"
 
+/* The aggregation maps: shared by all CPUs (per-CPU values of this size,
+ * times a node's CPUs, would cost too much memory), so updated with atomic
+ * adds. Allocated as entries are made: their size is a bound, not a cost. */
 struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, FAMILY_COUNT);
-	__type(key, __u32);
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, CONNECT_KEYS_MAX);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct connect_key);
 	__type(value, struct connect_stats);
-} tcp_connect_stats SEC(".maps");
+} tcp_connects SEC(".maps");
 
+/* preallocated: older kernels allow tracepoint programs (the accept exits)
+ * only preallocated hash maps */
 struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, FAMILY_COUNT);
-	__type(key, __u32);
-	__type(value, struct accept_stats);
-} tcp_accept_stats SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
-	__uint(max_entries, ACCEPT_PORTS_MAX);
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, ACCEPT_KEYS_MAX);
 	__type(key, struct accept_key);
-	__type(value, __u64);
+	__type(value, struct accept_stats);
 } tcp_accepts SEC(".maps");
 
 struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, (FAMILY_COUNT * ROLE_COUNT));
-	__type(key, __u32);
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, CLOSE_KEYS_MAX);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct close_key);
 	__type(value, struct close_stats);
-} tcp_close_stats SEC(".maps");
+} tcp_closes SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, POD_ADDRS_MAX);
+	__type(key, struct pod_addr);
+	__type(value, __u32);
+} pod_addrs SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64);
+	__type(value, struct cgroup_names);
+} cgroup_names SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct cgroup_names);
+} cgroup_names_scratch SEC(".maps");
+
+/* what a new entry of the aggregation maps starts from */
+static union {
+	struct connect_stats connect;
+	struct accept_stats accept;
+	struct close_stats close;
+} zero_stats;
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -155,6 +194,55 @@ static __always_inline void count_error(__u32 err)
 		counter_add(n, 1);
 }
 
+/* Keeps the names of the socket owner's cgroup and its ancestors, unless
+ * kept already. */
+static __always_inline void remember_cgroup(const struct sock *sk)
+{
+	struct cgroup *cgrp = sock_cgroup(sk);
+	struct cgroup_names *n;
+	__u32 zero = 0;
+	__u64 id;
+
+	if (!cgrp)
+		return;
+	id = BPF_CORE_READ(cgrp, kn, id);
+	if (bpf_map_lookup_elem(&cgroup_names, &id))
+		return;
+	n = bpf_map_lookup_elem(&cgroup_names_scratch, &zero);
+	if (!n)
+		return;
+	n->level = BPF_CORE_READ(cgrp, level);
+	for (int i = 0; i < CGROUP_NAME_LEVELS; i++) {
+		n->names[i][0] = 0;
+		if (!cgrp || i >= n->level)
+			continue;
+		bpf_probe_read_kernel_str(n->names[i], CGROUP_NAME_LEN, BPF_CORE_READ(cgrp, kn, name));
+		cgrp = (struct cgroup *)BPF_CORE_READ(cgrp, self.parent);
+	}
+	bpf_map_update_elem(&cgroup_names, &id, n, BPF_NOEXIST);
+}
+
+/* The entry of key in an aggregation map, made if new; when the map has no
+ * room, the overflow entry (made by userspace at load), counted as err. A
+ * new entry's owner's cgroup is remembered by name. */
+static __always_inline void *stats_entry(void *map, const void *key, const void *overflow, __u32 err,
+					 const struct sock *sk)
+{
+	void *v = bpf_map_lookup_elem(map, key);
+
+	if (v)
+		return v;
+	if (key_cgroup)
+		remember_cgroup(sk);
+	/* fails when the map is full, or another CPU made it first */
+	bpf_map_update_elem(map, key, &zero_stats, BPF_NOEXIST);
+	v = bpf_map_lookup_elem(map, key);
+	if (v)
+		return v;
+	count_error(err);
+	return bpf_map_lookup_elem(map, overflow);
+}
+
 /* IPv4-mapped IPv6 peers (::ffff:a.b.c.d) travel as IPv4: count them so. */
 static __always_inline __u8 family_of(const struct sock *sk)
 {
@@ -217,6 +305,8 @@ static __always_inline struct conn_event *new_event(const struct sock *sk, const
 	e->family = family;
 	e->role = c->role;
 	e->tgid = c->tgid;
+	e->cgroup = c->cgroup;
+	e->peer = c->peer;
 	e->id = c->id;
 	e->parent_id = c->parent_id;
 	e->root_id = c->root_id;
@@ -368,6 +458,8 @@ static __always_inline void on_syn_sent(const struct sock *sk, __u64 key)
 	c.start_ns = bpf_ktime_get_ns();
 	c.tgid = tgid;
 	c.role = ROLE_CLIENT;
+	if (key_cgroup || enable_events)
+		c.cgroup = sock_cgroup_id(sk);
 	if (enable_events)
 		bpf_get_current_comm(c.comm, sizeof(c.comm));
 	if (enable_events || enable_sidecar)
@@ -377,9 +469,47 @@ static __always_inline void on_syn_sent(const struct sock *sk, __u64 key)
 	track(key, &c);
 }
 
+/* The pod on this node whose address the socket's peer has; 0: none. */
+static __always_inline __u32 peer_pod(const struct sock *sk, __u8 family)
+{
+	struct pod_addr a = {.family = family};
+	__u32 *pod;
+
+	if (BPF_CORE_READ(sk, __sk_common.skc_family) == AF_INET)
+		a.addr32[0] = BPF_CORE_READ(sk, __sk_common.skc_daddr);
+	else if (!bpf_core_field_exists(sk->__sk_common.skc_v6_daddr))
+		return 0;
+	else if (family == FAMILY_IPV4)
+		a.addr32[0] = BPF_CORE_READ(sk, __sk_common.skc_v6_daddr.in6_u.u6_addr32[3]);
+	else
+		BPF_CORE_READ_INTO(&a.addr32, sk, __sk_common.skc_v6_daddr);
+	pod = bpf_map_lookup_elem(&pod_addrs, &a);
+	return pod ? *pod : 0;
+}
+
+/* A connect's outcome, counted by its owner, peer and remote port. */
+static __always_inline void record_connect(const struct sock *sk, const struct conn *c, __u8 family, __u32 result,
+					   __u64 established_ns)
+{
+	struct connect_key k = {.family = family}, overflow = {.family = family};
+	struct connect_stats *stats;
+
+	if (key_cgroup)
+		k.cgroup = c->cgroup;
+	if (key_peer)
+		k.peer = c->peer;
+	if (key_peer_port)
+		k.peer_port = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	stats = stats_entry(&tcp_connects, &k, &overflow, ERR_CONNECTS_FULL, sk);
+	if (!stats)
+		return;
+	counter_add(&stats->results[result & (CONNECT_RESULT_COUNT - 1)], 1);
+	if (established_ns)
+		hist_add(&stats->latency_ns, established_ns - c->start_ns);
+}
+
 static __always_inline void on_connect_outcome(const struct sock *sk, __u64 key, bool established)
 {
-	struct connect_stats *stats;
 	struct tcp_sock *tp;
 	struct conn *c;
 	__u32 family, result;
@@ -403,6 +533,8 @@ static __always_inline void on_connect_outcome(const struct sock *sk, __u64 key,
 	} else {
 		result = CONNECT_ESTABLISHED;
 	}
+	if (key_peer || enable_events)
+		c->peer = peer_pod(sk, family);
 	if (!established && enable_events) {
 		struct conn_event *e = new_event(sk, c, EVENT_CONNECT_FAILED, family);
 
@@ -422,15 +554,8 @@ static __always_inline void on_connect_outcome(const struct sock *sk, __u64 key,
 	/* SYN-ACK processing refreshed the connection's clock */
 	tp = established ? bpf_skc_to_tcp_sock((void *)sk) : NULL;
 	now = tp ? packet_time_ns(tp) : 0;
-	if (enable_connect) {
-		/* only this program writes these: no atomics needed */
-		stats = bpf_map_lookup_elem(&tcp_connect_stats, &family);
-		if (stats) {
-			stats->results[result]++;
-			if (now)
-				hist_add_local(&stats->latency_ns, now - c->start_ns);
-		}
-	}
+	if (enable_connect)
+		record_connect(sk, c, family, result, now);
 	if (!now || !(enable_close || enable_events || enable_sidecar)) {
 		sock_table_del(key);
 		return;
@@ -474,6 +599,8 @@ static __always_inline void on_passive_established(const struct sock *sk, __u64 
 	c.family = family_of(sk);
 	c.role = ROLE_SERVER;
 	c.lport = sk->__sk_common.skc_num;
+	if (key_cgroup || enable_events)
+		c.cgroup = sock_cgroup_id(sk);
 	if (enable_events || enable_sidecar)
 		c.id = next_conn_id();
 	track(key, &c);
@@ -481,36 +608,23 @@ static __always_inline void on_passive_established(const struct sock *sk, __u64 
 
 /* accepted: called from the accepting process, whose command is taken;
  * otherwise the connection closed before any process accepted it. */
-static __always_inline void record_accept(const struct conn *c, __u64 queue_ns, bool accepted)
+static __always_inline void record_accept(const struct sock *sk, const struct conn *c, __u64 queue_ns, bool accepted)
 {
-	struct accept_key akey = {.port = c->lport, .family = c->family};
+	struct accept_key k = {.port = c->lport, .family = c->family}, overflow = {.family = c->family};
 	struct accept_stats *stats;
-	__u32 family = c->family;
-	__u64 zero = 0, *n;
 
+	if (key_cgroup)
+		k.cgroup = c->cgroup;
 	if (accepted) {
 		/* a copy from the task's BTF pointer: cheaper than bpf_get_current_comm() */
 		struct task_struct *task = bpf_get_current_task_btf();
 
-		__builtin_memcpy(akey.comm, task->comm, sizeof(akey.comm));
+		__builtin_memcpy(k.comm, task->comm, sizeof(k.comm));
 	}
-	n = bpf_map_lookup_elem(&tcp_accepts, &akey);
-	if (!n) {
-		bpf_map_update_elem(&tcp_accepts, &akey, &zero, BPF_NOEXIST);
-		n = bpf_map_lookup_elem(&tcp_accepts, &akey);
-	}
-	if (!n) {
-		/* table full: port 0, no command; created by userspace, never missing */
-		__builtin_memset(&akey, 0, sizeof(akey));
-		akey.family = c->family;
-		n = bpf_map_lookup_elem(&tcp_accepts, &akey);
-	}
-	if (n)
-		counter_add(n, 1);
-
-	stats = bpf_map_lookup_elem(&tcp_accept_stats, &family);
+	stats = stats_entry(&tcp_accepts, &k, &overflow, ERR_ACCEPTS_FULL, sk);
 	if (!stats)
 		return;
+	counter_add(&stats->accepted, 1);
 	hist_add(&stats->handshake_ns, (__u64)c->handshake_us * 1000);
 	if (accepted)
 		hist_add(&stats->queue_ns, queue_ns);
@@ -539,18 +653,20 @@ static __always_inline void payload_bytes(const struct sock *sk, const struct tc
 static __always_inline void record_close(const struct tcp_sock *tp, const struct conn *c, __u64 now, __u64 sent,
 					 __u64 received)
 {
-	__u32 idx = c->family * ROLE_COUNT + c->role;
-	struct close_stats *stats = bpf_map_lookup_elem(&tcp_close_stats, &idx);
+	struct close_key k = {.family = c->family, .role = c->role}, overflow = {.family = c->family, .role = c->role};
+	struct close_stats *stats;
 
+	if (key_cgroup)
+		k.cgroup = c->cgroup;
+	stats = stats_entry(&tcp_closes, &k, &overflow, ERR_CLOSES_FULL, (const struct sock *)tp);
 	if (!stats)
 		return;
-	/* only this program writes these: no atomics needed */
-	stats->retransmits += tp->total_retrans;
-	hist_add_local(&stats->lifetime_ns, now - c->established_ns);
-	hist_add_local(&stats->sent_bytes, sent);
-	hist_add_local(&stats->received_bytes, received);
+	counter_add(&stats->retransmits, tp->total_retrans);
+	hist_add(&stats->lifetime_ns, now - c->established_ns);
+	hist_add(&stats->sent_bytes, sent);
+	hist_add(&stats->received_bytes, received);
 	if (tp->srtt_us)
-		hist_add_local(&stats->srtt_ns, (__u64)(tp->srtt_us >> 3) * 1000);
+		hist_add(&stats->srtt_ns, (__u64)(tp->srtt_us >> 3) * 1000);
 }
 
 static __always_inline void emit_close(const struct sock *sk, const struct tcp_sock *tp, const struct conn *c,
@@ -588,7 +704,7 @@ static __always_inline void on_close(const struct sock *sk, __u64 key, int oldst
 		if (pid_filter_active())
 			return;
 		if (enable_accept)
-			record_accept(&c, 0, false);
+			record_accept(sk, &c, 0, false);
 	}
 	if ((enable_close || enable_events) && c.established_ns) {
 		struct tcp_sock *tp = bpf_skc_to_tcp_sock((void *)sk);
@@ -701,7 +817,7 @@ static __always_inline int on_accepted(__u64 key)
 	if (enable_sidecar)
 		sidecar_accept(key, c, tgid, (__u32)pid_tgid, now);
 	if (enable_accept)
-		record_accept(c, now - c->established_ns, true);
+		record_accept((const struct sock *)key, c, now - c->established_ns, true);
 	if (!(enable_close || enable_events || enable_sidecar))
 		sock_table_del(key);
 	return 0;
@@ -783,7 +899,9 @@ int BPF_PROG(sidecar_send, struct sock *sk)
 	return 0;
 }
 
-BPFNET_EXPORT(struct conn_event conn_event; enum family family; enum role role; enum connect_result connect_result;
-	      enum lifecycle_error lifecycle_error; enum event_kind event_kind; enum fin_from fin_from;);
+BPFNET_EXPORT(struct conn_event conn_event; struct connect_key connect_key; struct close_key close_key;
+	      struct pod_addr pod_addr; struct cgroup_names cgroup_names; enum family family; enum role role;
+	      enum connect_result connect_result; enum lifecycle_error lifecycle_error; enum event_kind event_kind;
+	      enum fin_from fin_from;);
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

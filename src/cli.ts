@@ -10,7 +10,7 @@ import { EnvironmentError, UsageError } from './errors';
 import { Exporter, formatAddress } from './exporter';
 import { LOG_LEVELS, rootLogger, type LogLevel } from './log';
 import { DEFAULT_BPF_DIR, packageVersion, setBpfDir } from './paths';
-import { DEFAULTS, PROBE_NAMES, READINESS, type ExporterOptions, type Readiness } from './options';
+import { DEFAULTS, PROBE_NAMES, READINESS, WORKLOAD_LABELS, type ExporterOptions, type Readiness } from './options';
 import { parseListen } from './server';
 
 /** "a,b" "c" -> ["a","b","c"]: lists come repeated, comma-separated, or both
@@ -115,6 +115,23 @@ function runOptions(y: Argv) {
       coerce: lastNumber,
       describe: 'label sets (port, command) of bpfnet_tcp_accepts_total; accepts beyond them count as port="other"',
     })
+    .option('max-series', {
+      type: 'number',
+      default: DEFAULTS.maxSeries,
+      coerce: lastNumber,
+      describe: 'series per TCP metric at most; label sets beyond are folded into one whose workload labels say "other" (bpfnet_series_folded_total)',
+    })
+    .option('labels', {
+      type: 'string',
+      coerce: lastString,
+      describe: `workload labels to leave out of the TCP metrics, comma-separated, each with a minus: ${WORKLOAD_LABELS.map((l) => `-${l}`).join(',')}`,
+    })
+    .option('kubelet-containers-dir', {
+      type: 'string',
+      default: DEFAULTS.kubeletContainersDir,
+      coerce: lastString,
+      describe: "kubelet's container log links (<pod>_<namespace>_<container>-<id>.log), which name the pods and containers of cgroups",
+    })
     .option('netstack-series-ttl', {
       type: 'number',
       default: DEFAULTS.netstackSeriesTtl,
@@ -187,6 +204,7 @@ export function exporterOptions(a: RunArgs): ExporterOptions {
     enableBpfStats: a['enable-bpf-stats'],
     acceptPortLimit: a['accept-port-limit'],
     netstackSeriesTtl: a['netstack-series-ttl'],
+    attribution: { maxSeries: a['max-series'], labels: a.labels, containersDir: a['kubelet-containers-dir'] },
     tracing: { endpoint: a['otlp-endpoint'], sampleRatio: a['trace-sample-ratio'] },
     sidecars: { comms: list('sidecar-comm', a['sidecar-comm']), pids: integers('sidecar-pid', a['sidecar-pid']) },
     eventRingBytes: a['event-ring-bytes'],

@@ -34,7 +34,17 @@ export const DEFAULTS = {
   acceptPortLimit: 1024,
   netstackSeriesTtl: 600,
   eventRingBytes: 4 << 20,
+  maxSeries: 10_000,
+  kubeletContainersDir: '/var/log/containers',
 } as const;
+
+/** The labels that say whose a connection is, on every TCP metric (peer_*:
+ * connects only); --labels leaves some out. */
+export const WORKLOAD_LABELS = ['namespace', 'pod', 'container', 'cgroup', 'peer_port', 'peer_namespace', 'peer_pod'] as const;
+export type WorkloadLabel = (typeof WORKLOAD_LABELS)[number];
+
+/** The most --max-series takes: the kernel's maps are bounded by it too. */
+const MAX_MAX_SERIES = 1_000_000;
 
 /** The longest --netstack-series-ttl, seconds: a year. */
 const MAX_SERIES_TTL = 365 * 86400;
@@ -59,6 +69,15 @@ export interface ExporterOptions {
   eventRingBytes?: number;
   /** socket redirect, when wanted */
   redirect?: RedirectSpec;
+  /** workload labels of the TCP metrics */
+  attribution?: AttributionSpec;
+}
+
+export interface AttributionSpec {
+  maxSeries?: number;
+  /** "-cgroup,-peer_port": labels to leave out */
+  labels?: string;
+  containersDir?: string;
 }
 
 export interface RedirectSpec {
@@ -99,6 +118,18 @@ export interface TcpOptions {
   sidecars: readonly Sidecar[];
   /** size of the connection events' ring buffer: a power of two, at least a page */
   eventRingBytes: number;
+  attribution: Attribution;
+}
+
+export interface Attribution {
+  /** series per metric at most, and entries per aggregation map */
+  maxSeries: number;
+  /** the workload labels kept, in WORKLOAD_LABELS order */
+  labels: readonly WorkloadLabel[];
+  /** kubelet's container log links */
+  containersDir: string;
+  /** where cgroup v2 is mounted; undefined: none (no workload names) */
+  cgroupMount: string | undefined;
 }
 
 export interface NetstackOptions {
@@ -153,7 +184,7 @@ export function resolveOptions(o: ExporterOptions): Options {
     filters: resolveFilters(o.filters),
     tracing,
     renamed,
-    ...probeParts(probes, { acceptPortLimit: limit, sidecars, eventRingBytes }, { seriesTtl: ttl }),
+    ...probeParts(probes, { acceptPortLimit: limit, sidecars, eventRingBytes, attribution: resolveAttribution(o.attribution ?? {}) }, { seriesTtl: ttl }),
     redirect: o.redirect && resolveRedirect(o.redirect),
   };
 }
@@ -170,7 +201,7 @@ export function defaultOptions(probes: readonly string[]): Options {
     renamed: [],
     ...probeParts(
       probes,
-      { acceptPortLimit: DEFAULTS.acceptPortLimit, sidecars: [], eventRingBytes: DEFAULTS.eventRingBytes },
+      { acceptPortLimit: DEFAULTS.acceptPortLimit, sidecars: [], eventRingBytes: DEFAULTS.eventRingBytes, attribution: resolveAttribution({}) },
       { seriesTtl: DEFAULTS.netstackSeriesTtl },
     ),
   };
@@ -183,6 +214,39 @@ function probeParts(probes: readonly string[], tcp: Omit<TcpOptions, 'probes'>, 
     probes,
     tcp: tcpProbes.length ? { probes: tcpProbes, ...tcp } : undefined,
     netstack: probes.includes('netstack') ? netstack : undefined,
+  };
+}
+
+/** Checks --max-series, --labels and --kubelet-containers-dir. */
+export function resolveAttribution(a: AttributionSpec): Attribution {
+  const maxSeries = a.maxSeries ?? DEFAULTS.maxSeries;
+  if (!Number.isInteger(maxSeries) || maxSeries < 1 || maxSeries > MAX_MAX_SERIES) {
+    throw new UsageError(`--max-series ${maxSeries}: give an integer from 1 to ${MAX_MAX_SERIES}`);
+  }
+  const dropped = new Set<string>();
+  if (a.labels !== undefined) {
+    const known = WORKLOAD_LABELS.map((l) => `-${l}`).join(',');
+    for (const item of a.labels.split(',')) {
+      const name = item.trim().replace(/^-/, '');
+      if (!item.trim().startsWith('-') || !(WORKLOAD_LABELS as readonly string[]).includes(name)) {
+        throw new UsageError(`--labels ${JSON.stringify(a.labels)}: "${item}" is not a label to leave out; give some of ${known}, or leave the flag out`);
+      }
+      dropped.add(name);
+    }
+  }
+  const containersDir = a.containersDir ?? DEFAULTS.kubeletContainersDir;
+  if (containersDir.trim() === '')
+    throw new UsageError("--kubelet-containers-dir is empty: give the directory of kubelet's container log links, or leave the flag out");
+  if (containersDir !== DEFAULTS.kubeletContainersDir && !fs.existsSync(containersDir)) {
+    throw new UsageError(
+      `--kubelet-containers-dir ${containersDir}: no such directory; give the directory of kubelet's container log links (${DEFAULTS.kubeletContainersDir})`,
+    );
+  }
+  return {
+    maxSeries,
+    labels: WORKLOAD_LABELS.filter((l) => !dropped.has(l)),
+    containersDir: path.resolve(containersDir),
+    cgroupMount: cgroup2Mount(),
   };
 }
 

@@ -81,9 +81,25 @@ static __always_inline bool task_allowed(__u32 tgid)
 	return bpf_map_lookup_elem(&filter_pids, &tgid) != NULL;
 }
 
+/* The cgroup v2 cgroup of the socket's owner: of the process that created
+ * it, inherited by the sockets accept() returns from their listener (the
+ * layout of sock_cgroup_data since 5.15). */
+static __always_inline struct cgroup *sock_cgroup(const struct sock *sk)
+{
+	return BPF_CORE_READ(sk, sk_cgrp_data.cgroup);
+}
+
+/* Its id (the inode number of its directory); 0: unknown. */
+static __always_inline __u64 sock_cgroup_id(const struct sock *sk)
+{
+	struct cgroup *cgrp = sock_cgroup(sk);
+
+	return cgrp ? BPF_CORE_READ(cgrp, kn, id) : 0;
+}
+
 static __always_inline bool cgroup_allowed(const struct sock *sk)
 {
-	struct cgroup *cgrp = BPF_CORE_READ(sk, sk_cgrp_data.cgroup);
+	struct cgroup *cgrp = sock_cgroup(sk);
 	__u64 id;
 
 	for (int i = 0; i < CGROUP_MAX_DEPTH && cgrp; i++) {

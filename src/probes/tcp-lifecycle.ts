@@ -2,10 +2,10 @@
 // The BPF object behind the connect, accept and close probes
 // (bpf/tcp-lifecycle.bpf.c): one tp_btf program on sock:inet_sock_set_state,
 // and fexit on inet_csk_accept or tracepoints on accept exits (the accepting
-// process). Needs BTF and kernel 5.12+ (tp_btf, bpf_skc_to_tcp_sock, BPF
+// process). Needs BTF and kernel 5.15+ (tp_btf, bpf_skc_to_tcp_sock, BPF
 // compare-and-exchange). This module loads and attaches it and hands its
 // events on; its metrics are tables over its maps (tcp-metrics.ts).
-import { BpfObject, detailOf, RingBuffer, summaryOf, type BpfLink, type BpfProgram } from '../libbpf';
+import { BpfObject, cString, detailOf, RingBuffer, summaryOf, type BpfLink, type BpfProgram, type Layout } from '../libbpf';
 import type { ProgramName } from '../libbpf/binding';
 import { TCP_LIFECYCLE } from '../generated/tcp-lifecycle';
 import { connEventDecoder } from '../tracing/conn-event';
@@ -16,10 +16,16 @@ import { TRACEFS_FIX, tracefsMount } from '../system';
 import { bpfObjectPath } from '../paths';
 import { destroyLinks, type ProbeContext, type ProbeStatus, type RunningComponent } from '../component';
 import type { TcpOptions } from '../options';
+import { WorkloadResolver } from '../workload/resolver';
+import { PodAddresses } from '../workload/pod-addresses';
+import { keyedBy, type KeyedBy } from '../workload/labels';
 
 type Binding = typeof TCP_LIFECYCLE;
 
 const FAMILIES = TCP_LIFECYCLE.enums.family.labels;
+const ROLES = TCP_LIFECYCLE.enums.role.labels;
+/** struct cgroup_names: names of CGROUP_NAME_LEVELS levels, CGROUP_NAME_LEN bytes each */
+const CGROUP_NAMES = TCP_LIFECYCLE.structs.cgroup_names.fields.names;
 
 /** Ways to learn which process accepted a connection, best first. */
 interface AcceptHook {
@@ -37,12 +43,30 @@ export class TcpLifecycle implements RunningComponent {
   private readonly links: BpfLink[] = [];
   private object: BpfObject<Binding> | undefined;
   private ring: RingBuffer | undefined;
+  /** what the aggregation maps are keyed by */
+  readonly keys: KeyedBy;
+  /** cgroup ids to workloads, when keyed by cgroup or sending spans */
+  readonly workloads: WorkloadResolver | undefined;
+  /** the pods on this node by the numbers pod_addrs gives them */
+  peers: PodAddresses | undefined;
 
   constructor(
     requested: readonly string[],
     private readonly ctx: ProbeContext<TcpOptions>,
   ) {
     const enabled = new Set(requested);
+    const a = ctx.options.attribution;
+    this.keys = keyedBy(a.labels);
+    if ((this.keys.cgroup || ctx.events) && a.cgroupMount) {
+      this.workloads = new WorkloadResolver({
+        cgroupMount: a.cgroupMount,
+        containersDir: a.containersDir,
+        log: ctx.log,
+        kernelNames: (id) => this.cgroupNames(id),
+      });
+    } else if (this.keys.cgroup) {
+      ctx.log.warn('no cgroup v2 mount: TCP metrics have no workload labels');
+    }
     const needAccept = enabled.has('accept') || enabled.has('close');
     // the best way to learn who accepted first; fall back when the kernel refuses it
     const hooks = needAccept ? ACCEPT_HOOKS : [NO_ACCEPT_HOOK];
@@ -70,6 +94,12 @@ export class TcpLifecycle implements RunningComponent {
         continue;
       }
       if (needAccept && !acceptErr) ctx.log.info('accepting processes found by', { hook: hook.name });
+      this.workloads?.start();
+      if (this.workloads && (this.keys.peer || ctx.events)) {
+        const obj = this.object;
+        this.peers = new PodAddresses(obj.map('pod_addrs'), obj.struct('pod_addr'), FAMILIES, this.workloads, ctx.log);
+        this.peers.start();
+      }
       if (ctx.events) this.startEvents(this.object, ctx.events);
       return;
     }
@@ -85,21 +115,27 @@ export class TcpLifecycle implements RunningComponent {
         enable_close: enabled.has('close'),
         enable_events: this.ctx.events !== undefined,
         enable_sidecar: sidecars.length > 0,
+        key_cgroup: this.keys.cgroup,
+        key_peer_port: this.keys.peerPort,
+        key_peer: this.keys.peer,
       });
       // the sidecar's hooks; a kernel without tcp_sendmsg_locked (6.1) cannot tell reuse
       obj.program('sidecar_read').autoload = sidecars.length > 0;
       obj.program('sidecar_send').autoload = sidecars.length > 0 && vmlinuxBtf().find('btf_trace_tcp_sendmsg_locked', Kind.Typedef) !== undefined;
+      const { maxSeries } = this.ctx.options.attribution;
+      // room for the label sets, and for the overflow entries
+      obj.setMaxEntries('tcp_connects', maxSeries + FAMILIES.length);
       obj.setMaxEntries('tcp_accepts', this.ctx.options.acceptPortLimit + FAMILIES.length);
+      obj.setMaxEntries('tcp_closes', maxSeries + FAMILIES.length * ROLES.length);
       obj.setMaxEntries('tcp_events', this.ctx.options.eventRingBytes);
       for (const h of ACCEPT_HOOKS) for (const p of h.programs) obj.program(p).autoload = h === hook;
       obj.load();
-      // accepts beyond the port limit are counted under port 0 ("other")
-      const key = obj.map('tcp_accepts').key();
-      const keyLayout = obj.struct('accept_key');
+      // what finds a map full counts under its overflow entry: all key
+      // fields 0 but family (and role)
       FAMILIES.forEach((_, family) => {
-        key.fill(0);
-        key.writeUInt8(family, keyLayout.offset('family'));
-        obj.map('tcp_accepts').update(key, Buffer.alloc(obj.map('tcp_accepts').valueBufferSize));
+        overflowEntry(obj, 'tcp_connects', 'connect_key', { family });
+        overflowEntry(obj, 'tcp_accepts', 'accept_key', { family });
+        ROLES.forEach((_, role) => overflowEntry(obj, 'tcp_closes', 'close_key', { family, role }));
       });
       applyFilters(obj, this.ctx.filters);
       applySidecars(obj, sidecars);
@@ -149,7 +185,13 @@ export class TcpLifecycle implements RunningComponent {
   /** Hands each connection event to sink, from the event loop, decoded. */
   private startEvents(obj: BpfObject<Binding>, sink: NonNullable<ProbeContext<TcpOptions>['events']>): void {
     const decode = connEventDecoder(obj.struct('conn_event'), obj.struct('tuple'));
-    this.ring = new RingBuffer(obj.map('tcp_events'), (data) => sink.onConnEvent(decode(data)));
+    const workloads = this.workloads;
+    this.ring = new RingBuffer(obj.map('tcp_events'), (data) => {
+      const e = decode(data);
+      if (workloads) e.workload = workloads.workload(e.cgroup);
+      e.peerWorkload = this.peers?.pod(e.peer);
+      sink.onConnEvent(e);
+    });
     this.ring.start((err) => this.ctx.log.warn('cannot read connection events', { err: err.message }));
   }
 
@@ -172,10 +214,28 @@ export class TcpLifecycle implements RunningComponent {
     this.ring = undefined;
     this.object?.close();
     this.object = undefined;
+    this.workloads?.close();
+    this.peers?.close();
   }
 
   private detach(): void {
     destroyLinks(this.links, this.ctx.log);
+  }
+
+  /** What cgroup_names holds for a cgroup id (bpf/tcp-lifecycle.h). */
+  private cgroupNames(id: bigint): { level: number; names: string[] } | undefined {
+    const obj = this.object;
+    if (!obj) return undefined;
+    const map = obj.map('cgroup_names');
+    const key = map.key();
+    key.writeBigUInt64LE(id);
+    const v = map.lookup(key);
+    if (!v) return undefined;
+    const layout = obj.struct('cgroup_names');
+    const at = layout.offset('names');
+    const len = CGROUP_NAMES.size / CGROUP_NAMES.length;
+    const names = Array.from({ length: CGROUP_NAMES.length }, (_, i) => cString(v, at + i * len, len));
+    return { level: v.readUInt32LE(layout.offset('level')), names };
   }
 
   /** The loaded object, for the metrics to read its maps. */
@@ -187,4 +247,21 @@ export class TcpLifecycle implements RunningComponent {
     if (!this.object) throw new Error('the TCP lifecycle object is not loaded');
     return this.object;
   }
+}
+
+/** Makes an aggregation map's overflow entry: a zeroed value under a key
+ * whose fields are 0 but these. */
+function overflowEntry(
+  obj: BpfObject<Binding>,
+  map: 'tcp_connects' | 'tcp_accepts' | 'tcp_closes',
+  struct: 'connect_key' | 'accept_key' | 'close_key',
+  fields: { family: number; role?: number },
+): void {
+  const m = obj.map(map);
+  const layout: Layout<string> = obj.struct(struct);
+  const key = m.key();
+  key.fill(0);
+  key.writeUInt8(fields.family, layout.offset('family'));
+  if (fields.role !== undefined) key.writeUInt8(fields.role, layout.offset('role'));
+  m.update(key, Buffer.alloc(m.valueBufferSize));
 }

@@ -7,8 +7,11 @@
 import type { ProbeContext } from '../component';
 import { TCP_LIFECYCLE } from '../generated/tcp-lifecycle';
 import { CollectedCounter, CollectedGauge } from '../metrics/collected';
-import { registerTable, U64_VALUE, type IndexDimension } from '../metrics/table';
+import { SeriesLimit } from '../metrics/series-limit';
+import { registerTable, type IndexDimension, type KeyReader } from '../metrics/table';
 import type { TcpOptions } from '../options';
+import { otherLabels, ownerLabels, peerLabels, NO_WORKLOAD } from '../workload/labels';
+import { RETIRE_AFTER_MS } from '../workload/resolver';
 import type { TcpLifecycle } from './tcp-lifecycle';
 
 const FAMILY: IndexDimension = { label: 'family', values: TCP_LIFECYCLE.enums.family.labels };
@@ -18,27 +21,61 @@ const ERRORS = TCP_LIFECYCLE.enums.lifecycle_error.values;
 
 /** Registers the metrics of the requested probes, read from the loaded object. */
 export function registerTcpMetrics(tcp: TcpLifecycle, ctx: ProbeContext<TcpOptions>): void {
-  const { registry, failures, options } = ctx;
+  const { registry, failures, options, log } = ctx;
   const obj = () => tcp.bound();
+  const keys = tcp.keys;
+  const owner = keys.owner;
+  const connectLabels = keys.connect;
+  const limit = new SeriesLimit(options.attribution.maxSeries, connectLabels, (metric) =>
+    log.warn('series limit reached: further label sets are folded into workload labels "other"', { metric, max: options.attribution.maxSeries }),
+  );
+  const workloads = tcp.workloads;
+  const family = (k: KeyReader<string>) => FAMILY.values[k.u('family', 1)] ?? 'unknown';
+  const ownerOf = (id: bigint) => ownerLabels(workloads?.workload(id) ?? NO_WORKLOAD, owner);
+  // entries of a cgroup deleted a while ago
+  const retire = (k: KeyReader<string>) => {
+    const id = k.u64('cgroup');
+    const since = id === 0n ? undefined : workloads?.goneSince(id);
+    return since !== undefined && Date.now() - since > RETIRE_AFTER_MS;
+  };
+  const workloadHelp = 'namespace, pod and container: of the socket owner\'s cgroup, in a pod; cgroup: its path, outside pods; "other": beyond --max-series';
   if (options.probes.includes('connect')) {
     registerTable(
       {
-        map: () => obj().map('tcp_connect_stats'),
+        map: () => obj().map('tcp_connects'),
         value: () => obj().struct('connect_stats'),
-        index: () => [FAMILY],
+        key: {
+          layout: () => obj().struct('connect_key'),
+          labels: {},
+          derive: (k) => {
+            const id = k.u64('cgroup');
+            const port = k.u('peer_port', 2);
+            const peer = k.u('peer', 4);
+            const labels = { family: family(k) };
+            if ((keys.cgroup || keys.peerPort || keys.peer) && id === 0n && port === 0 && peer === 0) return { ...labels, ...otherLabels(connectLabels) };
+            return {
+              ...labels,
+              ...ownerOf(id),
+              ...(keys.peerPort ? { peer_port: String(port) } : {}),
+              ...peerLabels(tcp.peers?.pod(peer), connectLabels),
+            };
+          },
+          retire,
+        },
+        limit,
         metrics: [
           {
             name: 'bpfnet_tcp_connects_total',
-            help: 'TCP active opens (connect) by outcome: established, refused (RST), timeout (no answer to SYNs), aborted (closed by the application or failed otherwise before established).',
+            help: `TCP active opens (connect) by outcome: established, refused (RST), timeout (no answer to SYNs), aborted (closed by the application or failed otherwise before established); ${workloadHelp}; peer_port: the remote port; peer_namespace, peer_pod: the peer's pod, when on this node.`,
             type: 'counter',
-            labels: ['family', 'result'],
+            labels: ['family', 'result', ...connectLabels],
             value: { array: 'results', label: 'result', values: TCP_LIFECYCLE.enums.connect_result.labels },
           },
           {
             name: 'bpfnet_tcp_connect_duration_seconds',
             help: 'Time from the first SYN sent to the connection established, for connects that succeeded.',
             type: 'histogram',
-            labels: ['family'],
+            labels: ['family', ...connectLabels],
             value: { hist: 'latency_ns', ...LATENCY },
           },
         ],
@@ -51,49 +88,44 @@ export function registerTcpMetrics(tcp: TcpLifecycle, ctx: ProbeContext<TcpOptio
     registerTable(
       {
         map: () => obj().map('tcp_accepts'),
-        value: () => U64_VALUE,
+        value: () => obj().struct('accept_stats'),
         key: {
           layout: () => obj().struct('accept_key'),
           labels: {
-            family: { field: 'family', type: 'u8', format: (f) => FAMILY.values[f as number] ?? 'unknown' },
-            // accepts beyond the port limit are counted under port 0
+            // accepts beyond the limit are counted under port 0
             port: { field: 'port', type: 'u16', format: (p) => (p === 0 ? 'other' : String(p)) },
             comm: { field: 'comm', type: 'string' },
           },
+          derive: (k) => {
+            const id = k.u64('cgroup');
+            const labels = { family: family(k) };
+            return k.u('port', 2) === 0 ? { ...labels, ...otherLabels(owner) } : { ...labels, ...ownerOf(id) };
+          },
+          retire,
         },
+        limit,
         metrics: [
           {
             name: 'bpfnet_tcp_accepts_total',
-            help: `TCP passive opens that reached established, by local (listening) port and the command of the process that accepted them; counted when accept() returns them, or at close with comm="" if never accepted. port="other" holds what goes beyond ${options.acceptPortLimit} label sets.`,
+            help: `TCP passive opens that reached established, by local (listening) port and the command of the process that accepted them; counted when accept() returns them, or at close with comm="" if never accepted. port="other" holds what goes beyond ${options.acceptPortLimit} label sets; ${workloadHelp}.`,
             type: 'counter',
-            labels: ['family', 'port', 'comm'],
-            value: { u64: 'value' },
+            labels: ['family', 'port', 'comm', ...owner],
+            value: { u64: 'accepted' },
             // the "other" entries exist from the start; shown once they count
             keep: (labels, value) => labels.port !== 'other' || value > 0,
           },
-        ],
-      },
-      registry,
-      failures,
-    );
-    registerTable(
-      {
-        map: () => obj().map('tcp_accept_stats'),
-        value: () => obj().struct('accept_stats'),
-        index: () => [FAMILY],
-        metrics: [
           {
             name: 'bpfnet_tcp_accept_handshake_duration_seconds',
             help: "Time from the SYN-ACK sent to the handshake-completing ACK received (the kernel's own SYN-ACK RTT sample; from the first SYN-ACK when it was retransmitted).",
             type: 'histogram',
-            labels: ['family'],
+            labels: ['family', ...owner],
             value: { hist: 'handshake_ns', ...LATENCY },
           },
           {
             name: 'bpfnet_tcp_accept_queue_duration_seconds',
             help: 'Time an established connection waited in the accept queue until accept() returned it.',
             type: 'histogram',
-            labels: ['family'],
+            labels: ['family', ...owner],
             value: { hist: 'queue_ns', ...LATENCY },
           },
         ],
@@ -104,17 +136,27 @@ export function registerTcpMetrics(tcp: TcpLifecycle, ctx: ProbeContext<TcpOptio
   }
   if (options.probes.includes('close')) {
     const roles = 'role is client for active opens, server for passive opens';
-    const byConnection = ['family', 'role'];
+    const byConnection = ['family', 'role', ...owner];
     const bytes = { minExp: 0, maxExp: 36, scale: 1 }; // to 64 GiB
     registerTable(
       {
-        map: () => obj().map('tcp_close_stats'),
+        map: () => obj().map('tcp_closes'),
         value: () => obj().struct('close_stats'),
-        index: () => [FAMILY, ROLE],
+        key: {
+          layout: () => obj().struct('close_key'),
+          labels: { role: { field: 'role', type: 'u8', format: (r) => ROLE.values[r as number] ?? 'unknown' } },
+          derive: (k) => {
+            const id = k.u64('cgroup');
+            const labels = { family: family(k) };
+            return keys.cgroup && id === 0n ? { ...labels, ...otherLabels(owner) } : { ...labels, ...ownerOf(id) };
+          },
+          retire,
+        },
+        limit,
         metrics: [
           {
             name: 'bpfnet_tcp_closes_total',
-            help: `TCP connections closed after being established; ${roles}.`,
+            help: `TCP connections closed after being established; ${roles}; ${workloadHelp}.`,
             type: 'counter',
             labels: byConnection,
             value: { histCount: 'lifetime_ns' },
@@ -165,7 +207,7 @@ export function registerTcpMetrics(tcp: TcpLifecycle, ctx: ProbeContext<TcpOptio
             name: 'bpfnet_tcp_srtt_seconds',
             help: 'Smoothed round-trip time of connections when they closed.',
             type: 'histogram',
-            labels: ['family'], // both roles together
+            labels: ['family', ...owner], // both roles together
             value: { hist: 'srtt_ns', minExp: 10, maxExp: 33, scale: 1e9 }, // to 8.6 s
           },
         ],
@@ -181,6 +223,30 @@ export function registerTcpMetrics(tcp: TcpLifecycle, ctx: ProbeContext<TcpOptio
     registry,
     failures,
     collect: () => [{ labels: {}, value: obj().map('tcp_lifecycle_errors').counterAt(ERRORS.ERR_CONN_TABLE_FULL) }],
+  });
+  new CollectedCounter({
+    name: 'bpfnet_series_folded_total',
+    help: 'Label sets of a metric folded into the series whose workload labels say "other", beyond --max-series.',
+    labelNames: ['metric'],
+    registry,
+    failures,
+    collect: () => limit.foldedCounts().map(({ metric, count }) => ({ labels: { metric }, value: count })),
+  });
+  new CollectedCounter({
+    name: 'bpfnet_tcp_attribution_overflow_total',
+    help: 'Events the kernel counted under workload labels "other" because its map for them had no room for another key (--max-series keys; accepts: --accept-port-limit), by map.',
+    labelNames: ['map'],
+    registry,
+    failures,
+    collect: () => {
+      const errors = obj().map('tcp_lifecycle_errors');
+      const maps = [
+        ['connect', 'tcp_connects', ERRORS.ERR_CONNECTS_FULL],
+        ['accept', 'tcp_accepts', ERRORS.ERR_ACCEPTS_FULL],
+        ['close', 'tcp_closes', ERRORS.ERR_CLOSES_FULL],
+      ] as const;
+      return maps.filter(([probe]) => options.probes.includes(probe)).map(([, map, err]) => ({ labels: { map }, value: errors.counterAt(err) }));
+    },
   });
   new CollectedGauge({
     name: 'bpfnet_tcp_connection_table_overflow',

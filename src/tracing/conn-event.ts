@@ -6,6 +6,7 @@ import type { Layout } from '../libbpf';
 import { cString } from '../libbpf';
 import type { FieldName, LabelOf } from '../libbpf/binding';
 import { TCP_LIFECYCLE } from '../generated/tcp-lifecycle';
+import type { Workload } from '../workload/resolver';
 
 const { family: FAMILY, role: ROLE, connect_result: RESULT, event_kind: KIND, fin_from: FIN_FROM } = TCP_LIFECYCLE.enums;
 type Binding = typeof TCP_LIFECYCLE;
@@ -33,6 +34,13 @@ export interface ConnEvent {
   srttUs: number;
   pid: number;
   comm: string;
+  /** the socket owner's cgroup v2 id, and what it resolves to (set by the
+   * probe after decoding; undefined: not resolved) */
+  cgroup: bigint;
+  workload?: Workload;
+  /** the peer's pod on this node (its pod_addrs number), 0: none */
+  peer: number;
+  peerWorkload?: { namespace: string; pod: string };
   localAddress: string;
   localPort: number;
   peerAddress: string;
@@ -68,8 +76,8 @@ export function connEventDecoder(l: Layout<FieldName<Binding, 'conn_event'>>, t:
   const [start, established, fin, end, id, parent, root, sent, received] = (
     ['start_ns', 'established_ns', 'fin_ns', 'end_ns', 'id', 'parent_id', 'root_id', 'sent_bytes', 'received_bytes'] as const
   ).map(at);
-  const [kind, familyAt, role, result, finFrom, retransmits, srtt, tgid, comm] = (
-    ['kind', 'family', 'role', 'result', 'fin_from', 'retransmits', 'srtt_us', 'tgid', 'comm'] as const
+  const [kind, familyAt, role, result, finFrom, retransmits, srtt, tgid, comm, cgroup, peer] = (
+    ['kind', 'family', 'role', 'result', 'fin_from', 'retransmits', 'srtt_us', 'tgid', 'comm', 'cgroup', 'peer'] as const
   ).map(at);
   const commLength = l.length('comm');
   const [laddr, raddr, lport, rport] = (['laddr', 'raddr', 'lport', 'rport'] as const).map((f) => at('ends') + t.offset(f));
@@ -95,6 +103,8 @@ export function connEventDecoder(l: Layout<FieldName<Binding, 'conn_event'>>, t:
       srttUs: buf.readUInt32LE(srtt),
       pid: buf.readUInt32LE(tgid),
       comm: cString(buf, comm, commLength),
+      cgroup: buf.readBigUInt64LE(cgroup),
+      peer: buf.readUInt32LE(peer),
       localAddress: formatAddress(buf, laddr, family),
       localPort: buf.readUInt16LE(lport),
       peerAddress: formatAddress(buf, raddr, family),

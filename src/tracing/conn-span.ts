@@ -66,6 +66,7 @@ export class ConnSpan implements ReadableSpan {
       'bpfnet.tcp.retransmits': e.retransmits,
     };
     if (e.comm) attributes['process.executable.name'] = e.comm;
+    Object.assign(attributes, workloadAttributes(e));
     if (e.srttUs) attributes['bpfnet.tcp.srtt'] = e.srttUs / 1e6;
     if (e.kind === 'connect_failed') {
       attributes['error.type'] = e.result;
@@ -95,4 +96,23 @@ export class ConnSpan implements ReadableSpan {
     if (ns < 0) [s, ns] = [s - 1, ns + 1e9];
     return [s, ns];
   }
+}
+
+/** The connection's owner and its peer, as OpenTelemetry's Kubernetes and
+ * container attributes name them (per span: one exporter serves every pod
+ * of a node); outside pods, the owner's cgroup path. */
+export function workloadAttributes(e: ConnEvent): Attributes {
+  const a: Attributes = {};
+  const w = e.workload;
+  if (w?.namespace) a['k8s.namespace.name'] = w.namespace;
+  if (w?.pod) a['k8s.pod.name'] = w.pod;
+  if (w?.podUid) a['k8s.pod.uid'] = w.podUid;
+  if (w?.container) a['k8s.container.name'] = w.container;
+  if (w?.containerId) a['container.id'] = w.containerId;
+  if (w?.cgroup) a['bpfnet.cgroup'] = w.cgroup;
+  if (e.peerWorkload) {
+    a['bpfnet.peer.k8s.namespace.name'] = e.peerWorkload.namespace;
+    a['bpfnet.peer.k8s.pod.name'] = e.peerWorkload.pod;
+  }
+  return a;
 }

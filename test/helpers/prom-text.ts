@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 // Reads Prometheus text exposition into samples that tests can look up.
+import { WORKLOAD_LABELS } from '../../src/options';
 
 export interface Sample {
   name: string;
@@ -15,11 +16,14 @@ export class Metrics {
     return this.samples.filter((s) => s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v));
   }
 
-  /** The one sample of name with exactly these labels (other than le), or 0 if absent. */
+  /** The sample of name with exactly these labels (other than le), or 0 if
+   * absent; labels that say whose a connection is (WORKLOAD_LABELS), when
+   * not given, are summed over: the node's total. */
   value(name: string, labels: Record<string, string> = {}): number {
-    const found = this.find(name, labels).filter((s) => Object.keys(s.labels).length === Object.keys(labels).length);
-    if (found.length > 1) throw new Error(`${name}${JSON.stringify(labels)} matches ${found.length} samples`);
-    return found[0]?.value ?? 0;
+    const found = this.find(name, labels).filter((s) => Object.keys(s.labels).every((k) => k in labels || WORKLOAD.has(k)));
+    const exact = found.filter((s) => Object.keys(s.labels).length === Object.keys(labels).length);
+    if (exact.length > 1) throw new Error(`${name}${JSON.stringify(labels)} matches ${exact.length} samples`);
+    return found.reduce((a, s) => a + s.value, 0);
   }
 
   /** Sum over every sample of name whose labels include `labels`. */
@@ -27,11 +31,19 @@ export class Metrics {
     return this.find(name, labels).reduce((a, s) => a + s.value, 0);
   }
 
-  /** Cumulative bucket counts of a histogram, by le. */
+  /** Cumulative bucket counts of a histogram, by le; summed over the
+   * workload labels not given, as value() does. */
   buckets(name: string, labels: Record<string, string> = {}): Map<string, number> {
-    return new Map(this.find(`${name}_bucket`, labels).map((s) => [s.labels.le!, s.value]));
+    const out = new Map<string, number>();
+    for (const s of this.find(`${name}_bucket`, labels)) {
+      if (!Object.keys(s.labels).every((k) => k === 'le' || k in labels || WORKLOAD.has(k))) continue;
+      out.set(s.labels.le!, (out.get(s.labels.le!) ?? 0) + s.value);
+    }
+    return out;
   }
 }
+
+const WORKLOAD: ReadonlySet<string> = new Set(WORKLOAD_LABELS);
 
 function parseLabels(text: string): Record<string, string> {
   const labels: Record<string, string> = {};

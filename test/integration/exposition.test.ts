@@ -109,11 +109,20 @@ describe('exposition', function () {
     assert.equal(om.contentType, 'application/openmetrics-text; version=1.0.0; charset=utf-8');
     assert.ok(om.body.endsWith('# EOF\n'));
     assert.match(om.body, /^# TYPE bpfnet_tcp_connects counter$/m);
-    assert.match(om.body, /^bpfnet_tcp_connects_total\{family="ipv6",result="established"\} 3$/m);
-    assert.match(om.body, /^bpfnet_tcp_connects_total\{family="ipv4",result="refused"\} 1$/m);
+    assert.match(
+      om.body,
+      /^bpfnet_tcp_connects_total\{family="ipv6",result="established",namespace="",pod="",container="",cgroup="[^"]+",peer_port="\d+",peer_namespace="",peer_pod=""\} 3$/m,
+    );
+    assert.match(
+      om.body,
+      /^bpfnet_tcp_connects_total\{family="ipv4",result="refused",namespace="",pod="",container="",cgroup="[^"]+",peer_port="\d+",peer_namespace="",peer_pod=""\} 1$/m,
+    );
     const classic = await exporter.metricsText();
     assert.match(classic.body, /^# TYPE bpfnet_tcp_connects_total counter$/m);
-    assert.match(classic.body, /^bpfnet_tcp_connects_total\{family="ipv6",result="established"\} 3$/m);
+    assert.match(
+      classic.body,
+      /^bpfnet_tcp_connects_total\{family="ipv6",result="established",namespace="",pod="",container="",cgroup="[^"]+",peer_port="\d+",peer_namespace="",peer_pod=""\} 3$/m,
+    );
     assert.equal(execFileSync('promtool', ['check', 'metrics'], { input: classic.body, encoding: 'utf8' }), '');
   });
 

@@ -7,8 +7,13 @@ import { RunningExporter } from '../helpers/exporter';
 import { createNetns, type Netns } from '../helpers/netns';
 import { requireRoot } from '../helpers/privileges';
 
-const connects = (m: import('../helpers/prom-text').Metrics) =>
-  Object.fromEntries(m.find('bpfnet_tcp_connects_total').map((s) => [`${s.labels.family}/${s.labels.result}`, s.value]));
+/** Connects by family and outcome, over every workload and peer port. */
+function connects(m: import('../helpers/prom-text').Metrics): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const s of m.find('bpfnet_tcp_connects_total'))
+    out[`${s.labels.family}/${s.labels.result}`] = (out[`${s.labels.family}/${s.labels.result}`] ?? 0) + s.value;
+  return out;
+}
 
 describe('connect probe', function () {
   let ns: Netns;

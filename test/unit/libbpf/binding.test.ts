@@ -37,7 +37,7 @@ describe('generated bindings', function () {
   });
 
   it('give maps with their types and sizes, programs with their sections, settings with their types', function () {
-    assert.deepEqual(TCP_LIFECYCLE.maps.tcp_close_stats, { type: 'percpu_array', maxEntries: 4, key: 'u32', value: 'close_stats' });
+    assert.deepEqual(TCP_LIFECYCLE.maps.tcp_closes, { type: 'hash', maxEntries: 10000, key: 'close_key', value: 'close_stats' });
     assert.deepEqual(TCP_LIFECYCLE.maps.sidecar_comms.key, 'char[16]');
     assert.equal(TCP_LIFECYCLE.maps.tcp_events.type, 'ringbuf');
     assert.equal(TCP_LIFECYCLE.programs.tcp_state.section, 'tp_btf/inet_sock_set_state');

@@ -84,6 +84,8 @@ const closed: RawEvent = {
   retransmits: 0xfffffffe,
   srtt_us: 250_001,
   tgid: 4_194_303,
+  cgroup: 2 ** 40 + 3,
+  peer: 0xfffffffe,
   ends: { laddr: ipv4('10.1.2.3'), raddr: ipv4('192.168.255.254'), lport: 443, rport: 65535 },
   kind: enums.event_kind.values.EVENT_CLOSE,
   family: enums.family.values.FAMILY_IPV4,
@@ -112,6 +114,8 @@ const closedEvent: ConnEvent = {
   srttUs: 250001,
   pid: 4194303,
   comm: 'nginx',
+  cgroup: 1099511627779n,
+  peer: 4294967294,
   localAddress: '10.1.2.3',
   localPort: 443,
   peerAddress: '192.168.255.254',
@@ -120,7 +124,7 @@ const closedEvent: ConnEvent = {
 
 describe('connection events', function () {
   it('decodes every field of an IPv4 close from the offsets of the generated binding', function () {
-    assert.equal(structs.conn_event.size, 144);
+    assert.equal(structs.conn_event.size, 160);
     assert.deepEqual(decode(encode(closed)), closedEvent);
   });
 
@@ -139,6 +143,8 @@ describe('connection events', function () {
       retransmits: 3,
       srtt_us: 0,
       tgid: 1,
+      cgroup: 1,
+      peer: 0,
       ends: { laddr: ipv6('2001:0db8:0:0:0:0:0:1'), raddr: ipv6('fe80:0:0:0:1:0:0:2'), lport: 40_000, rport: 8080 },
       kind: enums.event_kind.values.EVENT_CONNECT_FAILED,
       family: enums.family.values.FAMILY_IPV6,
@@ -166,6 +172,8 @@ describe('connection events', function () {
       srttUs: 0,
       pid: 1,
       comm: 'curl',
+      cgroup: 1n,
+      peer: 0,
       localAddress: '2001:db8::1',
       localPort: 40000,
       peerAddress: 'fe80::1:0:0:2',
