@@ -321,9 +321,10 @@ describe('Helm chart', function () {
         assert.deepEqual(host('/sys/fs/cgroup'), { path: '/sys/fs/cgroup', readOnly: true, propagation: undefined });
         assert.deepEqual(host('/sys/kernel/btf'), { path: '/sys/kernel/btf', readOnly: true, propagation: undefined });
         assert.deepEqual(host('/sys/kernel/tracing'), { path: '/sys/kernel/tracing', readOnly: true, propagation: undefined });
+        assert.deepEqual(host('/var/log/containers'), { path: '/var/log/containers', readOnly: true, propagation: undefined });
         assert.equal(mounts.filter((m) => m.mountPath.startsWith('/proc') || m.mountPath.startsWith('/host')).length, 0, "hostPID gives the node's /proc");
         assert.equal(spec.hostPID, true);
-        assert.equal(mounts.length, privileged ? 5 : 4);
+        assert.equal(mounts.length, privileged ? 6 : 5);
       }
     });
 
@@ -378,6 +379,8 @@ describe('Helm chart', function () {
         '--log-level=info',
         '--readiness=serving',
         '--accept-port-limit=1024',
+        '--max-series=10000',
+        '--kubelet-containers-dir=/var/log/containers',
         '--netstack-series-ttl=600',
         '--event-ring-bytes=4194304',
       ]);
@@ -401,6 +404,9 @@ describe('Helm chart', function () {
         '--port=80',
         '--port=443',
         '--accept-port-limit=2048',
+        '--max-series=5000',
+        '--labels=-cgroup,-peer_port',
+        '--kubelet-containers-dir=/var/log/containers',
         '--netstack-series-ttl=300',
         '--sidecar-comm=envoy',
         '--sidecar-comm=pilot-agent',
