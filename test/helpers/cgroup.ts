@@ -12,13 +12,16 @@ export class TestCgroup {
   readonly path: string;
   readonly destroy: () => Promise<void>;
 
-  /** A child of the cgroup2 root, or of parent. */
-  constructor(label: string, parent?: TestCgroup) {
+  /** A child of the cgroup2 root, or of parent (a TestCgroup or a
+   * directory), named after label, or exactly name. */
+  constructor(label: string, parent?: TestCgroup | string, name?: string) {
     const mount = cgroup2Mount();
     if (!mount) throw new Error('no cgroup2 mount: tests need cgroup v2');
-    this.path = path.join(parent?.path ?? mount, `bpfnet-t${process.pid}-${++counter}-${label}`);
+    const parentDir = typeof parent === 'string' ? parent : (parent?.path ?? mount);
+    this.path = path.join(parentDir, name ?? `bpfnet-t${process.pid}-${++counter}-${label}`);
     fs.mkdirSync(this.path);
     this.destroy = onCleanup(`cgroup ${this.path}`, () => {
+      if (!fs.existsSync(this.path)) return; // removed with its parent
       for (const pid of fs.readFileSync(path.join(this.path, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean)) {
         try {
           process.kill(Number(pid), 'SIGKILL');

@@ -46,6 +46,10 @@ export interface ConnectSpec {
   waitForGo?: boolean;
   /** open every connection at once instead of one after the other (a burst) */
   parallel?: boolean;
+  /** instead of connections to port: for each of these cgroup v2
+   * directories, move this process there (its new sockets are then that
+   * cgroup's), then make connections[0] to each of ports, all at once */
+  hop?: { cgroups: string[]; ports: number[] };
 }
 
 function emit(msg: object): void {
@@ -136,7 +140,13 @@ function connectOne(spec: ConnectSpec, c: ConnectSpec['connections'][number]): P
 async function connect(spec: ConnectSpec): Promise<void> {
   emit({ event: 'started', pid: process.pid });
   if (spec.waitForGo) await new Promise((resolve) => process.stdin.once('data', resolve));
-  if (spec.parallel) for (const r of await Promise.all(spec.connections.map((c) => connectOne(spec, c)))) emit(r);
+  if (spec.hop) {
+    for (const dir of spec.hop.cgroups) {
+      fs.writeFileSync(`${dir}/cgroup.procs`, String(process.pid));
+      const results = await Promise.all(spec.hop.ports.map((port) => connectOne({ ...spec, port }, spec.connections[0]!)));
+      emit({ event: 'hopped', cgroup: dir, ok: results.filter((r) => (r as { ok?: boolean }).ok).length });
+    }
+  } else if (spec.parallel) for (const r of await Promise.all(spec.connections.map((c) => connectOne(spec, c)))) emit(r);
   else for (const c of spec.connections) emit(await connectOne(spec, c));
   process.stdin.destroy(); // nothing more to read; let the process end
   emit({ event: 'done' });
