@@ -59,8 +59,11 @@ export class WorkloadResolver {
   private containers = new Map<string, LoggedContainer>();
   private podNames = new Map<string, { namespace: string; pod: string }>();
   private readonly cache = new Map<bigint, Workload>();
-  private treeScanned = -Infinity;
-  private linksScanned = -Infinity;
+  /** when a miss last made each be rescanned: misses are rate-limited among
+   * themselves, so a scan just before (the start's, the watch's) does not
+   * keep a new cgroup or container unknown */
+  private treeMissScan = -Infinity;
+  private linksMissScan = -Infinity;
   private watcher: fs.FSWatcher | undefined;
   private timer: NodeJS.Timeout | undefined;
   private debounce: NodeJS.Timeout | undefined;
@@ -106,7 +109,8 @@ export class WorkloadResolver {
     const cached = this.cache.get(id);
     if (cached) return cached;
     let rel = this.pathOf(id);
-    if (rel === undefined && this.mayRescan(this.treeScanned)) {
+    if (rel === undefined && this.mayRescan(this.treeMissScan)) {
+      this.treeMissScan = this.now();
       this.scanTree();
       rel = this.pathOf(id);
     }
@@ -164,7 +168,8 @@ export class WorkloadResolver {
     const k = parseCgroupPath(rel);
     if (!k) return { ...NO_WORKLOAD, cgroup: rel };
     let c = k.containerId ? this.containers.get(k.containerId) : undefined;
-    if (k.containerId && !c && this.mayRescan(this.linksScanned)) {
+    if (k.containerId && !c && this.mayRescan(this.linksMissScan)) {
+      this.linksMissScan = this.now();
       this.scanLinks();
       c = this.containers.get(k.containerId);
     }
@@ -175,7 +180,6 @@ export class WorkloadResolver {
 
   private scanTree(): void {
     const t = this.now();
-    this.treeScanned = t;
     const found = new Map<bigint, string>();
     const walk = (dir: string, rel: string) => {
       let ino: bigint;
@@ -209,7 +213,6 @@ export class WorkloadResolver {
   }
 
   private scanLinks(): void {
-    this.linksScanned = this.now();
     const containers = new Map<string, LoggedContainer>();
     const pods = new Map<string, { namespace: string; pod: string }>();
     let names: string[] = [];

@@ -92,7 +92,7 @@ export class RunningExporter {
     });
   }
 
-  private readonly child: ChildProcess;
+  readonly child: ChildProcess;
   private stopping = false;
 
   get pid(): number {
