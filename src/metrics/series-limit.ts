@@ -36,12 +36,15 @@ export class SeriesLimit {
       f = { admitted: new Set(), folded: new Set(), count: 0, logged: false };
       this.families.set(metric, f);
     }
-    const seen = new Set<string>();
+    const keys = samples.map((s) => JSON.stringify(s.labels));
+    // a set no longer seen frees its place first
+    const seen = new Set(keys);
+    for (const key of f.admitted) if (!seen.has(key)) f.admitted.delete(key);
+    for (const key of f.folded) if (!seen.has(key)) f.folded.delete(key);
     const out = new Map<string, S>();
     const folded: S[] = [];
-    for (const s of samples) {
-      const key = JSON.stringify(s.labels);
-      seen.add(key);
+    for (const [i, s] of samples.entries()) {
+      const key = keys[i]!;
       // already "other" (counted in the kernel beyond its map's size): no
       // place of its own, never folded
       if (this.isOther(s.labels)) {
@@ -63,8 +66,6 @@ export class SeriesLimit {
       }
       folded.push(s);
     }
-    for (const key of f.admitted) if (!seen.has(key)) f.admitted.delete(key);
-    for (const key of f.folded) if (!seen.has(key)) f.folded.delete(key);
     for (const s of folded) {
       const labels = { ...s.labels };
       for (const l of this.foldLabels) if (l in labels) labels[l] = OTHER;

@@ -6,8 +6,8 @@
 //       kubepods-burstable-pod<uid with _>.slice/cri-containerd-<id>.scope
 //       (crio-<id>.scope, docker-<id>.scope; Guaranteed pods directly under
 //       kubepods.slice: kubepods-pod<uid>.slice)
-//     cgroupfs driver: kubepods/burstable/pod<uid>/<id> (Guaranteed:
-//       kubepods/pod<uid>/<id>)
+//     cgroupfs driver: kubepods/burstable/pod<uid>/<id> (cri-o: crio-<id>;
+//       Guaranteed: kubepods/pod<uid>/<id>)
 //   wherever the kubepods cgroup sits (kubelet's --cgroup-root, a nested
 //   node such as kind's);
 // - /var/log/containers/<pod>_<namespace>_<container>-<id>.log, the link
@@ -24,7 +24,8 @@ export interface CgroupWorkload {
 const UID = '[0-9a-f]{8}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{12}';
 const SYSTEMD_POD = new RegExp(`^(?:[a-z0-9]+-)*kubepods(?:-(?:burstable|besteffort))?-pod(${UID})\\.slice$`);
 const CGROUPFS_POD = new RegExp(`^pod(${UID})$`);
-const CONTAINER_ID = /^[0-9a-f]{64}$/;
+// cgroupfs driver: the id (containerd, docker) or crio-<id> (cri-o)
+const CONTAINER_DIR = /^(?:crio-)?([0-9a-f]{64})$/;
 // runtime scopes of the systemd driver: cri-containerd-, crio-, docker-, and
 // cri-o's conmon scope (crio-conmon-<id>.scope) which is no container
 const SYSTEMD_CONTAINER = /^(?:cri-containerd|crio|docker)-([0-9a-f]{64})\.scope$/;
@@ -40,7 +41,7 @@ export function parseCgroupPath(rel: string): CgroupWorkload | undefined {
     const podUid = m[1]!.replace(/_/g, '-');
     const next = parts[i + 1];
     if (next === undefined) return { podUid, containerId: '' };
-    const id = SYSTEMD_CONTAINER.exec(next)?.[1] ?? (CONTAINER_ID.test(next) ? next : '');
+    const id = SYSTEMD_CONTAINER.exec(next)?.[1] ?? CONTAINER_DIR.exec(next)?.[1] ?? '';
     return { podUid, containerId: id };
   }
   return undefined;
