@@ -2,8 +2,11 @@
 // The TCP lifecycle object's metrics, as tables over its maps
 // (bpf/tcp-lifecycle.h): which map, how an entry becomes labels, which field
 // each metric reads. Adding a label is a C edit to the map's key or index
-// and one entry here.
-//   bpfnet_tcp_connects_total{family="ipv4",result="refused"} 3
+// and one entry here. The maps are keyed by the socket owner's cgroup,
+// whose workload labels src/workload/ finds.
+//   bpfnet_tcp_connects_total{family="ipv4",result="refused",namespace="shop",
+//     pod="cart-7d9f",container="app",cgroup="",peer_port="5432",
+//     peer_namespace="data",peer_pod="db-0"} 3
 import type { ProbeContext } from '../component';
 import { TCP_LIFECYCLE } from '../generated/tcp-lifecycle';
 import { CollectedCounter, CollectedGauge } from '../metrics/collected';

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // The counting tests, the socket redirect's (its backpressure included), the
-// network stack probe's, the spans' and the sidecar's tests again, on Debian
+// network stack probe's, workload attribution's, the spans' and the
+// sidecar's tests again, on Debian
 // 12's LTS kernel (6.1), booted by kvm-run under emulation: CO-RE must
 // relocate the programs to an older kernel's structs, and an older verifier
 // must accept them.
@@ -56,6 +57,11 @@ describe('older kernels', function () {
   it('follows packets through the stack, counts drops, resets and retransmissions on Linux 6.1', async function () {
     // its qdisc delay (103 ms) leaves room for an emulated sender's lateness
     await testsOn61(this, 'build/js/test/integration/netstack.test.js', 7);
+  });
+
+  it('counts connects by pod and port exactly, and folds beyond --max-series, on Linux 6.1', async function () {
+    // pods as kubelet lays out their cgroups, without a runtime
+    await testsOn61(this, `--grep 'folds label sets' build/js/test/integration/workload.test.js`, 1);
   });
 
   it('sends connection spans, counts lost events and sidecar reuse on Linux 6.1', async function () {
