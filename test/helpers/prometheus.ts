@@ -17,8 +17,12 @@ export interface ScrapeJob {
   job: string;
   /** host:port */
   target: string;
-  /** static labels every series of the target gets */
+  /** static labels of the target: every series gets them, or with
+   * honorLabels those of its labels it was scraped without */
   labels: Record<string, string>;
+  /** honor_labels: a scraped label wins over the target's of the same name
+   * (default false: the scraped one is renamed exported_<name>) */
+  honorLabels?: boolean;
 }
 
 export type Labels = Record<string, string>;
@@ -67,7 +71,7 @@ export class RunningPrometheus {
       JSON.stringify(
         {
           global: { scrape_interval: '1s', scrape_timeout: '1s', evaluation_interval: '1s' },
-          scrape_configs: [{ job_name: job.job, static_configs: [{ targets: [job.target], labels: job.labels }] }],
+          scrape_configs: [{ job_name: job.job, honor_labels: job.honorLabels ?? false, static_configs: [{ targets: [job.target], labels: job.labels }] }],
         },
         null,
         2,

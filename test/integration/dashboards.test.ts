@@ -1,14 +1,34 @@
 // SPDX-License-Identifier: Apache-2.0
 // The bundled Grafana dashboards against the real thing: a Prometheus server
 // (the Debian package) scrapes the exporter, running every probe, while
-// traffic goes through each of them; every query variable and every panel
-// expression, with its variables filled in as Grafana would, is sent to
-// Prometheus and must return series. Before that, the dashboards' shape:
-// plain stable JSON, one datasource variable used everywhere, the
-// job/namespace/pod/instance filters on every selector, and metrics used as
-// their types allow (from the live /metrics): histograms only as heatmaps and
-// quantiles, counters only through rate() or increase(). And promtool has
-// nothing to say about the live /metrics.
+// traffic goes through each of them, some of it from Kubernetes-like pods
+// run by runc; every query variable and every panel expression, with its
+// variables filled in as Grafana would, is sent to Prometheus and must
+// return series. Before that, the dashboards' shape: plain stable JSON, one
+// datasource variable used everywhere, the filters on every selector, and
+// metrics used as their types allow (from the live /metrics): histograms
+// only as heatmaps and quantiles, counters only through rate() or
+// increase(). And promtool has nothing to say about the live /metrics.
+//
+// Which labels select what. The TCP metrics' namespace, pod and container
+// are the workload's (the pod a socket belongs to); Kubernetes service
+// discovery gives every target labels of the same names for the exporter's
+// own pod. Prometheus is therefore set up as the chart's ServiceMonitor and
+// PodMonitor set it up: target labels namespace, pod, container (the
+// exporter's) and node, and honor_labels, so that the scraped workload
+// labels win, a host socket's empty namespace="" leaves it without one
+// (rather than giving it the exporter's), and metrics without workload
+// labels get the exporter pod's. So:
+// - every dashboard selects exporters by job, node and instance only (node:
+//   the label the chart adds, All where there is none), on every selector;
+// - the TCP dashboard alone has namespace, pod and container variables, for
+//   workloads: from a TCP metric's label values (never bpfnet_build_info's,
+//   which would list the exporter's pods), and on every TCP selector;
+// - no other dashboard, exporter health included, filters by namespace, pod
+//   or container. Exporter health could select the exporter's pod by them,
+//   as its metrics have no workload labels, but the dashboards' links carry
+//   variables by name: the same name must mean the same thing on every
+//   dashboard, and node and instance already name an exporter.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -18,17 +38,40 @@ import { TestCgroup } from '../helpers/cgroup';
 import { RunningExporter } from '../helpers/exporter';
 import { createNetns, type Netns } from '../helpers/netns';
 import { OtlpReceiver } from '../helpers/otlp-receiver';
+import { trafficAgent, TestNode, type Pod } from '../helpers/pods';
 import { requireRoot } from '../helpers/privileges';
+import { parseMetrics } from '../helpers/prom-text';
 import { RunningPrometheus } from '../helpers/prometheus';
 import { interpolate, selectors, selectorText, type Selector } from '../helpers/promql';
 import { buildSidecarProxy, startSidecarProxy } from '../helpers/sidecar-proxy';
+import { cgroup2Mount } from '../../src/system';
 
 const ROOT = path.resolve(__dirname, '..', '..', '..', '..');
 const DASHBOARDS = path.join(ROOT, 'dashboards');
 const FILES = ['exporter-health.json', 'netstack.json', 'sidecar.json', 'sock-redirect.json', 'tcp-connections.json'];
 const DS = { type: 'prometheus', uid: '${datasource}' };
-/** the variables every dashboard filters by, in the order they narrow */
-const COMMON = ['job', 'namespace', 'pod', 'instance'];
+/** the variables every dashboard selects exporters by, in the order they narrow */
+const COMMON = ['job', 'node', 'instance'];
+/** the variables that select workloads, in the order they narrow, right after COMMON where they are */
+const WORKLOAD = ['namespace', 'pod', 'container'];
+/** the dashboards that have them */
+const WORKLOAD_DASHBOARDS = ['tcp-connections.json'];
+/** the metrics labelled by workload (checked against the live /metrics) */
+const WORKLOAD_METRICS = [
+  'bpfnet_tcp_connects_total',
+  'bpfnet_tcp_connect_duration_seconds',
+  'bpfnet_tcp_accepts_total',
+  'bpfnet_tcp_accept_handshake_duration_seconds',
+  'bpfnet_tcp_accept_queue_duration_seconds',
+  'bpfnet_tcp_closes_total',
+  'bpfnet_tcp_sent_bytes_total',
+  'bpfnet_tcp_received_bytes_total',
+  'bpfnet_tcp_retransmits_total',
+  'bpfnet_tcp_connection_duration_seconds',
+  'bpfnet_tcp_connection_sent_bytes',
+  'bpfnet_tcp_connection_received_bytes',
+  'bpfnet_tcp_srtt_seconds',
+];
 const PANEL_TYPES = ['heatmap', 'row', 'stat', 'table', 'timeseries'];
 /** Grafana's own variables, as Grafana would fill them for the last hour at 1 s scrapes */
 const BUILTINS = { __rate_interval: '30s', __interval: '5s', __range: '1h' };
@@ -38,8 +81,10 @@ const PROMETHEUS_SERIES: Record<string, string> = { up: 'gauge', scrape_duration
 const EMPTY_WHILE_HEALTHY = ['bpfnet_scrape_errors_total'];
 const RATES = ['rate', 'increase'];
 const JOB = 'bpfnet-exporter';
-const NAMESPACE = 'bpfnet-test';
-const POD = `bpfnet-exporter-${process.pid}`;
+/** the target labels Kubernetes service discovery and the chart's relabeling give the exporter's pod */
+const EXPORTER_POD = { namespace: 'monitoring', pod: `bpfnet-exporter-${process.pid}`, container: 'bpfnet-exporter', node: `node-${process.pid}` };
+/** the workloads' pods (a server, and a client with a container whose connects are refused) */
+const SHOP = 'shop';
 
 interface Dashboard {
   file: string;
@@ -100,6 +145,18 @@ function labelValuesQuery(q: string): { match: string; label: string } {
 
 const where = (q: Query) => `${q.file} › ${q.panel} › ${q.expr}`;
 
+/** A multi-value variable with these values selected, as Grafana writes
+ * it into a query: each escaped for a regular expression, several as (a|b). */
+function selected(values: string[]): { value: string; regex: boolean } {
+  const escaped = values.map((v) => interpolate('$v', { v: { value: v, regex: true } }));
+  return { value: escaped.length === 1 ? escaped[0]! : `(${escaped.join('|')})`, regex: false };
+}
+
+/** Whether a selector's metric (a histogram's by its _bucket, _sum or _count) is labelled by workload. */
+function byWorkload(metric: string): boolean {
+  return WORKLOAD_METRICS.includes(metric) || WORKLOAD_METRICS.includes(metric.replace(/_(bucket|sum|count)$/, ''));
+}
+
 /** What the filters of every selector must be: one `=~"$name"` matcher for
  * each variable that narrows it, nothing else on those labels. */
 function filterProblems(s: Selector, names: string[]): string[] {
@@ -107,6 +164,17 @@ function filterProblems(s: Selector, names: string[]): string[] {
     const on = s.matchers.filter((m) => m.label === name);
     return on.length === 1 && on[0]!.op === '=~' && on[0]!.value === `$${name}` ? [] : [`${s.metric} is not filtered by ${name}=~"$${name}"`];
   });
+}
+
+/** The filters of a selector on a dashboard: the exporter's everywhere; the
+ * workload variables, where the dashboard has them, on metrics labelled by
+ * workload; no matcher on namespace, pod or container otherwise (there
+ * they would name the exporter's pod, or mean something else on the next
+ * dashboard). */
+function selectorProblems(s: Selector, workloadVariables: boolean): string[] {
+  const workload = workloadVariables && byWorkload(s.metric);
+  const stray = workload ? [] : s.matchers.filter((m) => WORKLOAD.includes(m.label)).map((m) => `${s.metric} has a matcher on ${m.label}`);
+  return [...filterProblems(s, workload ? [...COMMON, ...WORKLOAD] : COMMON), ...stray];
 }
 
 const dashboards = loadDashboards();
@@ -129,17 +197,25 @@ describe('dashboards', function () {
     assert.equal(new Set(dashboards.map((d) => d.json.title)).size, dashboards.length, 'titles are unique');
   });
 
-  it('have a datasource variable, the job/namespace/pod/instance variables, and nothing hard-coded', function () {
+  it('have a datasource variable, the job/node/instance variables, workload variables on the TCP dashboard only, and nothing hard-coded', function () {
     const problems: string[] = [];
     for (const d of dashboards) {
       const vars = variablesOf(d);
       assert.deepEqual([vars[0]!.type, vars[0]!.name, vars[0]!.raw.query], ['datasource', 'datasource', 'prometheus'], d.file);
       assert.deepEqual(
-        vars.slice(1, 5).map((v) => v.name),
+        vars.slice(1, 1 + COMMON.length).map((v) => v.name),
         COMMON,
         d.file,
       );
+      const workload = WORKLOAD_DASHBOARDS.includes(d.file);
       const names = vars.map((v) => v.name);
+      if (workload) assert.deepEqual(names.slice(1 + COMMON.length, 1 + COMMON.length + WORKLOAD.length), WORKLOAD, d.file);
+      else
+        assert.deepEqual(
+          names.filter((n) => WORKLOAD.includes(n)),
+          [],
+          `${d.file} has workload variables`,
+        );
       for (const [i, v] of vars.entries()) {
         if (v.type === 'datasource') continue;
         const r = v.raw;
@@ -148,12 +224,20 @@ describe('dashboards', function () {
         if (!(r.includeAll === true && r.multi === true && r.allValue === '.*'))
           problems.push(`${d.file}: variable ${v.name} is not multi-value with All as .*`);
         if (r.definition !== v.query) problems.push(`${d.file}: variable ${v.name}: definition and query differ`);
-        // each narrows by the common variables before it (all of them, for the others)
-        const before = COMMON.includes(v.name) ? COMMON.slice(0, COMMON.indexOf(v.name)) : COMMON;
+        // each narrows by the common variables before it (all of them, for
+        // the others), a workload variable by the workload ones before it too
+        const before = COMMON.includes(v.name)
+          ? COMMON.slice(0, COMMON.indexOf(v.name))
+          : WORKLOAD.includes(v.name)
+            ? [...COMMON, ...WORKLOAD.slice(0, WORKLOAD.indexOf(v.name))]
+            : COMMON;
         try {
           const [s, ...more] = selectors(labelValuesQuery(v.query).match);
           if (more.length) problems.push(`${d.file}: variable ${v.name} has more than one selector`);
           problems.push(...filterProblems(s!, before).map((p) => `${d.file}: variable ${v.name}: ${p}`));
+          // workloads come from the metrics that name them, never from the exporter's pods
+          if (WORKLOAD.includes(v.name) && !byWorkload(s!.metric))
+            problems.push(`${d.file}: variable ${v.name} lists ${s!.metric}'s ${v.name}, not a workload's`);
           for (const m of s!.matchers)
             if (m.value.startsWith('$') && !names.slice(0, i).includes(m.value.slice(1)))
               problems.push(`${d.file}: variable ${v.name} uses ${m.value}, not defined before it`);
@@ -169,6 +253,7 @@ describe('dashboards', function () {
     const problems: string[] = [];
     for (const d of dashboards) {
       const names = new Set(variablesOf(d).map((v) => v.name));
+      const workload = WORKLOAD_DASHBOARDS.includes(d.file);
       const ids = new Set<number>();
       const cells = new Map<string, string>();
       for (const p of panelsOf(d)) {
@@ -199,7 +284,7 @@ describe('dashboards', function () {
           if (!names.has(name!) && !(name! in BUILTINS)) problems.push(`${where(q)}: $${name} is not a variable`);
         try {
           for (const s of selectors(q.expr)) {
-            problems.push(...filterProblems(s, COMMON).map((p) => `${where(q)}: ${p}`));
+            problems.push(...selectorProblems(s, workload).map((p) => `${where(q)}: ${p}`));
             for (const m of s.matchers)
               if (m.value.includes('$') && !(m.op === '=~' && m.value === `$${m.label}`)) problems.push(`${where(q)}: matcher ${m.label}${m.op}"${m.value}"`);
             if (s.range && s.range !== '$__rate_interval' && s.range !== '$__range') problems.push(`${where(q)}: a fixed range [${s.range}]`);
@@ -278,6 +363,61 @@ async function makeTraffic(ns: Netns, cg: TestCgroup): Promise<void> {
   }
 }
 
+/** The workloads' pods, made before the exporter so that their network
+ * namespaces can be in its --netns filter: web serves; checkout's app
+ * connects to it and its retry to a port where nothing listens, each
+ * waiting for go. */
+async function startPods(node: TestNode): Promise<{ web: Pod; checkout: Pod }> {
+  const web = await node.startPod({
+    namespace: SHOP,
+    name: 'web',
+    qos: 'burstable',
+    driver: 'systemd',
+    containers: [{ name: 'app', argv: trafficAgent({ role: 'serve', host: '0.0.0.0', port: 8080, down: 3000 }) }],
+  });
+  await web.containers[0]!.agent.waitFor('listening');
+  const checkout = await node.startPod({
+    namespace: SHOP,
+    name: 'checkout',
+    qos: 'besteffort',
+    driver: 'cgroupfs',
+    containers: [
+      { name: 'app', argv: trafficAgent({ role: 'connect', host: web.address, port: 8080, waitForGo: true, connections: Array(3).fill({ up: 1000 }) }) },
+      { name: 'retry', argv: trafficAgent({ role: 'connect', host: web.address, port: 9, waitForGo: true, connections: Array(2).fill({ up: 1 }) }) },
+    ],
+  });
+  for (const c of checkout.containers) await c.agent.waitFor('started');
+  return { web, checkout };
+}
+
+/** Traffic of the pods, and of a process of the node (in a systemd
+ * service's cgroup) to the web pod. */
+async function podTraffic(node: TestNode, pods: { web: Pod; checkout: Pod }, host: TestCgroup): Promise<void> {
+  const [app, retry] = pods.checkout.containers;
+  app!.agent.go();
+  retry!.agent.go();
+  const fromHost = await runClient(node.netns, { host: pods.web.address, port: 8080, connections: Array(2).fill({ up: 500 }) }, host);
+  await app!.agent.waitFor('done');
+  await retry!.agent.waitFor('done');
+  assert.deepEqual(
+    [app!, retry!].map((c) => c.agent.all('result').map((r) => r.error ?? r.received)),
+    [
+      [3000, 3000, 3000],
+      ['ECONNREFUSED', 'ECONNREFUSED'],
+    ],
+  );
+  assert.deepEqual(
+    fromHost.results.map((r) => r.received),
+    [3000, 3000],
+  );
+  // the server's ends are closed once it has served all five
+  const server = pods.web.containers[0]!.agent;
+  for (let i = 0; server.all('served').length < 5; i++) {
+    assert.ok(i < 1500, `web served ${server.all('served').length} of 5`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
 /** Metric types as the live /metrics declares them (# TYPE lines). */
 function declaredTypes(text: string): Map<string, string> {
   return new Map([...text.matchAll(/^# TYPE (\S+) (\S+)$/gm)].map((m) => [m[1]!, m[2]!]));
@@ -322,6 +462,10 @@ describe('dashboards on a real Prometheus scraping the exporter', function () {
   this.timeout(180_000);
   let ns: Netns;
   let cg: TestCgroup;
+  let node: TestNode;
+  let hostSlice: TestCgroup;
+  /** a process of the node outside pods: system.slice/dashboards-client.service */
+  let hostService: TestCgroup;
   let receiver: OtlpReceiver;
   let exporter: RunningExporter;
   let prom: RunningPrometheus;
@@ -335,13 +479,18 @@ describe('dashboards on a real Prometheus scraping the exporter', function () {
     buildSidecarProxy();
     ns = createNetns('dashboards');
     cg = new TestCgroup('dashboards');
+    node = TestNode.create('dashboards');
+    hostSlice = new TestCgroup('', node.cgroupRoot, 'system.slice');
+    hostService = new TestCgroup('', hostSlice, 'dashboards-client.service');
+    const pods = await startPods(node);
     receiver = await new OtlpReceiver().start();
     exporter = await new RunningExporter(
       [
         '--probes',
         'connect,accept,close,netstack',
-        '--netns',
-        ns.path,
+        ...[ns, node.netns, pods.web.netns, pods.checkout.netns].flatMap((n) => ['--netns', n.path]),
+        '--kubelet-containers-dir',
+        node.containersDir,
         '--redirect',
         '--redirect-cgroup',
         cg.path,
@@ -354,9 +503,11 @@ describe('dashboards on a real Prometheus scraping the exporter', function () {
       { OTEL_BSP_SCHEDULE_DELAY: '100' },
     ).ready();
     instance = new URL(await exporter.url).host;
-    prom = await RunningPrometheus.start({ job: JOB, target: instance, labels: { namespace: NAMESPACE, pod: POD } });
+    // as the chart's ServiceMonitor and PodMonitor have Prometheus scrape it
+    prom = await RunningPrometheus.start({ job: JOB, target: instance, labels: EXPORTER_POD, honorLabels: true });
 
     await makeTraffic(ns, cg);
+    await podTraffic(node, pods, hostService);
 
     // the exporter has counted it all (spans sent, sockets closed) ...
     let closes = -1;
@@ -381,6 +532,9 @@ describe('dashboards on a real Prometheus scraping the exporter', function () {
     await receiver?.stop();
     await ns?.destroy();
     await cg?.destroy();
+    await hostService?.destroy();
+    await hostSlice?.destroy();
+    await node?.destroy();
   });
 
   it('use every metric the exporter serves, each as its type allows: counters through rate() or increase(), histograms as heatmaps and quantiles, gauges as they are', function () {
@@ -404,8 +558,17 @@ describe('dashboards on a real Prometheus scraping the exporter', function () {
     );
   });
 
-  it(`have query variables (${allVariables.length}) that find their values in Prometheus: the scrape's job, namespace, pod and instance`, async function () {
-    const expected: Record<string, string> = { job: JOB, namespace: NAMESPACE, pod: POD, instance };
+  it(`have query variables (${allVariables.length}) that find their values in Prometheus: the scrape's job, node and instance; the pods' namespace, pod and container, never the exporter's`, async function () {
+    // the exporter's pod (namespace monitoring...) is no workload: only the
+    // pods that closed connections are, and retry's connects all failed
+    const expected: Record<string, string[]> = {
+      job: [JOB],
+      node: [EXPORTER_POD.node],
+      instance: [instance],
+      namespace: [SHOP],
+      pod: ['checkout', 'web'],
+      container: ['app'],
+    };
     const problems: string[] = [];
     for (const d of dashboards) {
       const values: Record<string, { value: string; regex: boolean }> = Object.fromEntries(
@@ -415,11 +578,15 @@ describe('dashboards on a real Prometheus scraping the exporter', function () {
         const { match, label } = labelValuesQuery(interpolate(v.query, values));
         const r = await prom.labelValues(label, match);
         if (!r.ok) problems.push(`${d.file} › variable ${v.name} › ${v.query}: ${r.error}`);
-        else if (COMMON.includes(v.name) ? JSON.stringify(r.data) !== JSON.stringify([expected[v.name]]) : !r.data.length) {
+        else if (v.name in expected ? JSON.stringify(r.data) !== JSON.stringify(expected[v.name]) : !r.data.length) {
           problems.push(`${d.file} › variable ${v.name} › ${v.query}: found ${JSON.stringify(r.data)}`);
         }
-        // a common variable as the user picks this exporter; the others All
-        values[v.name] = { value: COMMON.includes(v.name) && r.ok && r.data.length ? r.data[0]! : '.*', regex: true };
+        // as the user picks this exporter, and every workload the variables
+        // list (so that the workload filters really filter: the node's own
+        // process and the exporter's pod are left out); container stays All,
+        // as retry is not among its values; the others All
+        const pick = r.ok && r.data.length && (COMMON.includes(v.name) || v.name === 'namespace' || v.name === 'pod');
+        values[v.name] = pick ? selected(r.data) : { value: '.*', regex: true };
       }
       chosen.set(d.file, values);
     }
@@ -462,6 +629,49 @@ describe('dashboards on a real Prometheus scraping the exporter', function () {
       );
     }
     assert.equal(empty, allQueries.filter((q) => selectors(q.expr).every((s) => EMPTY_WHILE_HEALTHY.includes(s.metric))).length);
+  });
+
+  it('filter by workload exactly the metrics the exporter labels by workload', function () {
+    const types = declaredTypes(metricsText);
+    const family = (name: string) => (types.has(name) ? name : name.replace(/_(bucket|sum|count)$/, ''));
+    const samples = parseMetrics(metricsText).samples;
+    const labelled = new Set(samples.filter((x) => WORKLOAD.some((l) => l in x.labels)).map((x) => family(x.name)));
+    assert.deepEqual([...labelled].sort(), [...WORKLOAD_METRICS].sort());
+    assert.deepEqual(
+      samples.filter((x) => labelled.has(family(x.name)) && !WORKLOAD.every((l) => l in x.labels)).map((x) => x.name),
+      [],
+      'every sample of these has all three',
+    );
+  });
+
+  it(`keep the workload labels, with honor_labels and the exporter pod's target labels: a pod's series have its namespace, a host socket's none, the exporter's own metrics the target's`, async function () {
+    const self = `job="${JOB}", instance="${instance}"`;
+    const hostCgroup = path.relative(cgroup2Mount()!, hostService.path);
+    // the exporter serves the node process's connects with namespace="" ...
+    const served = parseMetrics(metricsText).find('bpfnet_tcp_connects_total', { cgroup: hostCgroup });
+    assert.ok(served.length > 0, `${hostCgroup}'s connects are served`);
+    for (const x of served) assert.deepEqual([x.labels.namespace, x.labels.pod, x.labels.container], ['', '', ''], JSON.stringify(x.labels));
+    // ... which Prometheus stores without those labels: not the target's
+    const owner = (labels: Record<string, string>) => WORKLOAD.map((l) => labels[l] ?? '-').join(' ');
+    const host = await prom.series(`bpfnet_tcp_connects_total{${self}, cgroup="${hostCgroup}"}`);
+    assert.ok(host.ok && host.data.length === served.length, JSON.stringify(host));
+    assert.deepEqual(new Set(host.data.map(owner)), new Set(['- - -']));
+    // a pod's keep the pod's
+    const checkout = await prom.series(`bpfnet_tcp_connects_total{${self}, pod="checkout"}`);
+    assert.ok(checkout.ok, JSON.stringify(checkout));
+    assert.deepEqual(new Set(checkout.data.map(owner)), new Set([`${SHOP} checkout app`, `${SHOP} checkout retry`]));
+    // what has no workload labels gets the exporter pod's, from the target
+    const info = await prom.series(`bpfnet_build_info{${self}}`);
+    assert.ok(info.ok && info.data.length === 1, JSON.stringify(info));
+    assert.equal(owner(info.data[0]!), `${EXPORTER_POD.namespace} ${EXPORTER_POD.pod} ${EXPORTER_POD.container}`);
+    assert.equal(info.data[0]!.node, EXPORTER_POD.node);
+    // and nothing was renamed exported_*
+    const all = await prom.series(`{${self}}`);
+    assert.ok(all.ok, JSON.stringify(all));
+    assert.deepEqual(
+      all.data.filter((x) => Object.keys(x).some((k) => k.startsWith('exported_'))),
+      [],
+    );
   });
 
   it('serve a /metrics that promtool check metrics finds nothing to say about, with traffic through every probe', async function () {

@@ -303,6 +303,18 @@ describe('Helm chart', function () {
       }
     });
 
+    // the operator gives targets namespace, pod and container labels (the
+    // exporter's pod): honoring the scraped ones keeps the TCP metrics'
+    // workload labels instead of renaming them exported_*
+    it('honor the scraped labels in the ServiceMonitor and PodMonitor by default, and not when told', function () {
+      const honoring = (set: Values = {}) => {
+        const { one } = render({ serviceMonitor: { enabled: true, ...set }, podMonitor: { enabled: true, ...set } });
+        return [one('ServiceMonitor').spec.endpoints, one('PodMonitor').spec.podMetricsEndpoints].map((e: Obj[]) => e.map((x) => x.honorLabels));
+      };
+      assert.deepEqual(honoring(), [[true], [true]]);
+      assert.deepEqual(honoring({ honorLabels: false }), [[false], [false]]);
+    });
+
     it("mount the host's bpffs, cgroup2, BTF and tracefs, each volumeMount with a volume", function () {
       for (const values of [{}, allOn]) {
         const ds = render(values).one('DaemonSet');
