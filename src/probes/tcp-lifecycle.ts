@@ -3,8 +3,10 @@
 // (bpf/tcp-lifecycle.bpf.c): one tp_btf program on sock:inet_sock_set_state,
 // and fexit on inet_csk_accept or tracepoints on accept exits (the accepting
 // process). Needs BTF and kernel 5.15+ (tp_btf, bpf_skc_to_tcp_sock, BPF
-// compare-and-exchange). This module loads and attaches it and hands its
-// events on; its metrics are tables over its maps (tcp-metrics.ts).
+// compare-and-exchange, a socket's cgroup as 5.15 keeps it). This module
+// loads and attaches it, resolves the cgroups its maps are keyed by to
+// workloads (src/workload/), and hands its events on; its metrics are
+// tables over its maps (tcp-metrics.ts).
 import { BpfObject, cString, detailOf, RingBuffer, summaryOf, type BpfLink, type BpfProgram, type Layout } from '../libbpf';
 import type { ProgramName } from '../libbpf/binding';
 import { TCP_LIFECYCLE } from '../generated/tcp-lifecycle';
@@ -24,7 +26,7 @@ type Binding = typeof TCP_LIFECYCLE;
 
 const FAMILIES = TCP_LIFECYCLE.enums.family.labels;
 const ROLES = TCP_LIFECYCLE.enums.role.labels;
-/** struct cgroup_names: names of CGROUP_NAME_LEVELS levels, CGROUP_NAME_LEN bytes each */
+/** struct cgroup_names' names: CGROUP_NAME_LEVELS of CGROUP_NAME_LEN bytes */
 const CGROUP_NAMES = TCP_LIFECYCLE.structs.cgroup_names.fields.names;
 
 /** Ways to learn which process accepted a connection, best first. */
