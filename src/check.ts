@@ -62,7 +62,7 @@ const MAPS: readonly { item: string; map: MapName<Features> }[] = [
   { item: 'ring buffer map', map: 'feat_ringbuf' },
 ];
 
-const MIN_KERNEL = [5, 12] as const;
+const MIN_KERNEL = [5, 15] as const;
 const PRIVILEGE_FIX = 'run as root, or grant CAP_BPF and CAP_PERFMON';
 /** Rows whose programs or maps need CAP_NET_ADMIN besides (socket maps and programs). */
 const NET_ADMIN_ITEMS = ['sockops', 'sk_msg', 'sockhash map', 'redirect'];
@@ -112,7 +112,7 @@ function kernel(): Row {
   const release = os.release();
   const [major = 0, minor = 0] = release.split(/[.-]/).map(Number);
   const ok = major > MIN_KERNEL[0] || (major === MIN_KERNEL[0] && minor >= MIN_KERNEL[1]);
-  const need = `the probes need ${MIN_KERNEL.join('.')}+ (tp_btf, bpf_skc_to_tcp_sock, BPF compare-and-exchange)`;
+  const need = `the probes need ${MIN_KERNEL.join('.')}+ (tp_btf, bpf_skc_to_tcp_sock, BPF compare-and-exchange, a socket's cgroup as 5.15 keeps it)`;
   return { item: 'kernel', ok, detail: ok ? `${release}` : `${release}: ${need}; the rows below say what loads` };
 }
 
