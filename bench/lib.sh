@@ -117,9 +117,14 @@ in_cgroup_netns() { # cgroup-dir netns cmd...
 
 # The start of a run: a scratch directory (BENCH_TMP), the traps that clean
 # up on exit, Ctrl-C or failure (with the given function, cleanup by
-# default), and the run's output directory OUT (created) beside BIN.
+# default), and the run's output directory OUT (created) beside BIN. The
+# scratch directory is in memory where it can be: the exporter's log is
+# there, and at exit koffi fsyncs stdout and stderr, which on a disk busy
+# with other writes held exporters' exits for up to 15 s.
 bench_start() { # [cleanup function]
-  BENCH_TMP=$(mktemp -d /tmp/bpfnet-bench.XXXXXX)
+  local tmp=/tmp
+  [ ! -w /dev/shm ] || tmp=/dev/shm
+  BENCH_TMP=$(mktemp -d "$tmp/bpfnet-bench.XXXXXX")
   trap "${1:-cleanup}" EXIT
   trap 'log "bench: interrupted"; exit 130' INT
   trap 'log "bench: terminated"; exit 143' TERM

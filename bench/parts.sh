@@ -152,63 +152,84 @@ rate_phases() { # phases.tsv samples.txt
 }
 
 # Part 2: the kernel's own run statistics (--enable-bpf-stats) over churn
-# rounds of BPF_ROUNDS_SECONDS: the exporter's programs from its /metrics,
+# rounds of BPF_ROUND_SECONDS: the exporter's programs from its /metrics,
 # with attribution on (exporter) and, if among the configurations, off
-# (exporter-noattr), in alternating rounds; then tcplife's program (from
-# /proc fdinfo) in a round beside an exporter, if tcplife is among them.
-# Connections are counted by the exporter, warm-up included, as the program
-# runs are; seconds are the wall time between the two scrapes, so that the
-# run time over it is the share of the (saturated) workload CPU the programs
-# took, which the host's changes of speed do not move.
+# (exporter-noattr), in alternating rounds; then, if both, BPF_ROUNDS rounds
+# with both attached at once ("side by side", started in alternating
+# order), where every connection runs both programs at the same moment, so
+# that the host's changes of speed, which move run times by a third from
+# round to round, fall on both alike; then tcplife's program (from /proc
+# fdinfo) in a round beside an exporter, if tcplife is among them.
+# Connections are counted by an exporter, warm-up included, as the program
+# runs are; the churn's connections per CPU-second (bench/churn.c) turn run
+# time per connection into a share of the workload's CPU.
 part_bpf_cost() {
   local r cfg order=(exporter)
   churn_netns
   [[ ,$CONFIGS, != *,exporter-noattr,* ]] || order+=(exporter-noattr)
   log ""
-  log "part 2: BPF run time: $BPF_ROUNDS churn rounds of ${order[*]} with --enable-bpf-stats$([[ ,$CONFIGS, != *,tcplife,* ]] || echo ', then one with tcplife')"
-  printf 'round\tconfig\tprogram\truns\trun_ns\tconnections\tseconds\n' >"$OUT/bpfstats.tsv"
+  log "part 2: BPF run time: $BPF_ROUNDS churn rounds of ${order[*]} with --enable-bpf-stats$([ ${#order[@]} = 1 ] || echo ', alone and side by side')$([[ ,$CONFIGS, != *,tcplife,* ]] || echo ', then one with tcplife')"
+  printf 'round\tconfig\tprogram\truns\trun_ns\tconnections\tseconds\tper_cpu_second\n' >"$OUT/bpfstats.tsv"
   for ((r = 1; r <= BPF_ROUNDS; r++)); do
     for cfg in "${order[@]}"; do
       start_config "$cfg" --enable-bpf-stats
-      stats_round "$r" "$cfg"
+      stats_round "$r" "$cfg" "$EXP_ADDR"
       stop_config "$cfg"
     done
     order=("${order[@]:1}" "${order[0]}")
+  done
+  [ ${#order[@]} = 1 ] || for ((r = 1; r <= BPF_ROUNDS; r++)); do
+    local addr=() pid=()
+    for cfg in "${order[@]}"; do
+      start_config "$cfg" --enable-bpf-stats
+      addr+=("$EXP_ADDR") pid+=("$EXP_PID")
+    done
+    stats_round "$r" "side:${order[0]}" "${addr[0]}" "side:${order[1]}" "${addr[1]}"
+    for EXP_PID in "${pid[@]}"; do stop_exporter; done
+    order=("${order[1]}" "${order[0]}")
   done
   [[ ,$CONFIGS, == *,tcplife,* ]] || return 0
   start_config exporter --enable-bpf-stats
   start_tcplife "$TRACER_CPU"
   prog_stats "$TCPLIFE_PID" | sort >"$BENCH_TMP/tcplife.before"
-  stats_round 1 tcplife
+  stats_round 1 tcplife "$EXP_ADDR"
   prog_stats "$TCPLIFE_PID" | sort >"$BENCH_TMP/tcplife.after"
-  join "$BENCH_TMP/tcplife.before" "$BENCH_TMP/tcplife.after" | awk -v c="$STATS_CONNS" -v s="$STATS_SECONDS" \
-    '{ printf "1\ttcplife\ttcplife (prog id %s)\t%d\t%.0f\t%d\t%s\n", $1, $4 - $2, $5 - $3, c, s }' >>"$OUT/bpfstats.tsv"
+  join "$BENCH_TMP/tcplife.before" "$BENCH_TMP/tcplife.after" | awk -v c="$STATS_CONNS" -v s="$STATS_SECONDS" -v p="$(field per_cpu_second "$CHURN")" \
+    '{ printf "1\ttcplife\ttcplife (prog id %s)\t%d\t%.0f\t%d\t%s\t%s\n", $1, $4 - $2, $5 - $3, c, s, p }' >>"$OUT/bpfstats.tsv"
   stop_tcplife
   stop_exporter
 }
 
-# One statistics round beside the running exporter: its programs' runs and
-# run time, and the connections it counted (STATS_CONNS) in STATS_SECONDS.
-# The tcplife round records its program itself.
-stats_round() { # round config
-  local prog t0 t1 b=$BENCH_TMP/before.prom a=$BENCH_TMP/after.prom
-  scrape "$b"
+# One statistics round beside running exporters (config, address, for
+# each): their programs' runs and run time, and the connections the first
+# counted (STATS_CONNS) in STATS_SECONDS. The tcplife round records its
+# program itself.
+stats_round() { # round config address [config address]
+  local round=$1 prog t0 t1 i n cfg=() addr=()
+  shift
+  while [ $# -gt 0 ]; do cfg+=("$1") addr+=("$2"); shift 2; done
+  n=${#cfg[@]}
+  for ((i = 0; i < n; i++)); do EXP_ADDR=${addr[i]} scrape "$BENCH_TMP/before-$i.prom"; done
   t0=$EPOCHREALTIME
   run_churn "$BPF_ROUND_SECONDS"
   t1=$EPOCHREALTIME
-  scrape "$a"
-  STATS_CONNS=$(awk -v x="$(sum_samples "$a" "$CONN_METRIC" "$CONN_LABELS")" -v y="$(sum_samples "$b" "$CONN_METRIC" "$CONN_LABELS")" 'BEGIN { print x - y }')
+  for ((i = 0; i < n; i++)); do EXP_ADDR=${addr[i]} scrape "$BENCH_TMP/after-$i.prom"; done
+  STATS_CONNS=$(awk -v x="$(sum_samples "$BENCH_TMP/after-0.prom" "$CONN_METRIC" "$CONN_LABELS")" \
+    -v y="$(sum_samples "$BENCH_TMP/before-0.prom" "$CONN_METRIC" "$CONN_LABELS")" 'BEGIN { print x - y }')
   STATS_SECONDS=$(awk -v x="$t0" -v y="$t1" 'BEGIN { printf "%.3f\n", y - x }')
-  [ "$2" != tcplife ] || return 0
-  # every program the exporter loaded (tcp_state and the accept hooks this
-  # kernel allows), as its /metrics names them
-  for prog in $(sed -n 's/^bpfnet_bpf_program_runs_total{program="\([^"]*\)"}.*/\1/p' "$a"); do
-    awk -v r="$1" -v cfg="$2" -v p="$prog" -v c="$STATS_CONNS" -v s="$STATS_SECONDS" \
-      -v r0="$(sample "$b" "bpfnet_bpf_program_runs_total{program=\"$prog\"}")" \
-      -v r1="$(sample "$a" "bpfnet_bpf_program_runs_total{program=\"$prog\"}")" \
-      -v s0="$(sample "$b" "bpfnet_bpf_program_run_seconds_total{program=\"$prog\"}")" \
-      -v s1="$(sample "$a" "bpfnet_bpf_program_run_seconds_total{program=\"$prog\"}")" \
-      'BEGIN { printf "%s\t%s\tbpfnet-exporter %s\t%d\t%.0f\t%d\t%s\n", r, cfg, p, r1 - r0, (s1 - s0) * 1e9, c, s }' >>"$OUT/bpfstats.tsv"
+  [ "${cfg[0]}" != tcplife ] || return 0
+  for ((i = 0; i < n; i++)); do
+    local b=$BENCH_TMP/before-$i.prom a=$BENCH_TMP/after-$i.prom
+    # every program the exporter loaded (tcp_state and the accept hooks this
+    # kernel allows), as its /metrics names them
+    for prog in $(sed -n 's/^bpfnet_bpf_program_runs_total{program="\([^"]*\)"}.*/\1/p' "$a"); do
+      awk -v r="$round" -v cfg="${cfg[i]}" -v p="$prog" -v c="$STATS_CONNS" -v s="$STATS_SECONDS" -v pc="$(field per_cpu_second "$CHURN")" \
+        -v r0="$(sample "$b" "bpfnet_bpf_program_runs_total{program=\"$prog\"}")" \
+        -v r1="$(sample "$a" "bpfnet_bpf_program_runs_total{program=\"$prog\"}")" \
+        -v s0="$(sample "$b" "bpfnet_bpf_program_run_seconds_total{program=\"$prog\"}")" \
+        -v s1="$(sample "$a" "bpfnet_bpf_program_run_seconds_total{program=\"$prog\"}")" \
+        'BEGIN { printf "%s\t%s\tbpfnet-exporter %s\t%d\t%.0f\t%d\t%s\t%s\n", r, cfg, p, r1 - r0, (s1 - s0) * 1e9, c, s, pc }' >>"$OUT/bpfstats.tsv"
+    done
   done
 }
 

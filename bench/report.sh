@@ -83,35 +83,46 @@ cost_table() {
   local f=$OUT/bpfstats.tsv
   echo "### 2. Kernel cost per BPF program run (kernel bpf_stats over churn rounds)"
   echo
-  echo "Sums over $(awk -F'\t' 'NR > 1 && $2 == "exporter" { r[$1] } END { print length(r) }' "$f") rounds of each exporter configuration. Share of the workload CPU: run time over the rounds' wall time (the churn keeps its CPU busy)."
+  echo "Each exporter configuration alone, summed over $(awk -F'\t' 'NR > 1 && $2 == "exporter" { r[$1] } END { print length(r) }' "$f") rounds. Share of the workload CPU: run time per connection times the churn's connections per CPU-second, the mean over rounds."
   echo
   echo "| configuration | program | runs | ns per run | runs per connection | ns per connection | share of the workload CPU |"
   echo "|---|---|---:|---:|---:|---:|---:|"
-  awk -F'\t' 'NR > 1 {
+  awk -F'\t' 'NR > 1 && $2 !~ /^side:/ {
       k = $2 SUBSEP $3; if (!(k in runs)) order[++n] = k
-      runs[k] += $4; ns[k] += $5
-      if (!(($2, $1) in seen)) { seen[$2, $1]; conns[$2] += $6; secs[$2] += $7 }
+      runs[k] += $4; ns[k] += $5; share[k] += $6 ? $5 / $6 * $8 / 1e7 : 0; rounds[k]++
+      if (!(($2, $1) in seen)) { seen[$2, $1]; conns[$2] += $6 }
     }
     END {
       for (i = 1; i <= n; i++) {
         split(order[i], p, SUBSEP); c = p[1]; k = order[i]
         printf "| %s | %s | %d | %.0f | %.2f | %.0f | %.2f %% |\n", c, p[2], runs[k], runs[k] ? ns[k] / runs[k] : 0,
-          conns[c] ? runs[k] / conns[c] : 0, conns[c] ? ns[k] / conns[c] : 0, secs[c] ? ns[k] / (secs[c] * 1e9) * 100 : 0
+          conns[c] ? runs[k] / conns[c] : 0, conns[c] ? ns[k] / conns[c] : 0, share[k] / rounds[k]
       }
     }' "$f"
   echo
-  awk -F'\t' 'NR > 1 { ns[$2] += $5; if (!(($2, $1) in seen)) { seen[$2, $1]; conns[$2] += $6; secs[$2] += $7 } }
-    END { for (c in ns) if (conns[c]) printf "%s: %.0f ns per connection in all, %.2f %% of the workload CPU.\n", c, ns[c] / conns[c], ns[c] / (secs[c] * 1e9) * 100 }' "$f" | sort
+  awk -F'\t' 'NR > 1 && $2 !~ /^side:/ { ns[$2] += $5; share[$2] += $6 ? $5 / $6 * $8 / 1e7 : 0
+      if (!(($2, $1) in seen)) { seen[$2, $1]; conns[$2] += $6; rounds[$2]++ } }
+    END { for (c in ns) if (conns[c]) printf "%s: %.0f ns per connection in all, %.2f %% of the workload CPU.\n", c, ns[c] / conns[c], share[c] / rounds[c] }' "$f" | sort
   echo
-  if grep -q $'\texporter-noattr\t' "$f"; then
-    # per round: each configuration's programs' share of the workload CPU
-    awk -F'\t' 'NR > 1 && ($2 == "exporter" || $2 == "exporter-noattr") { ns[$2, $1] += $5; secs[$2, $1] = $7; per[$2, $1] += $5; conns[$2, $1] = $6 }
-      END { for (k in ns) { split(k, p, SUBSEP); if (p[1] == "exporter" && (("exporter-noattr", p[2]) in ns))
-        printf "%.4f\t%.1f\n", (ns[k] / secs[k] - ns["exporter-noattr", p[2]] / secs["exporter-noattr", p[2]]) / 1e9 * 100,
-          ns[k] / conns[k] - ns["exporter-noattr", p[2]] / conns["exporter-noattr", p[2]] } }' "$f" >"$OUT/bpf-attribution.txt"
-    echo "Attribution on less off, per round ($(wc -l <"$OUT/bpf-attribution.txt") rounds): the programs' share of the workload CPU $(cut -f1 "$OUT/bpf-attribution.txt" | median | awk '{ printf "%+.2f", $1 }') points (median; 95 % CI of the mean [$(cut -f1 "$OUT/bpf-attribution.txt" | ci95 2)]), $(cut -f2 "$OUT/bpf-attribution.txt" | median | awk '{ printf "%+.0f", $1 }') ns per connection (median; [$(cut -f2 "$OUT/bpf-attribution.txt" | ci95 0)])."
-    echo
-  fi
+  grep -q $'\tside:' "$f" || return 0
+  # both at once: per round, on less off, in ns per connection (all programs)
+  awk -F'\t' 'NR > 1 && $2 ~ /^side:/ { ns[$2, $1] += $5; conns[$2, $1] = $6 }
+    END { for (k in ns) { split(k, p, SUBSEP); if (p[1] == "side:exporter" && (("side:exporter-noattr", p[2]) in ns))
+      print ns[k] / conns[k] - ns["side:exporter-noattr", p[2]] / conns["side:exporter-noattr", p[2]] } }' "$f" >"$OUT/bpf-attribution.txt"
+  local pc
+  pc=$(awk -F'\t' 'NR > 1 && $2 == "exporter-noattr" && !seen[$1]++ { s += $8; n++ } END { if (n) print s / n; else print 0 }' "$f")
+  echo "Both attached at once, $(wc -l <"$OUT/bpf-attribution.txt") rounds (every connection runs both programs at the same moment, so the host's drift falls on both alike):"
+  echo
+  echo "| program | ns per run, on | ns per run, off | ns per connection, on less off |"
+  echo "|---|---:|---:|---:|"
+  awk -F'\t' 'NR > 1 && $2 ~ /^side:/ { k = $3; if (!(k in seen)) { seen[k]; order[++n] = k }
+      runs[$2, k] += $4; ns[$2, k] += $5; if (!(($2, $1) in cs)) { cs[$2, $1]; conns[$2] += $6 } }
+    END { for (i = 1; i <= n; i++) { k = order[i]; on = "side:exporter"; off = "side:exporter-noattr"
+      printf "| %s | %.0f | %.0f | %+.0f |\n", k, runs[on, k] ? ns[on, k] / runs[on, k] : 0, runs[off, k] ? ns[off, k] / runs[off, k] : 0,
+        ns[on, k] / conns[on] - ns[off, k] / conns[off] } }' "$f"
+  echo
+  echo "Attribution on less off, all programs: $(median <"$OUT/bpf-attribution.txt" | awk '{ printf "%+.0f", $1 }') ns per connection (median of the rounds; 95 % CI of the mean [$(ci95 0 <"$OUT/bpf-attribution.txt")]); at $(awk -v x="$pc" 'BEGIN { printf "%.0f", x }') connections per workload CPU-second (exporter-noattr alone, above) that is $(awk -v x="$pc" '{ printf "%+.2f", $1 * x / 1e7 }' < <(median <"$OUT/bpf-attribution.txt")) points of the workload CPU [$(awk -v x="$pc" '{ print $1 * x / 1e7 }' "$OUT/bpf-attribution.txt" | ci95 2)]."
+  echo
 }
 
 syscall_table() {

@@ -5,9 +5,9 @@
 #      with bpfnet-exporter (workload attribution on, and off) and with
 #      tcplife, in interleaved rounds; the churn runs in 4 pods' cgroups;
 #   2. kernel cost: ns per BPF program run and runs per connection
-#      (--enable-bpf-stats), attribution on and off, next to tcplife's
-#      program; and what the exporter's syscall tracepoints add to every
-#      system call;
+#      (--enable-bpf-stats), attribution on and off, alone and both attached
+#      at once, next to tcplife's program; and what the exporter's syscall
+#      tracepoints add to every system call;
 #   3. scrape: /metrics duration with 5,000 accept label sets;
 #   4. the exporter's own CPU under churn at several rates, scraped every
 #      second, attribution on and off (not run by default);
@@ -43,8 +43,8 @@ ROUNDS=40          # part 1: phases of each tracer, each between two baseline ph
 PHASE_SECONDS=1    # part 1: measured seconds per phase
 GUARD=0.5          # part 1: seconds after a switch before measuring: the kernel's deferred
                    # work of attaching, and of the last phase's detaching, is done by then
-BPF_ROUNDS=4       # part 2: program statistics rounds of each exporter configuration
-BPF_ROUND_SECONDS=4 # part 2: measured seconds of churn per round
+BPF_ROUNDS=6       # part 2: program statistics rounds of each exporter configuration, alone and side by side
+BPF_ROUND_SECONDS=2 # part 2: measured seconds of churn per round
 WARMUP=1           # churn seconds before measuring: threads running, TIME_WAIT at its cap
 CLIENTS=4          # client threads (and as many server threads)
 SERVER_PORTS=4     # server ports, to multiply the 4-tuples past TIME_WAIT
