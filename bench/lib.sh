@@ -20,14 +20,14 @@ untrack_pid() {
   BENCH_PIDS=("${kept[@]}")
 }
 
-# Asks a process to stop, waits up to 30 s, then kills it; STOP_RC is its
-# exit status, STOP_TENTHS how long it took. (Not for $(...): a subshell
-# cannot wait for our children.)
-stop_pid() { # pid [signal]
+# Asks a process to stop, waits up to 30 s (or as given), then kills it;
+# STOP_RC is its exit status, STOP_TENTHS how long it took. (Not for $(...):
+# a subshell cannot wait for our children.)
+stop_pid() { # pid [signal] [seconds]
   local pid=$1 sig=${2:-TERM} i t
   STOP_RC=0
   kill "-$sig" "$pid" 2>/dev/null || true
-  for ((i = 0; i < 300; i++)); do
+  for ((i = 0; i < ${3:-30} * 10; i++)); do
     kill -0 "$pid" 2>/dev/null || break
     # slow to stop: keep where its threads wait in the kernel, for the report
     if [ "$i" = 20 ] && [ -n "${OUT:-}" ]; then
@@ -174,9 +174,12 @@ start_exporter() { # cpus flags...
 }
 
 # Stops the exporter; it must exit 0 on SIGTERM, and soon: a slow stop is
-# noted in $OUT/warnings.txt for the report.
+# noted in $OUT/warnings.txt for the report. It may take minutes: closing
+# the link of a syscall tracepoint's program waits for an RCU tasks trace
+# grace period (synchronize_rcu_tasks_trace), which took 26 s and more
+# while other tenants loaded the host; tcplife's exits waited there too.
 stop_exporter() {
-  stop_pid "$EXP_PID" TERM
+  stop_pid "$EXP_PID" TERM 180
   [ "$STOP_RC" = 0 ] || die "the exporter exited with status $STOP_RC on SIGTERM (after $((STOP_TENTHS / 10)) s): $(tail -3 "$BENCH_TMP/exporter.log")"
   if [ "$STOP_TENTHS" -ge 20 ] && [ -n "${OUT:-}" ]; then
     echo "the exporter took $((STOP_TENTHS / 10)).$((STOP_TENTHS % 10)) s to exit on SIGTERM at $(date -u +%H:%M:%S) (kernel stacks in slow-stop-stacks.txt)" >>"$OUT/warnings.txt"
