@@ -152,23 +152,25 @@ rate_phases() { # phases.tsv samples.txt
 }
 
 # Part 2: the kernel's own run statistics (--enable-bpf-stats) over churn
-# rounds of BPF_ROUND_SECONDS: the exporter's programs from its /metrics,
-# with attribution on (exporter) and, if among the configurations, off
-# (exporter-noattr), in alternating rounds; then, if both, BPF_ROUNDS rounds
-# with both attached at once ("side by side", started in alternating
-# order), where every connection runs both programs at the same moment, so
-# that the host's changes of speed, which move run times by a third from
-# round to round, fall on both alike; then tcplife's program (from /proc
-# fdinfo) in a round beside an exporter, if tcplife is among them.
-# Connections are counted by an exporter, warm-up included, as the program
-# runs are; the churn's connections per CPU-second (bench/churn.c) turn run
-# time per connection into a share of the workload's CPU.
+# rounds of BPF_ROUND_SECONDS: the exporter's programs from its /metrics, in
+# each exporter configuration listed (exporter if none), in alternating
+# rounds; then, if two or more, BPF_ROUNDS rounds with the first two
+# attached at once ("side by side", started in alternating order), where
+# every connection runs both programs at the same moment, so that the
+# host's changes of speed, which move run times by a third from round to
+# round, fall on both alike; then tcplife's program (from /proc fdinfo) in
+# a round beside an exporter, if tcplife is listed. Connections are counted
+# by an exporter, warm-up included, as the program runs are; the churn's
+# connections per CPU-second (bench/churn.c) turn run time per connection
+# into a share of the workload's CPU.
 part_bpf_cost() {
-  local r cfg order=(exporter)
+  local r cfg order=() side
   churn_netns
-  [[ ,$CONFIGS, != *,exporter-noattr,* ]] || order+=(exporter-noattr)
+  for cfg in "${CONFIG_LIST[@]}"; do [[ $cfg != exporter* ]] || order+=("$cfg"); done
+  [ ${#order[@]} -gt 0 ] || order=(exporter)
+  side=("${order[@]:0:2}")
   log ""
-  log "part 2: BPF run time: $BPF_ROUNDS churn rounds of ${order[*]} with --enable-bpf-stats$([ ${#order[@]} = 1 ] || echo ', alone and side by side')$([[ ,$CONFIGS, != *,tcplife,* ]] || echo ', then one with tcplife')"
+  log "part 2: BPF run time: $BPF_ROUNDS churn rounds of ${order[*]} with --enable-bpf-stats$([ ${#side[@]} = 1 ] || echo ", then of ${side[*]} side by side")$([[ ,$CONFIGS, != *,tcplife,* ]] || echo ', then one with tcplife')"
   printf 'round\tconfig\tprogram\truns\trun_ns\tconnections\tseconds\tper_cpu_second\n' >"$OUT/bpfstats.tsv"
   for ((r = 1; r <= BPF_ROUNDS; r++)); do
     for cfg in "${order[@]}"; do
@@ -178,16 +180,19 @@ part_bpf_cost() {
     done
     order=("${order[@]:1}" "${order[0]}")
   done
-  [ ${#order[@]} = 1 ] || for ((r = 1; r <= BPF_ROUNDS; r++)); do
-    local addr=() pid=()
-    for cfg in "${order[@]}"; do
-      start_config "$cfg" --enable-bpf-stats
-      addr+=("$EXP_ADDR") pid+=("$EXP_PID")
+  if [ ${#side[@]} = 2 ]; then
+    printf '%s\t%s\n' "${side[@]}" >"$OUT/side-by-side.txt"
+    for ((r = 1; r <= BPF_ROUNDS; r++)); do
+      local addr=() pid=()
+      for cfg in "${side[@]}"; do
+        start_config "$cfg" --enable-bpf-stats
+        addr+=("$EXP_ADDR") pid+=("$EXP_PID")
+      done
+      stats_round "$r" "side:${side[0]}" "${addr[0]}" "side:${side[1]}" "${addr[1]}"
+      for EXP_PID in "${pid[@]}"; do stop_exporter; done
+      side=("${side[1]}" "${side[0]}")
     done
-    stats_round "$r" "side:${order[0]}" "${addr[0]}" "side:${order[1]}" "${addr[1]}"
-    for EXP_PID in "${pid[@]}"; do stop_exporter; done
-    order=("${order[1]}" "${order[0]}")
-  done
+  fi
   [[ ,$CONFIGS, == *,tcplife,* ]] || return 0
   start_config exporter --enable-bpf-stats
   start_tcplife "$TRACER_CPU"

@@ -13,6 +13,21 @@ base_rate() {
 pct() { awk -v x="$1" 'BEGIN { printf "%.1f %%", x }'; }
 ms() { awk '{ printf "%.1f ms", $1 * 1000 }'; }
 
+# "LOW .. HIGH": a 95 % confidence interval of the median of the numbers on
+# stdin, from their order statistics (distribution-free: one stalled phase
+# moves it by one rank, not by its size); n/a for fewer than 6
+ci95_median() { # [decimals]
+  sort -g | awk -v d="${1:-1}" '{ v[NR] = $1 }
+    END {
+      n = NR; if (n < 6) { printf "n/a"; exit }
+      # the largest k with P(Binomial(n, 1/2) < k) <= 2.5 %
+      p = exp(-n * log(2)); cdf = p; k = 1
+      for (i = 1; i <= n; i++) { p = p * (n - i + 1) / i; if (cdf + p > 0.025) break; cdf += p; k = i + 1 }
+      f = "%." d "f .. %." d "f"
+      printf f, v[k], v[n + 1 - k]
+    }'
+}
+
 # "LOW .. HIGH": the 95 % confidence interval of the mean of the numbers on
 # stdin (Student's t, for the few rounds of --quick too)
 ci95() { # [decimals]
@@ -33,7 +48,7 @@ churn_table() {
   col() { awk -F'\t' -v c="$1" -v k="$2" 'NR > 1 && $3 == c { print $k }' "$f"; }
   echo "### 1. Connection churn: $rounds rounds, each tracer phase between two baseline phases"
   echo
-  echo "| configuration | phases | conn/s, median | min .. max | throughput loss (ratio of medians) | paired loss: median [95 % CI of the mean] | conn per workload CPU-second (loss) | tracer user space CPU |"
+  echo "| configuration | phases | conn/s, median | min .. max | throughput loss (ratio of medians) | paired loss: median [95 % CI of the median] | conn per workload CPU-second (loss) | tracer user space CPU |"
   echo "|---|---:|---:|---:|---:|---:|---:|---:|"
   base=$(col baseline 4 | median)
   base_cpu=$(col baseline 5 | median)
@@ -52,7 +67,7 @@ churn_table() {
       awk -F'\t' -v c="$c" 'NR > 1 { cfg[$1] = $3; rate[$1] = $4 }
         END { for (i in cfg) if (cfg[i] == c && cfg[i - 1] == "baseline" && cfg[i + 1] == "baseline")
                 print (1 - 2 * rate[i] / (rate[i - 1] + rate[i + 1])) * 100 }' "$f" >"$file"
-      paired="$(pct "$(median <"$file")") [$(ci95 <"$file")]"
+      paired="$(pct "$(median <"$file")") [$(ci95_median <"$file")]"
       cpuloss=" ($(pct "$(awk -v a="$base_cpu" -v b="$cpu" 'BEGIN { print (1 - b / a) * 100 }')"))"
       tracer="$(col "$c" 6 | median) % of a core"
     fi
@@ -75,7 +90,7 @@ attribution_diff() { # rounds.tsv
         loss[cfg[i], round[i]] = (1 - 2 * rate[i] / (rate[i - 1] + rate[i + 1])) * 100
       for (k in loss) { split(k, p, SUBSEP); if (p[1] == "exporter" && (("exporter-noattr", p[2]) in loss)) print loss[k] - loss["exporter-noattr", p[2]] }
     }' "$1" >"$file"
-  echo "Attribution on (exporter) against off (exporter-noattr), paired loss of the one less the other's in the same round, over $(wc -l <"$file") rounds: median $(median <"$file" | awk '{ printf "%+.1f", $1 }') points, 95 % CI of the mean [$(ci95 <"$file")] points."
+  echo "Attribution on (exporter) against off (exporter-noattr), paired loss of the one less the other's in the same round, over $(wc -l <"$file") rounds: median $(median <"$file" | awk '{ printf "%+.1f", $1 }') points, 95 % CI of the median [$(ci95_median <"$file")]; mean $(awk '{ s += $1 } END { printf "%+.1f", s / NR }' "$file") [$(ci95 <"$file")]."
   echo
 }
 
@@ -104,24 +119,26 @@ cost_table() {
       if (!(($2, $1) in seen)) { seen[$2, $1]; conns[$2] += $6; rounds[$2]++ } }
     END { for (c in ns) if (conns[c]) printf "%s: %.0f ns per connection in all, %.2f %% of the workload CPU.\n", c, ns[c] / conns[c], share[c] / rounds[c] }' "$f" | sort
   echo
-  grep -q $'\tside:' "$f" || return 0
-  # both at once: per round, on less off, in ns per connection (all programs)
-  awk -F'\t' 'NR > 1 && $2 ~ /^side:/ { ns[$2, $1] += $5; conns[$2, $1] = $6 }
-    END { for (k in ns) { split(k, p, SUBSEP); if (p[1] == "side:exporter" && (("side:exporter-noattr", p[2]) in ns))
-      print ns[k] / conns[k] - ns["side:exporter-noattr", p[2]] / conns["side:exporter-noattr", p[2]] } }' "$f" >"$OUT/bpf-attribution.txt"
-  local pc
-  pc=$(awk -F'\t' 'NR > 1 && $2 == "exporter-noattr" && !seen[$1]++ { s += $8; n++ } END { if (n) print s / n; else print 0 }' "$f")
-  echo "Both attached at once, $(wc -l <"$OUT/bpf-attribution.txt") rounds (every connection runs both programs at the same moment, so the host's drift falls on both alike):"
+  [ -s "$OUT/side-by-side.txt" ] || return 0
+  # the first two exporter configurations at once: per round, the first's
+  # ns per connection (all programs) less the second's
+  local pc one two
+  read -r one two <"$OUT/side-by-side.txt"
+  awk -F'\t' -v one="side:$one" -v two="side:$two" 'NR > 1 && $2 ~ /^side:/ { ns[$2, $1] += $5; conns[$2, $1] = $6 }
+    END { for (k in ns) { split(k, p, SUBSEP); if (p[1] == one && ((two, p[2]) in ns))
+      print ns[k] / conns[k] - ns[two, p[2]] / conns[two, p[2]] } }' "$f" >"$OUT/bpf-side-by-side.txt"
+  pc=$(awk -F'\t' -v c="$two" 'NR > 1 && $2 == c && !seen[$1]++ { s += $8; n++ } END { if (n) print s / n; else print 0 }' "$f")
+  echo "$one and $two attached at once, $(wc -l <"$OUT/bpf-side-by-side.txt") rounds (every connection runs both programs at the same moment, so the host's drift falls on both alike):"
   echo
-  echo "| program | ns per run, on | ns per run, off | ns per connection, on less off |"
+  echo "| program | ns per run, $one | ns per run, $two | ns per connection, $one less $two |"
   echo "|---|---:|---:|---:|"
-  awk -F'\t' 'NR > 1 && $2 ~ /^side:/ { k = $3; if (!(k in seen)) { seen[k]; order[++n] = k }
+  awk -F'\t' -v on="side:$one" -v off="side:$two" 'NR > 1 && $2 ~ /^side:/ { k = $3; if (!(k in seen)) { seen[k]; order[++n] = k }
       runs[$2, k] += $4; ns[$2, k] += $5; if (!(($2, $1) in cs)) { cs[$2, $1]; conns[$2] += $6 } }
-    END { for (i = 1; i <= n; i++) { k = order[i]; on = "side:exporter"; off = "side:exporter-noattr"
+    END { for (i = 1; i <= n; i++) { k = order[i]
       printf "| %s | %.0f | %.0f | %+.0f |\n", k, runs[on, k] ? ns[on, k] / runs[on, k] : 0, runs[off, k] ? ns[off, k] / runs[off, k] : 0,
         ns[on, k] / conns[on] - ns[off, k] / conns[off] } }' "$f"
   echo
-  echo "Attribution on less off, all programs: $(median <"$OUT/bpf-attribution.txt" | awk '{ printf "%+.0f", $1 }') ns per connection (median of the rounds; 95 % CI of the mean [$(ci95 0 <"$OUT/bpf-attribution.txt")]); at $(awk -v x="$pc" 'BEGIN { printf "%.0f", x }') connections per workload CPU-second (exporter-noattr alone, above) that is $(awk -v x="$pc" '{ printf "%+.2f", $1 * x / 1e7 }' < <(median <"$OUT/bpf-attribution.txt")) points of the workload CPU [$(awk -v x="$pc" '{ print $1 * x / 1e7 }' "$OUT/bpf-attribution.txt" | ci95 2)]."
+  echo "$one less $two, all programs: $(median <"$OUT/bpf-side-by-side.txt" | awk '{ printf "%+.0f", $1 }') ns per connection (median of the rounds; 95 % CI of the mean [$(ci95 0 <"$OUT/bpf-side-by-side.txt")]); at $(awk -v x="$pc" 'BEGIN { printf "%.0f", x }') connections per workload CPU-second ($two alone, above) that is $(awk -v x="$pc" '{ printf "%+.2f", $1 * x / 1e7 }' < <(median <"$OUT/bpf-side-by-side.txt")) points of the workload CPU [$(awk -v x="$pc" '{ print $1 * x / 1e7 }' "$OUT/bpf-side-by-side.txt" | ci95 2)]."
   echo
 }
 
