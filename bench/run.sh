@@ -135,7 +135,7 @@ started=$(date +%s)
   echo "node $(node --version), tcplife $(dpkg-query -W -f '${Version}' libbpf-tools 2>/dev/null || echo '(version unknown)')"
   echo "exporter: commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD -- src bpf 2>/dev/null || echo ', with uncommitted changes in src/ or bpf/')"
   echo "pinning: workload on CPU ${WORKLOAD_CPU:-any}, tracer user space on CPU ${TRACER_CPU:-any}"
-  echo "churn: $ROUNDS rounds of baseline and ${TRACERS[*]} phases, ${PHASE_SECONDS} s each; $CLIENTS clients, $SERVER_PORTS server ports, 1 KiB each way, in $CHURN_PODS pods"
+  [[ $PARTS != *1* ]] || echo "churn: $ROUNDS rounds of baseline and ${TRACERS[*]} phases, ${PHASE_SECONDS} s each; $CLIENTS clients, $SERVER_PORTS server ports, 1 KiB each way, in $CHURN_PODS pods"
   echo "command: bash bench/run.sh $ARGS_GIVEN"
 } | tee "$OUT/machine.txt" >&2
 
