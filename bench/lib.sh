@@ -1,13 +1,14 @@
 # SPDX-License-Identifier: Apache-2.0
-# Helpers for bench/run.sh: every process and network namespace the benchmark
-# starts is registered here and removed by cleanup(), which run.sh runs on
-# exit, Ctrl-C, SIGTERM or any failing command. Sourced, not run.
+# Helpers for bench/run.sh: every process, network namespace and cgroup the
+# benchmark starts is registered here and removed by cleanup(), which run.sh
+# runs on exit, Ctrl-C, SIGTERM or any failing command. Sourced, not run.
 
 # the Node.js that scripts/setup installed, if it did (.node/), as scripts/run uses
 . scripts/node-env
 
 BENCH_PIDS=()
 BENCH_NETNS=()
+BENCH_CGROUP= # the benchmark's cgroup v2 subtree (make_bench_cgroup)
 
 log() { printf '%s\n' "$*" >&2; }
 die() { log "bench: $*"; exit 1; }
@@ -19,14 +20,14 @@ untrack_pid() {
   BENCH_PIDS=("${kept[@]}")
 }
 
-# Asks a process to stop, waits up to 30 s, then kills it; STOP_RC is its
-# exit status, STOP_TENTHS how long it took. (Not for $(...): a subshell
-# cannot wait for our children.)
-stop_pid() { # pid [signal]
+# Asks a process to stop, waits up to 30 s (or as given), then kills it;
+# STOP_RC is its exit status, STOP_TENTHS how long it took. (Not for $(...):
+# a subshell cannot wait for our children.)
+stop_pid() { # pid [signal] [seconds]
   local pid=$1 sig=${2:-TERM} i t
   STOP_RC=0
   kill "-$sig" "$pid" 2>/dev/null || true
-  for ((i = 0; i < 300; i++)); do
+  for ((i = 0; i < ${3:-30} * 10; i++)); do
     kill -0 "$pid" 2>/dev/null || break
     # slow to stop: keep where its threads wait in the kernel, for the report
     if [ "$i" = 20 ] && [ -n "${OUT:-}" ]; then
@@ -52,15 +53,78 @@ cleanup() {
     for p in $(ip netns pids "$ns" 2>/dev/null); do kill -KILL "$p" 2>/dev/null || true; done
     ip netns del "$ns" 2>/dev/null || true
   done
+  remove_bench_cgroup
   [ -n "${BENCH_TMP:-}" ] && rm -rf "$BENCH_TMP"
   return 0
 }
 
+# The benchmark's cgroup, bpfnet-bench-PID under the cgroup2 mount, made
+# once; BENCH_CGROUP is its directory. Only the benchmark's processes are
+# ever moved in, so cleanup() may kill whatever is left inside.
+make_bench_cgroup() {
+  local mount
+  [ -z "$BENCH_CGROUP" ] || return 0
+  mount=$(awk '$3 == "cgroup2" { print $2; exit }' /proc/mounts)
+  [ -n "$mount" ] && [ -w "$mount/cgroup.procs" ] || die "no writable cgroup v2 mount in /proc/mounts"
+  BENCH_CGROUP=$mount/bpfnet-bench-$$
+  mkdir "$BENCH_CGROUP" || die "cannot create the cgroup $BENCH_CGROUP"
+}
+
+remove_bench_cgroup() {
+  local i
+  [ -n "$BENCH_CGROUP" ] && [ -d "$BENCH_CGROUP" ] || return 0
+  [ ! -e "$BENCH_CGROUP/cgroup.kill" ] || echo 1 2>/dev/null >"$BENCH_CGROUP/cgroup.kill" || true
+  for ((i = 0; i < 100; i++)); do
+    # deepest first; a cgroup is EBUSY until its killed processes are reaped
+    find "$BENCH_CGROUP" -depth -type d -print0 2>/dev/null | xargs -0r rmdir 2>/dev/null || true
+    [ -d "$BENCH_CGROUP" ] || return 0
+    sleep 0.1
+  done
+  log "bench: could not remove the cgroup $BENCH_CGROUP: $(cat "$BENCH_CGROUP/cgroup.procs" 2>/dev/null | tr '\n' ' ')"
+}
+
+# Makes COUNT cgroups laid out as kubelet's cgroupfs driver lays out the
+# containers of BestEffort pods, kubepods/besteffort/pod<uid>/<64-hex id>,
+# under the benchmark's cgroup, and for each kubelet's log link in
+# CONTAINERS_DIR, <pod>_<namespace>_<container>-<id>.log, naming it
+# container "app" of pod PREFIX-<n> in namespace NAMESPACE: what the
+# exporter's --kubelet-containers-dir reads. Appends the containers'
+# directories to FILE, one a line.
+make_pods() { # namespace prefix count file
+  local ns=$1 prefix=$2 count=$3 file=$4 i uid ids=() dir
+  make_bench_cgroup
+  CONTAINERS_DIR=$BENCH_TMP/containers
+  mkdir -p "$CONTAINERS_DIR"
+  mapfile -t ids < <(od -An -v -tx1 -N $((32 * count)) /dev/urandom | tr -d ' \n' | fold -w 64)
+  for ((i = 0; i < count; i++)); do
+    read -r uid </proc/sys/kernel/random/uuid
+    dir=$BENCH_CGROUP/kubepods/besteffort/pod$uid/${ids[i]}
+    printf '%s\n' "$dir" >>"$file"
+    printf '%s\0%s\0' "/var/log/pods/${ns}_${prefix}-${i}_${uid}/app/0.log" "$CONTAINERS_DIR/${prefix}-${i}_${ns}_app-${ids[i]}.log"
+  done | xargs -0r -n 2 ln -s
+  tail -n "$count" "$file" | tr '\n' '\0' | xargs -0r mkdir -p
+}
+
+# Sets CMD to a command run in a cgroup (moved there before it starts, so
+# every socket it opens is that cgroup's) and a network namespace. nsenter,
+# not ip netns exec, which mounts a /sys of its own without the cgroups.
+# Run as "${CMD[@]}" &, $! is the command itself.
+in_cgroup_netns() { # cgroup-dir netns cmd...
+  local cg=$1 ns=$2
+  shift 2
+  CMD=(sh -c 'echo $$ >"$1/cgroup.procs" && shift && exec "$@"' sh "$cg" nsenter "--net=/run/netns/$ns" "$@")
+}
+
 # The start of a run: a scratch directory (BENCH_TMP), the traps that clean
 # up on exit, Ctrl-C or failure (with the given function, cleanup by
-# default), and the run's output directory OUT (created) beside BIN.
+# default), and the run's output directory OUT (created) beside BIN. The
+# scratch directory is in memory where it can be: the exporter's log is
+# there, and at exit koffi fsyncs stdout and stderr, which on a disk busy
+# with other writes held exporters' exits for up to 15 s.
 bench_start() { # [cleanup function]
-  BENCH_TMP=$(mktemp -d /tmp/bpfnet-bench.XXXXXX)
+  local tmp=/tmp
+  [ ! -w /dev/shm ] || tmp=/dev/shm
+  BENCH_TMP=$(mktemp -d "$tmp/bpfnet-bench.XXXXXX")
   trap "${1:-cleanup}" EXIT
   trap 'log "bench: interrupted"; exit 130' INT
   trap 'log "bench: terminated"; exit 143' TERM
@@ -110,9 +174,12 @@ start_exporter() { # cpus flags...
 }
 
 # Stops the exporter; it must exit 0 on SIGTERM, and soon: a slow stop is
-# noted in $OUT/warnings.txt for the report.
+# noted in $OUT/warnings.txt for the report. It may take minutes: closing
+# the link of a syscall tracepoint's program waits for an RCU tasks trace
+# grace period (synchronize_rcu_tasks_trace), which took 26 s and more
+# while other tenants loaded the host; tcplife's exits waited there too.
 stop_exporter() {
-  stop_pid "$EXP_PID" TERM
+  stop_pid "$EXP_PID" TERM 180
   [ "$STOP_RC" = 0 ] || die "the exporter exited with status $STOP_RC on SIGTERM (after $((STOP_TENTHS / 10)) s): $(tail -3 "$BENCH_TMP/exporter.log")"
   if [ "$STOP_TENTHS" -ge 20 ] && [ -n "${OUT:-}" ]; then
     echo "the exporter took $((STOP_TENTHS / 10)).$((STOP_TENTHS % 10)) s to exit on SIGTERM at $(date -u +%H:%M:%S) (kernel stacks in slow-stop-stacks.txt)" >>"$OUT/warnings.txt"
@@ -127,6 +194,14 @@ scrape() { # file
 # The value of one sample in a scraped file, 0 if absent.
 sample() { # file 'name{labels}'
   awk -v s="$2" '$1 == s { v = $2 } END { printf "%.15g\n", v + 0 }' "$1"
+}
+
+# The sum of the samples of a metric whose labels include the given ones
+# (label values here hold no spaces).
+sum_samples() { # file name 'label="value",...'
+  awk -v n="$2" -v want="$3" 'BEGIN { k = split(want, w, ",") }
+    index($1, n "{") == 1 || $1 == n { for (i = 1; i <= k; i++) if (!index($1, w[i])) next; s += $2 }
+    END { printf "%.15g\n", s + 0 }' "$1"
 }
 
 # Starts tcplife writing to /dev/null; sets TCPLIFE_PID and returns once its
@@ -168,6 +243,16 @@ prog_stats() { # pid
 cpu_ticks() { # pid
   # fields after the parenthesised command name, which may hold spaces
   sed 's/^.*) //' /proc/"$1"/stat | awk '{ print $12 + $13 }'
+}
+
+# "USER SYSTEM": a process's CPU time so far in each, in clock ticks.
+cpu_user_system() { # pid
+  sed 's/^.*) //' /proc/"$1"/stat | awk '{ print $12, $13 }'
+}
+
+# Resident memory of a process now, and at its peak, in KiB: "RSS HWM".
+memory_kib() { # pid
+  awk '/^VmRSS:/ { r = $2 } /^VmHWM:/ { h = $2 } END { print r, h }' /proc/"$1"/status
 }
 
 # Median of numbers on stdin.

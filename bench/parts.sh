@@ -2,22 +2,40 @@
 # The three measurements of bench/run.sh. Each writes raw data into $OUT for
 # bench/report.sh and logs progress on stderr. Sourced, not run.
 
-CONN_METRIC='bpfnet_tcp_connects_total{family="ipv4",result="established"}'
+# the metric the churn's connections are checked against, summed over its
+# workload labels
+CONN_METRIC=bpfnet_tcp_connects_total
+CONN_LABELS='family="ipv4",result="established"'
+# --labels for attribution off: the kernel then keys by family and role only
+NO_WORKLOAD_LABELS=-namespace,-pod,-container,-cgroup,-peer_port,-peer_namespace,-peer_pod
 
 # The churn namespace, made once: loopback up, a bounded TIME_WAIT
 # population (every round starts from the same table size rather than the
 # previous rounds' leftovers) and a wide port range (clients never run out).
+# And the churn's pods: CHURN_PODS cgroups laid out as kubelet's, one churn
+# process in each, so that with attribution on the kernel's maps hold a key
+# per pod, as on a node with a few busy pods.
 churn_netns() {
   [ -n "${CHURN_NS:-}" ] && return 0
   make_netns churn
   CHURN_NS=$NETNS
   ip netns exec "$CHURN_NS" sysctl -qw net.ipv4.ip_local_port_range="1024 65535" net.ipv4.tcp_max_tw_buckets=16384
+  make_pods bench churn "$CHURN_PODS" "$BENCH_TMP/churn-pods.txt"
+  CHURN_GROUPS=$(paste -sd, "$BENCH_TMP/churn-pods.txt")
+}
+
+# Sets CMD to the churn (bench/churn.c) in its namespace and pods, on the
+# workload CPU. (nsenter: ip netns exec would hide the cgroups.)
+churn_cmd() { # churn flags...
+  CMD=(nsenter "--net=/run/netns/$CHURN_NS")
+  [ -z "${WORKLOAD_CPU:-}" ] || CMD+=(taskset -c "$WORKLOAD_CPU")
+  CMD+=("$BIN/churn" -c "$CLIENTS" -n "$SERVER_PORTS" -b 1024 -g "$CHURN_GROUPS" "$@")
 }
 
 # One churn run on the workload CPU; its result line in CHURN.
-run_churn() { # seconds
-  ip netns exec "$CHURN_NS" ${WORKLOAD_CPU:+taskset -c "$WORKLOAD_CPU"} \
-    "$BIN/churn" -t "$1" -w "$WARMUP" -c "$CLIENTS" -n "$SERVER_PORTS" -b 1024 >"$BENCH_TMP/churn.out" &
+run_churn() { # seconds [churn flags...]
+  churn_cmd -t "$1" -w "$WARMUP" "${@:2}"
+  "${CMD[@]}" >"$BENCH_TMP/churn.out" &
   local pid=$!
   track_pid "$pid"
   wait "$pid" || die "churn failed"
@@ -25,18 +43,23 @@ run_churn() { # seconds
   CHURN=$(cat "$BENCH_TMP/churn.out")
 }
 
-# Starts what a configuration runs beside the churn; TRACER_PID is its process.
-start_config() { # config
+# Starts what a configuration runs beside the churn, with more exporter
+# flags if given; TRACER_PID is its process. This checkout's exporter finds
+# the names of the benchmark's pods in CONTAINERS_DIR.
+start_config() { # config [exporter flags...]
+  local cfg=$1 own=(--probes connect,accept,close --kubelet-containers-dir "$CONTAINERS_DIR")
+  shift
   TRACER_PID=
-  case $1 in
+  case $cfg in
     baseline) ;;
-    exporter) start_exporter "$TRACER_CPU" --probes connect,accept,close ;;
-    exporter-connect) start_exporter "$TRACER_CPU" --probes connect ;;
-    exporter-netns) start_exporter "$TRACER_CPU" --probes connect,accept,close --netns "/run/netns/$CHURN_NS" ;;
-    exporter=*) EXPORTER_ROOT=${1#exporter=} start_exporter "$TRACER_CPU" --probes connect,accept,close ;;
+    exporter) start_exporter "$TRACER_CPU" "${own[@]}" "$@" ;;
+    exporter-noattr) start_exporter "$TRACER_CPU" "${own[@]}" "--labels=$NO_WORKLOAD_LABELS" "$@" ;;
+    exporter-connect) start_exporter "$TRACER_CPU" "${own[@]/connect,accept,close/connect}" "$@" ;;
+    exporter-netns) start_exporter "$TRACER_CPU" "${own[@]}" --netns "/run/netns/$CHURN_NS" "$@" ;;
+    exporter=*) EXPORTER_ROOT=${cfg#exporter=} start_exporter "$TRACER_CPU" --probes connect,accept,close "$@" ;;
     tcplife) start_tcplife "$TRACER_CPU"; TRACER_PID=$TCPLIFE_PID ;;
   esac
-  [[ $1 == exporter* ]] && TRACER_PID=$EXP_PID
+  [[ $cfg == exporter* ]] && TRACER_PID=$EXP_PID
   return 0
 }
 
@@ -61,18 +84,21 @@ foreign_tracers() {
 # phase: this machine's speed shifts by 10-30 % every few seconds, so a
 # tracer phase is compared with the baselines just before and after it.
 part_churn() {
-  local r t cfg i=0 churn_pid
+  local r t i=0 churn_pid order
   churn_netns
   log ""
   log "part 1: churn, $ROUNDS rounds of $CONFIGS; programs of others on inet_sock_set_state: $(foreign_tracers)"
-  ip netns exec "$CHURN_NS" ${WORKLOAD_CPU:+taskset -c "$WORKLOAD_CPU"} \
-    "$BIN/churn" -i 100 -c "$CLIENTS" -n "$SERVER_PORTS" -b 1024 >"$OUT/samples.txt" &
+  churn_cmd -i 100
+  "${CMD[@]}" >"$OUT/samples.txt" &
   churn_pid=$!
   track_pid "$churn_pid"
   sleep "$WARMUP"
   printf 'phase\tround\tconfig\tstart\tend\ttracer_ticks\tcounted\n' >"$OUT/phases.tsv"
   for ((r = 1; r <= ROUNDS; r++)); do
-    for t in "${TRACERS[@]}"; do
+    # every other round in reverse order: no tracer always follows another
+    order=("${TRACERS[@]}")
+    ((r % 2)) || mapfile -t order < <(printf '%s\n' "${TRACERS[@]}" | tac)
+    for t in "${order[@]}"; do
       run_phase $((i += 1)) "$r" baseline
       run_phase $((i += 1)) "$r" "$t"
     done
@@ -98,7 +124,7 @@ run_phase() { # phase round config
   if [[ $3 == exporter* ]]; then
     # its count since it started, for a check that it saw the connections
     scrape "$BENCH_TMP/phase.prom"
-    counted=$(sample "$BENCH_TMP/phase.prom" "$CONN_METRIC")
+    counted=$(sum_samples "$BENCH_TMP/phase.prom" "$CONN_METRIC" "$CONN_LABELS")
   fi
   stop_config "$3"
   printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$t0" "$t1" "$ticks" "$counted" >>"$OUT/phases.tsv"
@@ -125,44 +151,91 @@ rate_phases() { # phases.tsv samples.txt
     }' "$2" "$1"
 }
 
-# Part 2: the kernel's own run statistics over one churn round: the
-# exporter's programs from its /metrics, then tcplife's program (from /proc
-# fdinfo) in a second round with both attached. Connections are counted by
-# the exporter, warm-up included, as the program runs are.
+# Part 2: the kernel's own run statistics (--enable-bpf-stats) over churn
+# rounds of BPF_ROUND_SECONDS: the exporter's programs from its /metrics, in
+# each exporter configuration listed (exporter if none), in alternating
+# rounds; then, if two or more, BPF_ROUNDS rounds with the first two
+# attached at once ("side by side", started in alternating order), where
+# every connection runs both programs at the same moment, so that the
+# host's changes of speed, which move run times by a third from round to
+# round, fall on both alike; then tcplife's program (from /proc fdinfo) in
+# a round beside an exporter, if tcplife is listed. Connections are counted
+# by an exporter, warm-up included, as the program runs are; the churn's
+# connections per CPU-second (bench/churn.c) turn run time per connection
+# into a share of the workload's CPU.
 part_bpf_cost() {
-  local prog c0 c1
+  local r cfg order=() side
   churn_netns
+  for cfg in "${CONFIG_LIST[@]}"; do [[ $cfg != exporter* ]] || order+=("$cfg"); done
+  [ ${#order[@]} -gt 0 ] || order=(exporter)
+  side=("${order[@]:0:2}")
   log ""
-  log "part 2: BPF run time: a churn round with --enable-bpf-stats, then one with tcplife beside it"
-  printf 'program\truns\trun_ns\tconnections\n' >"$OUT/bpfstats.tsv"
-  start_exporter "$TRACER_CPU" --probes connect,accept,close --enable-bpf-stats
-  scrape "$BENCH_TMP/before.prom"
-  run_churn "$ROUND_SECONDS"
-  scrape "$BENCH_TMP/after.prom"
-  c0=$(sample "$BENCH_TMP/before.prom" "$CONN_METRIC")
-  c1=$(sample "$BENCH_TMP/after.prom" "$CONN_METRIC")
-  # every program the exporter loaded (tcp_state and the accept hooks this
-  # kernel allows), as its /metrics names them
-  for prog in $(sed -n 's/^bpfnet_bpf_program_runs_total{program="\([^"]*\)"}.*/\1/p' "$BENCH_TMP/after.prom"); do
-    awk -v p="$prog" -v c="$((c1 - c0))" \
-      -v r0="$(sample "$BENCH_TMP/before.prom" "bpfnet_bpf_program_runs_total{program=\"$prog\"}")" \
-      -v r1="$(sample "$BENCH_TMP/after.prom" "bpfnet_bpf_program_runs_total{program=\"$prog\"}")" \
-      -v s0="$(sample "$BENCH_TMP/before.prom" "bpfnet_bpf_program_run_seconds_total{program=\"$prog\"}")" \
-      -v s1="$(sample "$BENCH_TMP/after.prom" "bpfnet_bpf_program_run_seconds_total{program=\"$prog\"}")" \
-      'BEGIN { printf "bpfnet-exporter %s\t%d\t%.0f\t%d\n", p, r1 - r0, (s1 - s0) * 1e9, c }' >>"$OUT/bpfstats.tsv"
+  log "part 2: BPF run time: $BPF_ROUNDS churn rounds of ${order[*]} with --enable-bpf-stats$([ ${#side[@]} = 1 ] || echo ", then of ${side[*]} side by side")$([[ ,$CONFIGS, != *,tcplife,* ]] || echo ', then one with tcplife')"
+  printf 'round\tconfig\tprogram\truns\trun_ns\tconnections\tseconds\tper_cpu_second\n' >"$OUT/bpfstats.tsv"
+  for ((r = 1; r <= BPF_ROUNDS; r++)); do
+    for cfg in "${order[@]}"; do
+      start_config "$cfg" --enable-bpf-stats
+      stats_round "$r" "$cfg" "$EXP_ADDR"
+      stop_config "$cfg"
+    done
+    order=("${order[@]:1}" "${order[0]}")
   done
+  if [ ${#side[@]} = 2 ]; then
+    printf '%s\t%s\n' "${side[@]}" >"$OUT/side-by-side.txt"
+    for ((r = 1; r <= BPF_ROUNDS; r++)); do
+      local addr=() pid=()
+      for cfg in "${side[@]}"; do
+        start_config "$cfg" --enable-bpf-stats
+        addr+=("$EXP_ADDR") pid+=("$EXP_PID")
+      done
+      stats_round "$r" "side:${side[0]}" "${addr[0]}" "side:${side[1]}" "${addr[1]}"
+      for EXP_PID in "${pid[@]}"; do stop_exporter; done
+      side=("${side[1]}" "${side[0]}")
+    done
+  fi
+  [[ ,$CONFIGS, == *,tcplife,* ]] || return 0
+  start_config exporter --enable-bpf-stats
   start_tcplife "$TRACER_CPU"
-  scrape "$BENCH_TMP/before.prom"
   prog_stats "$TCPLIFE_PID" | sort >"$BENCH_TMP/tcplife.before"
-  run_churn "$ROUND_SECONDS"
+  stats_round 1 tcplife "$EXP_ADDR"
   prog_stats "$TCPLIFE_PID" | sort >"$BENCH_TMP/tcplife.after"
-  scrape "$BENCH_TMP/after.prom"
-  c0=$(sample "$BENCH_TMP/before.prom" "$CONN_METRIC")
-  c1=$(sample "$BENCH_TMP/after.prom" "$CONN_METRIC")
-  join "$BENCH_TMP/tcplife.before" "$BENCH_TMP/tcplife.after" | awk -v c="$((c1 - c0))" \
-    '{ printf "tcplife (prog id %s)\t%d\t%.0f\t%d\n", $1, $4 - $2, $5 - $3, c }' >>"$OUT/bpfstats.tsv"
+  join "$BENCH_TMP/tcplife.before" "$BENCH_TMP/tcplife.after" | awk -v c="$STATS_CONNS" -v s="$STATS_SECONDS" -v p="$(field per_cpu_second "$CHURN")" \
+    '{ printf "1\ttcplife\ttcplife (prog id %s)\t%d\t%.0f\t%d\t%s\t%s\n", $1, $4 - $2, $5 - $3, c, s, p }' >>"$OUT/bpfstats.tsv"
   stop_tcplife
   stop_exporter
+}
+
+# One statistics round beside running exporters (config, address, for
+# each): their programs' runs and run time, and the connections the first
+# counted (STATS_CONNS) in STATS_SECONDS. The tcplife round records its
+# program itself.
+stats_round() { # round config address [config address]
+  local round=$1 prog t0 t1 i n cfg=() addr=()
+  shift
+  while [ $# -gt 0 ]; do cfg+=("$1") addr+=("$2"); shift 2; done
+  n=${#cfg[@]}
+  for ((i = 0; i < n; i++)); do EXP_ADDR=${addr[i]} scrape "$BENCH_TMP/before-$i.prom"; done
+  t0=$EPOCHREALTIME
+  run_churn "$BPF_ROUND_SECONDS"
+  t1=$EPOCHREALTIME
+  for ((i = 0; i < n; i++)); do EXP_ADDR=${addr[i]} scrape "$BENCH_TMP/after-$i.prom"; done
+  STATS_CONNS=$(awk -v x="$(sum_samples "$BENCH_TMP/after-0.prom" "$CONN_METRIC" "$CONN_LABELS")" \
+    -v y="$(sum_samples "$BENCH_TMP/before-0.prom" "$CONN_METRIC" "$CONN_LABELS")" 'BEGIN { print x - y }')
+  STATS_SECONDS=$(awk -v x="$t0" -v y="$t1" 'BEGIN { printf "%.3f\n", y - x }')
+  [ "${cfg[0]}" != tcplife ] || return 0
+  for ((i = 0; i < n; i++)); do
+    local b=$BENCH_TMP/before-$i.prom a=$BENCH_TMP/after-$i.prom
+    # every program the exporter loaded (tcp_state and the accept hooks this
+    # kernel allows), as its /metrics names them
+    for prog in $(sed -n 's/^bpfnet_bpf_program_runs_total{program="\([^"]*\)"}.*/\1/p' "$a"); do
+      awk -v r="$round" -v cfg="${cfg[i]}" -v p="$prog" -v c="$STATS_CONNS" -v s="$STATS_SECONDS" -v pc="$(field per_cpu_second "$CHURN")" \
+        -v r0="$(sample "$b" "bpfnet_bpf_program_runs_total{program=\"$prog\"}")" \
+        -v r1="$(sample "$a" "bpfnet_bpf_program_runs_total{program=\"$prog\"}")" \
+        -v s0="$(sample "$b" "bpfnet_bpf_program_run_seconds_total{program=\"$prog\"}")" \
+        -v s1="$(sample "$a" "bpfnet_bpf_program_run_seconds_total{program=\"$prog\"}")" \
+        'BEGIN { printf "%s\t%s\tbpfnet-exporter %s\t%d\t%.0f\t%d\t%s\t%s\n", r, cfg, p, r1 - r0, (s1 - s0) * 1e9, c, s, pc }' >>"$OUT/bpfstats.tsv"
+    done
+  done
 }
 
 # Part 2, continued: what attaching the accept tracepoints costs every
