@@ -32,7 +32,6 @@
 #include "net.h"
 #include <arpa/inet.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
@@ -179,19 +178,6 @@ static void start_part(int j, int k, int clients, int port, int nports)
 		if (pthread_create(&t, NULL, connect_loop, &cl[i]))
 			die("pthread_create");
 	}
-}
-
-/* Moves this process into a cgroup v2 directory ("0": the writer). */
-static void join_cgroup(const char *dir)
-{
-	char path[4096];
-	int fd;
-
-	snprintf(path, sizeof(path), "%s/cgroup.procs", dir);
-	fd = open(path, O_WRONLY | O_CLOEXEC);
-	if (fd < 0 || write(fd, "0", 1) != 1)
-		die(path);
-	close(fd);
 }
 
 /* -g: one process per cgroup, each running its part of the load until this

@@ -9,20 +9,6 @@
  *
  * Prints "cgroups=N connections=C" and exits. */
 #include "net.h"
-#include <fcntl.h>
-
-/* Moves this process into a cgroup v2 directory ("0": the writer). */
-static void join_cgroup(const char *dir)
-{
-	char path[4096];
-	int fd;
-
-	snprintf(path, sizeof(path), "%s/cgroup.procs", dir);
-	fd = open(path, O_WRONLY | O_CLOEXEC);
-	if (fd < 0 || write(fd, "0", 1) != 1)
-		die(path);
-	close(fd);
-}
 
 int main(int argc, char **argv)
 {
