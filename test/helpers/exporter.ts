@@ -86,9 +86,17 @@ export class RunningExporter {
       });
       void this.exited.then(({ code }) => reject(new Error(`exporter exited (${code}) before listening:\n${this.stderrText}`)));
     });
-    this.cleanup = onCleanup(`exporter ${child.pid}`, () => {
+    // a test that failed leaves it running: stopped as a user would stop it,
+    // so that a redirect removes its pins; killed if that takes too long
+    // (or, at the process's exit, where nothing can be awaited)
+    this.cleanup = onCleanup(`exporter ${child.pid}`, async () => {
       this.stopping = true;
-      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      child.kill('SIGTERM');
+      const killer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+      process.once('exit', () => child.kill('SIGKILL'));
+      await this.exited;
+      clearTimeout(killer);
     });
   }
 
