@@ -13,8 +13,8 @@ import { CollectedCounter, CollectedGauge } from '../metrics/collected';
 import { SeriesLimit } from '../metrics/series-limit';
 import { registerTable, type IndexDimension, type KeyReader } from '../metrics/table';
 import type { TcpOptions } from '../options';
-import { otherLabels, ownerLabels, peerLabels, NO_WORKLOAD } from '../workload/labels';
-import { RETIRE_AFTER_MS } from '../workload/resolver';
+import { otherLabels, ownerLabels, peerLabels } from '../workload/labels';
+import { NO_WORKLOAD, RETIRE_AFTER_MS } from '../workload/resolver';
 import type { TcpLifecycle } from './tcp-lifecycle';
 
 const FAMILY: IndexDimension = { label: 'family', values: TCP_LIFECYCLE.enums.family.labels };

@@ -8,7 +8,7 @@
 import type { Labels } from '../metrics/collected';
 import { OTHER } from '../metrics/series-limit';
 import type { WorkloadLabel } from '../options';
-import { NO_WORKLOAD, type Workload } from './resolver';
+import type { Workload } from './resolver';
 
 export const OWNER_LABELS = ['namespace', 'pod', 'container', 'cgroup'] as const satisfies readonly WorkloadLabel[];
 export const PEER_LABELS = ['peer_namespace', 'peer_pod'] as const satisfies readonly WorkloadLabel[];
@@ -56,5 +56,3 @@ export function peerLabels(peer: { namespace: string; pod: string } | undefined,
   if (keep.includes('peer_pod')) out.peer_pod = peer?.pod ?? '';
   return out;
 }
-
-export { NO_WORKLOAD };

@@ -7,7 +7,6 @@
 // per event; pods in the node's own network namespace (hostNetwork) are
 // left out, as their addresses are the node's.
 import fs from 'node:fs';
-import path from 'node:path';
 import type { BpfMap, Layout } from '../libbpf';
 import type { Logger } from '../log';
 import type { WorkloadResolver } from './resolver';
@@ -82,16 +81,15 @@ export class PodAddresses {
     const now = Date.now();
     const want = new Map<string, number>();
     for (const p of this.workloads.pods()) {
-      const pid = firstPid(p.cgroupDir);
-      const netns = pid && netnsOf(pid);
-      if (!pid || netns === undefined || netns === this.hostNetns) continue;
+      const netns = netnsOf(p.pid);
+      if (netns === undefined || netns === this.hostNetns) continue;
       let n = this.numbers.get(p.podUid);
       if (n === undefined) {
         n = this.next++;
         this.numbers.set(p.podUid, n);
       }
       this.names.set(n, { namespace: p.namespace, pod: p.pod, seen: now });
-      for (const key of this.keysOf(pid)) want.set(key, n);
+      for (const key of this.keysOf(p.pid)) want.set(key, n);
     }
     for (const [key, n] of this.held) {
       if (want.get(key) === n) continue;
@@ -146,9 +144,4 @@ function netnsOf(pid: number): bigint | undefined {
   } catch {
     return undefined;
   }
-}
-
-function firstPid(cgroupDir: string): number | undefined {
-  const first = readOr(path.join(cgroupDir, 'cgroup.procs')).split('\n')[0];
-  return first ? Number(first) : undefined;
 }

@@ -130,17 +130,17 @@ export class WorkloadResolver {
     return this.gone.get(id)?.since;
   }
 
-  /** The pods with names, each with the cgroup directory of one of its
-   * containers (the first that holds a process). */
-  pods(): { podUid: string; namespace: string; pod: string; cgroupDir: string }[] {
-    const out = new Map<string, { podUid: string; namespace: string; pod: string; cgroupDir: string }>();
+  /** The pods with names, each with a process of one of its containers
+   * (the first container that holds one). */
+  pods(): { podUid: string; namespace: string; pod: string; pid: number }[] {
+    const out = new Map<string, { podUid: string; namespace: string; pod: string; pid: number }>();
     for (const c of this.podCgroups) {
       if (out.has(c.podUid)) continue;
       const names = this.containers.get(c.containerId) ?? this.podNames.get(c.podUid);
       if (!names) continue;
-      const cgroupDir = path.join(this.o.cgroupMount, c.rel);
-      if (!hasProcess(cgroupDir)) continue;
-      out.set(c.podUid, { podUid: c.podUid, namespace: names.namespace, pod: names.pod, cgroupDir });
+      const pid = firstPid(path.join(this.o.cgroupMount, c.rel));
+      if (pid === undefined) continue;
+      out.set(c.podUid, { podUid: c.podUid, namespace: names.namespace, pod: names.pod, pid });
     }
     return [...out.values()];
   }
@@ -253,10 +253,13 @@ export class WorkloadResolver {
   }
 }
 
-function hasProcess(cgroupDir: string): boolean {
+/** The first process in a cgroup; undefined if none (or it is gone). */
+function firstPid(cgroupDir: string): number | undefined {
+  let first: string | undefined;
   try {
-    return fs.readFileSync(path.join(cgroupDir, 'cgroup.procs'), 'utf8').trim() !== '';
+    first = fs.readFileSync(path.join(cgroupDir, 'cgroup.procs'), 'utf8').split('\n')[0];
   } catch {
-    return false;
+    return undefined;
   }
+  return first ? Number(first) : undefined;
 }
