@@ -10,6 +10,7 @@ import net, { type AddressInfo, type Socket } from 'node:net';
 import { Registry, type RegistryContentType } from 'prom-client';
 import { ConnectionLimit } from './connection-limit';
 import { EnvironmentError, UsageError } from './errors';
+import { render } from './metrics/exposition';
 import type { Logger } from './log';
 
 /** How the server treats connections. */
@@ -84,36 +85,6 @@ export function metricsContentType(accept: string | undefined): RegistryContentT
   return openMetrics ? Registry.OPENMETRICS_CONTENT_TYPE : Registry.PROMETHEUS_CONTENT_TYPE;
 }
 
-/** A view of a registry in OpenMetrics format. prom-client's OpenMetrics
- * output renames counters in place, so the view wraps each metric instead of
- * sharing it. */
-function openMetricsView(source: Registry): Registry {
-  // the typings lack the constructor's content-type argument
-  const OpenMetricsRegistry = Registry as unknown as new (contentType: string) => Registry;
-  const view = new OpenMetricsRegistry(Registry.OPENMETRICS_CONTENT_TYPE);
-  const wrapped = new Set<string>();
-  const sync = (): void => {
-    for (const metric of source.getMetricsAsArray() as unknown as { name: string; type?: string; get(): Promise<object> }[]) {
-      if (wrapped.has(metric.name)) continue;
-      wrapped.add(metric.name);
-      const wrapper = {
-        name: metric.name,
-        type: (metric as { type?: string }).type,
-        async get() {
-          return { ...(await metric.get()), name: wrapper.name };
-        },
-      };
-      view.registerMetric(wrapper as never);
-    }
-  };
-  return Object.assign(view, {
-    metrics: ((orig) => () => {
-      sync();
-      return orig();
-    })(view.metrics.bind(view)),
-  });
-}
-
 export class MetricsServer {
   private constructor(
     private readonly server: http.Server,
@@ -129,7 +100,6 @@ export class MetricsServer {
     limits: Partial<HttpLimits> = {},
   ): Promise<MetricsServer> {
     const l = { ...HTTP_DEFAULTS, ...limits };
-    const openMetrics = openMetricsView(registry);
     const connections = new ConnectionLimit<Socket>({ max: l.maxConnections, log });
     const options: http.ServerOptions = {
       headersTimeout: l.headersTimeoutMs,
@@ -145,14 +115,14 @@ export class MetricsServer {
         res.writeHead(405, { Allow: 'GET, HEAD' }).end();
         return;
       }
-      const reply = (status: number, type: string, body: string): void => {
+      const reply = (status: number, type: string, body: string | Buffer): void => {
         res.writeHead(status, { 'Content-Type': type }).end(req.method === 'HEAD' ? undefined : body);
       };
       switch (url) {
         case '/metrics': {
-          const reg = metricsContentType(req.headers.accept) === Registry.OPENMETRICS_CONTENT_TYPE ? openMetrics : registry;
-          reg.metrics().then(
-            (body) => reply(200, reg.contentType, body),
+          const type = metricsContentType(req.headers.accept);
+          render(registry, type === Registry.OPENMETRICS_CONTENT_TYPE ? 'openmetrics' : 'prometheus').then(
+            (body) => reply(200, type, body),
             (err: Error) => {
               log.error('cannot render metrics', { err: err.message });
               reply(500, 'text/plain', `cannot render metrics: ${err.message}\n`);

@@ -3,10 +3,12 @@
 // instead of being incremented by the process. Validation happens at
 // construction; a failing read is logged and counted, never thrown at the scraper.
 import type { Registry } from 'prom-client';
-import { LabelSets, NO_LABELS, type Labels, type RenderedSample } from './label-sets';
+import { formatValue, header, labelPairs, type Exposed, type Format } from './exposition';
 import { validateNames, type ScrapeFailures } from './validate';
 
-export type { Labels };
+/** A sample's labels, by name. */
+export type Labels = Record<string, string>;
+
 export interface Sample {
   labels: Labels;
   value: number;
@@ -21,12 +23,12 @@ export interface CollectedOptions {
   failures: ScrapeFailures;
 }
 
-class Collected {
+class Collected implements Exposed {
   readonly name: string;
   readonly help: string;
+  private readonly labelNames: readonly string[];
   private readonly collectFn: () => Sample[];
   private readonly failures: ScrapeFailures;
-  private readonly labelSets = new LabelSets();
 
   constructor(
     readonly type: 'counter' | 'gauge',
@@ -38,23 +40,26 @@ class Collected {
     }
     this.name = opts.name;
     this.help = opts.help;
+    this.labelNames = opts.labelNames;
     this.collectFn = opts.collect;
     this.failures = opts.failures;
     opts.registry.registerMetric(this as never);
   }
 
-  async get(): Promise<{ name: string; help: string; type: string; values: RenderedSample[]; aggregator: string }> {
+  expose(format: Format): Buffer[] {
     let samples: Sample[] = [];
     try {
       samples = this.collectFn();
     } catch (err) {
       this.failures.record(this.name, err as Error);
     }
-    const values = samples.map((s) => ({ labels: NO_LABELS, sharedLabels: this.labelSets.intern(s.labels), value: s.value }));
-    return { name: this.name, help: this.help, type: this.type, values, aggregator: 'sum' };
+    let text = header(this.name, this.type, this.help, format);
+    for (const s of samples) {
+      const pairs = labelPairs(this.labelNames, s.labels);
+      text += `${this.name}${pairs ? `{${pairs}}` : ''} ${formatValue(s.value)}\n`;
+    }
+    return [Buffer.from(text)];
   }
-
-  reset(): void {}
 }
 
 export class CollectedCounter extends Collected {

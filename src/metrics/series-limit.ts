@@ -28,36 +28,42 @@ export class SeriesLimit {
     private readonly onFirstFold: (metric: string) => void = () => {},
   ) {}
 
-  /** The samples of a family with those beyond the bound folded, merged by
-   * merge; "other" samples that count nothing (yet) are left out. */
-  apply<S extends { labels: Labels }>(metric: string, samples: S[], merge: (into: S, from: S) => void, empty: (s: S) => boolean): S[] {
+  /** The samples of a family with those beyond the bound folded, merged
+   * by merge into the sample foldInto gives (labels as foldedLabels makes
+   * them); "other" samples that count nothing (yet) are left out. A sample's
+   * key tells its label set apart from the others'. */
+  apply<S extends { key: string; labels: Labels }>(
+    metric: string,
+    samples: readonly S[],
+    foldInto: (s: S) => S,
+    merge: (into: S, from: S) => void,
+    empty: (s: S) => boolean,
+  ): S[] {
     let f = this.families.get(metric);
     if (!f) {
       f = { admitted: new Set(), folded: new Set(), count: 0, logged: false };
       this.families.set(metric, f);
     }
-    const keys = samples.map((s) => JSON.stringify(s.labels));
     // a set no longer seen frees its place first
-    const seen = new Set(keys);
+    const seen = new Set(samples.map((s) => s.key));
     for (const key of f.admitted) if (!seen.has(key)) f.admitted.delete(key);
     for (const key of f.folded) if (!seen.has(key)) f.folded.delete(key);
     const out = new Map<string, S>();
     const folded: S[] = [];
-    for (const [i, s] of samples.entries()) {
-      const key = keys[i]!;
+    for (const s of samples) {
       // already "other" (counted in the kernel beyond its map's size): no
       // place of its own, never folded
       if (this.isOther(s.labels)) {
-        if (!empty(s)) out.set(key, s);
+        if (!empty(s)) out.set(s.key, s);
         continue;
       }
-      if (f.admitted.has(key) || (!f.folded.has(key) && f.admitted.size < this.max)) {
-        f.admitted.add(key);
-        out.set(key, s);
+      if (f.admitted.has(s.key) || (!f.folded.has(s.key) && f.admitted.size < this.max)) {
+        f.admitted.add(s.key);
+        out.set(s.key, s);
         continue;
       }
-      if (!f.folded.has(key)) {
-        f.folded.add(key);
+      if (!f.folded.has(s.key)) {
+        f.folded.add(s.key);
         f.count++;
         if (!f.logged) {
           f.logged = true;
@@ -67,14 +73,19 @@ export class SeriesLimit {
       folded.push(s);
     }
     for (const s of folded) {
-      const labels = { ...s.labels };
-      for (const l of this.foldLabels) if (l in labels) labels[l] = OTHER;
-      const key = JSON.stringify(labels);
-      const into = out.get(key);
-      if (into) merge(into, s);
-      else out.set(key, { ...s, labels });
+      const target = foldInto(s);
+      const into = out.get(target.key) ?? target;
+      out.set(into.key, into);
+      merge(into, s);
     }
     return [...out.values()];
+  }
+
+  /** The labels a folded set is counted under. */
+  foldedLabels(labels: Labels): Labels {
+    const out = { ...labels };
+    for (const l of this.foldLabels) if (l in out) out[l] = OTHER;
+    return out;
   }
 
   /** Label sets folded since the start, by family. */

@@ -41,6 +41,8 @@ export function registerTcpMetrics(tcp: TcpLifecycle, ctx: ProbeContext<TcpOptio
     const since = id === 0n ? undefined : workloads?.goneSince(id);
     return since !== undefined && Date.now() - since > RETIRE_AFTER_MS;
   };
+  // what the labels derived from a key come from
+  const version = () => (workloads?.version ?? 0) + (tcp.peers?.version ?? 0);
   const workloadHelp = 'namespace, pod and container: of the socket owner\'s cgroup, in a pod; cgroup: its path, outside pods; "other": beyond --max-series';
   if (options.probes.includes('connect')) {
     registerTable(
@@ -64,6 +66,7 @@ export function registerTcpMetrics(tcp: TcpLifecycle, ctx: ProbeContext<TcpOptio
             };
           },
           retire,
+          version,
         },
         limit,
         metrics: [
@@ -105,6 +108,7 @@ export function registerTcpMetrics(tcp: TcpLifecycle, ctx: ProbeContext<TcpOptio
             return k.u('port', 2) === 0 ? { ...labels, ...otherLabels(owner) } : { ...labels, ...ownerOf(id) };
           },
           retire,
+          version,
         },
         limit,
         metrics: [
@@ -154,6 +158,7 @@ export function registerTcpMetrics(tcp: TcpLifecycle, ctx: ProbeContext<TcpOptio
             return keys.cgroup && id === 0n ? { ...labels, ...otherLabels(owner) } : { ...labels, ...ownerOf(id) };
           },
           retire,
+          version,
         },
         limit,
         metrics: [

@@ -7,7 +7,7 @@
 import type { Registry } from 'prom-client';
 import { CollectedGauge, type Sample } from '../metrics/collected';
 import type { ScrapeFailures } from '../metrics/validate';
-import { perScrape } from '../metrics/per-cpu';
+import { perScrape } from '../metrics/per-scrape';
 import { registerTable } from '../metrics/table';
 import { FALLBACK_REASONS, REDIRECT_FAMILIES, type SockRedirect } from './sock-redirect';
 

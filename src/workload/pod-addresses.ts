@@ -48,6 +48,7 @@ export class PodAddresses {
   /** what the kernel map holds: key bytes (hex) to pod number */
   private held = new Map<string, number>();
   private next = 1;
+  private changes = 0;
   private timer: NodeJS.Timeout | undefined;
   private readonly hostNetns: bigint | undefined;
 
@@ -72,6 +73,11 @@ export class PodAddresses {
     clearInterval(this.timer);
   }
 
+  /** Changes whenever what pod() answers may have. */
+  get version(): number {
+    return this.changes;
+  }
+
   /** The pod a number stands for. */
   pod(n: number): PodName | undefined {
     return n === 0 ? undefined : this.names.get(n);
@@ -88,6 +94,7 @@ export class PodAddresses {
         n = this.next++;
         this.numbers.set(p.podUid, n);
       }
+      if (!this.names.has(n)) this.changes++;
       this.names.set(n, { namespace: p.namespace, pod: p.pod, seen: now });
       for (const key of this.keysOf(p.pid)) want.set(key, n);
     }
@@ -111,6 +118,7 @@ export class PodAddresses {
     for (const [n, name] of this.names) {
       if (now - name.seen <= FORGET_AFTER_MS) continue;
       this.names.delete(n);
+      this.changes++;
       for (const [uid, m] of this.numbers) if (m === n) this.numbers.delete(uid);
     }
   }

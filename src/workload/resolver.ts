@@ -69,6 +69,7 @@ export class WorkloadResolver {
   private debounce: NodeJS.Timeout | undefined;
   private readonly now: () => number;
   private readonly listeners: (() => void)[] = [];
+  private changes = 0;
 
   constructor(private readonly o: ResolverOptions) {
     this.now = o.now ?? Date.now;
@@ -102,6 +103,12 @@ export class WorkloadResolver {
     this.watcher?.close();
     clearInterval(this.timer);
     clearTimeout(this.debounce);
+  }
+
+  /** Changes whenever what workload() answers may have: labels derived
+   * from it are kept until then. */
+  get version(): number {
+    return this.changes;
   }
 
   /** The workload of a cgroup id; NO_WORKLOAD for one never seen. */
@@ -153,6 +160,7 @@ export class WorkloadResolver {
     const known = k.names.slice(0, Math.min(k.level, k.names.length)).reverse();
     const rel = (k.level > known.length ? ['...', ...known] : known).join('/');
     this.gone.set(id, { path: rel, since: this.now() });
+    this.changes++;
     return rel;
   }
 
@@ -201,9 +209,14 @@ export class WorkloadResolver {
       if (t - g.since <= GONE_KEEP_MS) continue;
       this.gone.delete(id);
       this.cache.delete(id);
+      this.changes++;
     }
     // an id whose path changed (a reused inode number) is described anew
-    for (const [id, rel] of found) if (this.paths.get(id) !== rel) this.cache.delete(id);
+    for (const [id, rel] of found) {
+      if (this.paths.get(id) === rel) continue;
+      this.cache.delete(id);
+      this.changes++;
+    }
     this.paths = found;
     this.podCgroups = [];
     for (const rel of found.values()) {
@@ -237,6 +250,7 @@ export class WorkloadResolver {
     // what was resolved stays (a container id names one container for
     // good, and a deleted pod's counts keep their labels); only what was
     // not is looked up again
+    if (!sameKeys(containers, this.containers) || !sameKeys(pods, this.podNames)) this.changes++;
     this.containers = containers;
     this.podNames = pods;
     this.o.log.debug('scanned the container links', { containers: containers.size, pods: pods.size });
@@ -251,6 +265,12 @@ export class WorkloadResolver {
     }, 200);
     this.debounce.unref();
   }
+}
+
+function sameKeys(a: ReadonlyMap<string, unknown>, b: ReadonlyMap<string, unknown>): boolean {
+  if (a.size !== b.size) return false;
+  for (const k of a.keys()) if (!b.has(k)) return false;
+  return true;
 }
 
 /** The first process in a cgroup; undefined if none (or it is gone). */

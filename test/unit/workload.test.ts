@@ -163,7 +163,8 @@ describe('workload resolver', function () {
 });
 
 describe('series limit', function () {
-  const sample = (pod: string, value: number) => ({ labels: { family: 'ipv4', pod }, value });
+  const sample = (pod: string, value: number) => ({ key: pod, labels: { family: 'ipv4', pod }, value });
+  const other = (s: { labels: { pod: string } }) => ({ key: 'other', labels: { ...s.labels, pod: 'other' }, value: 0 });
   const merge = (into: { value: number }, from: { value: number }) => (into.value += from.value);
   const sorted = <T extends { labels: { pod: string } }>(xs: T[]) => [...xs].sort((a, b) => a.labels.pod.localeCompare(b.labels.pod));
   const empty = (s: { value: number }) => s.value === 0;
@@ -171,11 +172,11 @@ describe('series limit', function () {
   it('keeps the first label sets, folds the rest into "other" exactly, and counts each folded set once', function () {
     const folds: string[] = [];
     const limit = new SeriesLimit(2, ['pod'], (m) => folds.push(m));
-    const out = limit.apply('m', [sample('a', 1), sample('b', 2), sample('c', 3), sample('d', 4)], merge, empty);
+    const out = limit.apply('m', [sample('a', 1), sample('b', 2), sample('c', 3), sample('d', 4)], other, merge, empty);
     assert.deepEqual(out, [sample('a', 1), sample('b', 2), sample('other', 7)]);
     assert.deepEqual(limit.foldedCounts(), [{ metric: 'm', count: 2 }]);
     // the same sets again: the same places, nothing counted twice
-    const again = limit.apply('m', [sample('c', 4), sample('a', 2), sample('b', 2), sample('d', 4)], merge, empty);
+    const again = limit.apply('m', [sample('c', 4), sample('a', 2), sample('b', 2), sample('d', 4)], other, merge, empty);
     assert.deepEqual(sorted(again), [sample('a', 2), sample('b', 2), sample('other', 8)]);
     assert.deepEqual(limit.foldedCounts(), [{ metric: 'm', count: 2 }]);
     assert.deepEqual(folds, ['m'], 'told once per family');
@@ -183,10 +184,10 @@ describe('series limit', function () {
 
   it('frees the place of a set no longer seen, keeps a folded set folded, and hides an empty "other"', function () {
     const limit = new SeriesLimit(1, ['pod']);
-    limit.apply('m', [sample('a', 1), sample('b', 1)], merge, empty);
+    limit.apply('m', [sample('a', 1), sample('b', 1)], other, merge, empty);
     // a is gone: its place goes to a new set, b stays folded
-    assert.deepEqual(sorted(limit.apply('m', [sample('b', 1), sample('c', 1)], merge, empty)), [sample('c', 1), sample('other', 1)]);
+    assert.deepEqual(sorted(limit.apply('m', [sample('b', 1), sample('c', 1)], other, merge, empty)), [sample('c', 1), sample('other', 1)]);
     // the kernel's own "other" entry, counting nothing yet, is not shown
-    assert.deepEqual(limit.apply('n', [sample('other', 0), sample('x', 1)], merge, empty), [sample('x', 1)]);
+    assert.deepEqual(limit.apply('n', [sample('other', 0), sample('x', 1)], other, merge, empty), [sample('x', 1)]);
   });
 });
