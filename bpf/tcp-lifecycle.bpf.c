@@ -469,20 +469,23 @@ static __always_inline void on_syn_sent(const struct sock *sk, __u64 key)
 	track(key, &c);
 }
 
-/* The pod on this node whose address the socket's peer has; 0: none. */
+/* The pod on this node whose address the socket's peer has; 0: none. sk
+ * comes from a BTF-typed hook: its fields are plain loads. */
 static __always_inline __u32 peer_pod(const struct sock *sk, __u8 family)
 {
 	struct pod_addr a = {.family = family};
 	__u32 *pod;
 
-	if (BPF_CORE_READ(sk, __sk_common.skc_family) == AF_INET)
-		a.addr32[0] = BPF_CORE_READ(sk, __sk_common.skc_daddr);
-	else if (!bpf_core_field_exists(sk->__sk_common.skc_v6_daddr))
+	if (sk->__sk_common.skc_family == AF_INET) {
+		a.addr32[0] = sk->__sk_common.skc_daddr;
+	} else if (!bpf_core_field_exists(sk->__sk_common.skc_v6_daddr)) {
 		return 0;
-	else if (family == FAMILY_IPV4)
-		a.addr32[0] = BPF_CORE_READ(sk, __sk_common.skc_v6_daddr.in6_u.u6_addr32[3]);
-	else
-		BPF_CORE_READ_INTO(&a.addr32, sk, __sk_common.skc_v6_daddr);
+	} else if (family == FAMILY_IPV4) {
+		a.addr32[0] = sk->__sk_common.skc_v6_daddr.in6_u.u6_addr32[3];
+	} else {
+		for (int i = 0; i < 4; i++)
+			a.addr32[i] = sk->__sk_common.skc_v6_daddr.in6_u.u6_addr32[i];
+	}
 	pod = bpf_map_lookup_elem(&pod_addrs, &a);
 	return pod ? *pod : 0;
 }
@@ -499,7 +502,7 @@ static __always_inline void record_connect(const struct sock *sk, const struct c
 	if (key_peer)
 		k.peer = c->peer;
 	if (key_peer_port)
-		k.peer_port = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+		k.peer_port = bpf_ntohs(sk->__sk_common.skc_dport); /* sk: of a BTF-typed hook */
 	stats = stats_entry(&tcp_connects, &k, &overflow, ERR_CONNECTS_FULL, sk);
 	if (!stats)
 		return;

@@ -89,12 +89,14 @@ static __always_inline struct cgroup *sock_cgroup(const struct sock *sk)
 	return BPF_CORE_READ(sk, sk_cgrp_data.cgroup);
 }
 
-/* Its id (the inode number of its directory); 0: unknown. */
+/* Its id (the inode number of its directory); 0: unknown. For a socket a
+ * BTF-typed hook (tp_btf, fentry) hands over: plain loads, which the
+ * verifier makes fault-safe, instead of a helper call per pointer followed. */
 static __always_inline __u64 sock_cgroup_id(const struct sock *sk)
 {
-	struct cgroup *cgrp = sock_cgroup(sk);
+	struct cgroup *cgrp = sk->sk_cgrp_data.cgroup;
 
-	return cgrp ? BPF_CORE_READ(cgrp, kn, id) : 0;
+	return cgrp ? cgrp->kn->id : 0;
 }
 
 static __always_inline bool cgroup_allowed(const struct sock *sk)
