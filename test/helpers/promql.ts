@@ -20,6 +20,7 @@ export interface Enclosing {
 }
 
 export interface Selector {
+  /** its metric name; a {__name__=~"..."} selector's regular expression */
   metric: string;
   matchers: Matcher[];
   range?: string;
@@ -52,14 +53,15 @@ export function selectors(expr: string): Selector[] {
         throw fail(ref.from, 'write "sum by (...) (...)", not "sum(...) by (...)"');
       if (ref.name !== 'VectorSelector') return;
       const labels = node.getChild('LabelMatchers');
-      const metric = text(node.getChild('Identifier')) || unquote(text(labels?.getChild('QuotedLabelName') ?? null));
-      if (!metric) throw fail(ref.from, 'a selector without a metric name');
       const matchers: Matcher[] = [];
       for (let m = labels?.firstChild; m; m = m.nextSibling) {
         if (m.name !== 'UnquotedLabelMatcher' && m.name !== 'QuotedLabelMatcher') continue;
         const label = m.firstChild!.name === 'QuotedLabelName' ? unquote(text(m.firstChild)) : text(m.firstChild);
         matchers.push({ label, op: text(m.getChild('MatchOp')) as Matcher['op'], value: unquote(text(m.getChild('StringLiteral'))) });
       }
+      const byName = matchers.find((m) => m.label === '__name__' && (m.op === '=' || m.op === '=~'));
+      const metric = text(node.getChild('Identifier')) || unquote(text(labels?.getChild('QuotedLabelName') ?? null)) || (byName?.value ?? '');
+      if (!metric) throw fail(ref.from, 'a selector without a metric name');
       const within: Enclosing[] = [];
       for (let up = node.parent; up; up = up.parent) {
         if (up.name === 'FunctionCall') within.unshift({ name: text(up.getChild('FunctionIdentifier')) });
@@ -75,6 +77,13 @@ export function selectors(expr: string): Selector[] {
   return out;
 }
 
+/** The metric names a selector matches: its name, or each of a
+ * {__name__=~"prefix(a|b)suffix"} selector's alternatives. */
+export function metricNames(s: Selector): string[] {
+  const m = /^([\w:]*)\(([\w:|]+)\)([\w:]*)$/.exec(s.metric);
+  return m ? m[2]!.split('|').map((alt) => `${m[1]}${alt}${m[3]}`) : [s.metric];
+}
+
 /** The selector as text, without its range (for /api/v1/series). */
 export function selectorText(s: Selector): string {
   return `${s.metric}{${s.matchers.map((m) => `${m.label}${m.op}${JSON.stringify(m.value)}`).join(', ')}}`;
@@ -88,6 +97,9 @@ export function interpolate(expr: string, values: Record<string, { value: string
   return expr.replace(VARIABLE, (whole, a?: string, b?: string, c?: string) => {
     const name = (a ?? b ?? c)!;
     const v = values[name];
+    // Grafana leaves what names no variable as it is: label_replace's "$1"
+    // reaches Prometheus; any other unknown name here is a mistake
+    if (!v && /^\d+$/.test(name)) return whole;
     if (!v) throw new Error(`unknown variable ${whole}`);
     if (!v.regex || v.value === '.*') return v.value;
     return v.value.replace(/[\\^$*+?.()|{}[\]]/g, (ch) => `\\\\${ch}`);

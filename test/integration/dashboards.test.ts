@@ -42,7 +42,7 @@ import { trafficAgent, TestNode, type Pod } from '../helpers/pods';
 import { requireRoot } from '../helpers/privileges';
 import { parseMetrics } from '../helpers/prom-text';
 import { RunningPrometheus } from '../helpers/prometheus';
-import { interpolate, selectors, selectorText, type Selector } from '../helpers/promql';
+import { interpolate, metricNames, selectors, selectorText, type Selector } from '../helpers/promql';
 import { buildSidecarProxy, startSidecarProxy } from '../helpers/sidecar-proxy';
 import { cgroup2Mount } from '../../src/system';
 
@@ -80,6 +80,8 @@ const PROMETHEUS_SERIES: Record<string, string> = { up: 'gauge', scrape_duration
 /** metrics the exporter declares (# TYPE) with no series until something goes wrong */
 const EMPTY_WHILE_HEALTHY = ['bpfnet_scrape_errors_total'];
 const RATES = ['rate', 'increase'];
+/** labels that are empty by design: a drop on no interface, an accept no process took */
+const MAY_BE_EMPTY = ['ifname', 'comm'];
 const JOB = 'bpfnet-exporter';
 /** the target labels Kubernetes service discovery and the chart's relabeling give the exporter's pod */
 const EXPORTER_POD = { namespace: 'monitoring', pod: `bpfnet-exporter-${process.pid}`, container: 'bpfnet-exporter', node: `node-${process.pid}` };
@@ -98,6 +100,7 @@ interface Query {
   panelType: string;
   format?: string;
   expr: string;
+  legend?: string;
 }
 
 interface Variable {
@@ -124,7 +127,9 @@ function panelsOf(d: Dashboard): any[] {
 }
 
 function queriesOf(d: Dashboard): Query[] {
-  return panelsOf(d).flatMap((p) => (p.targets ?? []).map((t: any) => ({ file: d.file, panel: p.title, panelType: p.type, format: t.format, expr: t.expr })));
+  return panelsOf(d).flatMap((p) =>
+    (p.targets ?? []).map((t: any) => ({ file: d.file, panel: p.title, panelType: p.type, format: t.format, expr: t.expr, legend: t.legendFormat })),
+  );
 }
 
 function variablesOf(d: Dashboard): Variable[] {
@@ -236,7 +241,7 @@ describe('dashboards', function () {
           if (more.length) problems.push(`${d.file}: variable ${v.name} has more than one selector`);
           problems.push(...filterProblems(s!, before).map((p) => `${d.file}: variable ${v.name}: ${p}`));
           // workloads come from the metrics that name them, never from the exporter's pods
-          if (WORKLOAD.includes(v.name) && !byWorkload(s!.metric))
+          if (WORKLOAD.includes(v.name) && !metricNames(s!).every(byWorkload))
             problems.push(`${d.file}: variable ${v.name} lists ${s!.metric}'s ${v.name}, not a workload's`);
           for (const m of s!.matchers)
             if (m.value.startsWith('$') && !names.slice(0, i).includes(m.value.slice(1)))
@@ -280,8 +285,9 @@ describe('dashboards', function () {
           if (JSON.stringify(t.datasource) !== JSON.stringify(DS)) problems.push(`${at} › ${t.refId}: datasource is not \${datasource}`);
       }
       for (const q of queriesOf(d)) {
+        // ($1 and the like: label_replace's groups, which Grafana passes on)
         for (const [, name] of q.expr.matchAll(/\$\{?(\w+)/g))
-          if (!names.has(name!) && !(name! in BUILTINS)) problems.push(`${where(q)}: $${name} is not a variable`);
+          if (!names.has(name!) && !(name! in BUILTINS) && !/^\d+$/.test(name!)) problems.push(`${where(q)}: $${name} is not a variable`);
         try {
           for (const s of selectors(q.expr)) {
             problems.push(...selectorProblems(s, workload).map((p) => `${where(q)}: ${p}`));
@@ -560,14 +566,15 @@ describe('dashboards on a real Prometheus scraping the exporter', function () {
 
   it(`have query variables (${allVariables.length}) that find their values in Prometheus: the scrape's job, node and instance; the pods' namespace, pod and container, never the exporter's`, async function () {
     // the exporter's pod (namespace monitoring...) is no workload: only the
-    // pods that closed connections are, and retry's connects all failed
+    // pods that connected, accepted or closed are, retry (whose connects
+    // all failed) too
     const expected: Record<string, string[]> = {
       job: [JOB],
       node: [EXPORTER_POD.node],
       instance: [instance],
       namespace: [SHOP],
       pod: ['checkout', 'web'],
-      container: ['app'],
+      container: ['app', 'retry'],
     };
     const problems: string[] = [];
     for (const d of dashboards) {
@@ -583,8 +590,8 @@ describe('dashboards on a real Prometheus scraping the exporter', function () {
         }
         // as the user picks this exporter, and every workload the variables
         // list (so that the workload filters really filter: the node's own
-        // process and the exporter's pod are left out); container stays All,
-        // as retry is not among its values; the others All
+        // process and the exporter's pod are left out); container and the
+        // others stay All
         const pick = r.ok && r.data.length && (COMMON.includes(v.name) || v.name === 'namespace' || v.name === 'pod');
         values[v.name] = pick ? selected(r.data) : { value: '.*', regex: true };
       }
@@ -611,6 +618,14 @@ describe('dashboards on a real Prometheus scraping the exporter', function () {
       if (!r.ok) problems.push(`${where(q)}: ${r.error}`);
       else if (r.data.result.length === 0 && !expectedEmpty) problems.push(`${where(q)}: no series`);
       else if (r.data.result.length === 0) empty++;
+      // a legend names labels every series has (not a legend of "//" or
+      // "other/other"), but those that are empty by design
+      const legendLabels = [...(q.legend ?? '').matchAll(/\{\{\s*(\w+)\s*\}\}/g)].map((m) => m[1]!);
+      for (const label of legendLabels.filter((l) => !MAY_BE_EMPTY.includes(l))) {
+        if (!r.ok) break;
+        const missing = r.data.result.filter((x) => !x.metric[label]);
+        if (missing.length) problems.push(`${where(q)}: legend {{${label}}} is empty for ${JSON.stringify(missing[0]!.metric)}`);
+      }
       for (const s of sels.filter((x) => !EMPTY_WHILE_HEALTHY.includes(x.metric))) {
         const found = await prom.series(selectorText(s));
         if (!found.ok || found.data.length === 0) problems.push(`${where(q)}: ${selectorText(s)} matches ${found.ok ? 'no series' : found.error}`);
