@@ -115,14 +115,22 @@ export class MetricsServer {
         res.writeHead(405, { Allow: 'GET, HEAD' }).end();
         return;
       }
-      const reply = (status: number, type: string, body: string | Buffer): void => {
+      const reply = (status: number, type: string, body: string): void => {
         res.writeHead(status, { 'Content-Type': type }).end(req.method === 'HEAD' ? undefined : body);
       };
       switch (url) {
         case '/metrics': {
           const type = metricsContentType(req.headers.accept);
           render(registry, type === Registry.OPENMETRICS_CONTENT_TYPE ? 'openmetrics' : 'prometheus').then(
-            (body) => reply(200, type, body),
+            (chunks) => {
+              const length = chunks.reduce((n, c) => n + c.length, 0);
+              res.writeHead(200, { 'Content-Type': type, 'Content-Length': length });
+              if (req.method === 'HEAD') return void res.end();
+              // one writev for the pieces
+              res.cork();
+              for (const c of chunks) res.write(c);
+              res.end();
+            },
             (err: Error) => {
               log.error('cannot render metrics', { err: err.message });
               reply(500, 'text/plain', `cannot render metrics: ${err.message}\n`);

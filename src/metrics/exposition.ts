@@ -52,15 +52,17 @@ export function header(name: string, type: string, help: string, format: Format)
   return `# HELP ${family} ${escapeHelp(help)}\n# TYPE ${family} ${type}\n`;
 }
 
-/** The whole exposition of a registry: every metric in registration order. */
-export async function render(registry: Registry, format: Format): Promise<Buffer> {
+/** The whole exposition of a registry, every metric in registration order,
+ * in pieces (written out as they are: a large scrape is not copied again
+ * into one buffer). */
+export async function render(registry: Registry, format: Format): Promise<Buffer[]> {
   // the map-backed metrics all expose in this same turn of the event loop,
   // so that metrics reading one map share a single read of it
   const parts = registry.getMetricsAsArray().map((m) => (isExposed(m) ? m.expose(format) : fromGet(m as unknown as PromClientMetric, format)));
   const chunks: Buffer[] = [];
   for (const p of parts) chunks.push(...(await p));
   if (format === 'openmetrics') chunks.push(Buffer.from('# EOF\n'));
-  return Buffer.concat(chunks);
+  return chunks;
 }
 
 /** What a prom-client metric's get() gives. */

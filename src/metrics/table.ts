@@ -287,6 +287,7 @@ export class TableMetric<F extends string> implements Exposed {
   private readonly index: number;
   /** the series of the last scrape: a scrape at the same time (sharing its read) says the same */
   private last: { entries: readonly Entry[]; shown: Series[] } | undefined;
+  private lastBody: { series: readonly Series[]; text: Buffer } | undefined;
   private readonly histogram: { minExp: number; maxExp: number; scale: number; le: readonly string[] } | undefined;
 
   constructor(
@@ -314,14 +315,29 @@ export class TableMetric<F extends string> implements Exposed {
   }
 
   expose(format: Format): Buffer[] {
-    const out: Buffer[] = [Buffer.from(header(this.name, this.row.type, this.row.help, format))];
+    const head = Buffer.from(header(this.name, this.row.type, this.row.help, format));
     try {
-      for (const s of this.collect(this.table.current())) out.push(this.lines(s));
+      return [head, this.body(this.collect(this.table.current()))];
     } catch (err) {
       this.failures.record(this.name, err as Error);
-      return out.slice(0, 1);
+      return [head];
     }
-    return out;
+  }
+
+  /** The lines of these series, one piece: the last scrape's when they are
+   * the same series with the same values (most scrapes, most metrics). */
+  private body(shown: readonly Series[]): Buffer {
+    const last = this.lastBody;
+    let same = last !== undefined && last.series.length === shown.length;
+    const pieces = shown.map((s, i) => {
+      const was = s.lines;
+      const now = this.lines(s);
+      if (now !== was || last?.series[i] !== s) same = false;
+      return now;
+    });
+    if (same) return last!.text;
+    this.lastBody = { series: shown, text: Buffer.concat(pieces) };
+    return this.lastBody.text;
   }
 
   /** This scrape's series from the labelled entries: summed, limited (MapTable.limit) and kept (MetricRow.keep). */
