@@ -264,6 +264,20 @@ function perCpuSum(value: Buffer, stride: number, at: number): number {
   return sum;
 }
 
+/** Adds n u64s at offset at of every CPU's copy of a value into into. */
+function addPerCpuArray(into: Float64Array, value: Buffer, stride: number, at: number, n: number): void {
+  for (let base = 0; base < value.length; base += stride) {
+    const start = value.byteOffset + base + at;
+    if (start % 4 !== 0) {
+      for (let i = 0; i < n; i++) into[i]! += u64At(value, base + at + 8 * i);
+      continue;
+    }
+    // a view instead of a read call per half: the histograms' slots are most of a scrape's reading
+    const words = new Uint32Array(value.buffer, start, 2 * n);
+    for (let i = 0; i < n; i++) into[i]! += words[2 * i + 1]! * 0x1_0000_0000 + words[2 * i]!;
+  }
+}
+
 /** One series of a metric (one label set), its values summed over the
  * entries that have its labels, and its lines as last written. */
 export interface Series {
@@ -397,12 +411,15 @@ export class TableMetric<F extends string> implements Exposed {
     const n = h.length('slots');
     if ('histSum' in v) return (e, [s]) => (s!.values[0]! += sum(e, total));
     if ('histCount' in v) {
+      const counts = new Float64Array(n);
       return (e, [s]) => {
-        for (let i = 0; i < n; i++) s!.values[0]! += sum(e, slots + 8 * i);
+        counts.fill(0);
+        addPerCpuArray(counts, e.value, stride, slots, n);
+        for (let i = 0; i < n; i++) s!.values[0]! += counts[i]!;
       };
     }
     return (e, [s]) => {
-      for (let i = 0; i < n; i++) s!.values[i]! += sum(e, slots + 8 * i);
+      addPerCpuArray(s!.values, e.value, stride, slots, n);
       s!.values[HIST_SLOTS]! += sum(e, total);
     };
   }
