@@ -9,9 +9,17 @@ import type { Labels } from './collected';
 
 export const OTHER = 'other';
 
+/** Where a label set stands: a series of its own or folded, as of a scrape. */
+interface Place {
+  folded: boolean;
+  seen: number;
+}
+
 interface Family {
-  admitted: Set<string>;
-  folded: Set<string>;
+  places: Map<string, Place>;
+  /** label sets with a series of their own */
+  admitted: number;
+  scrape: number;
   /** label sets folded since the start */
   count: number;
   logged: boolean;
@@ -41,44 +49,61 @@ export class SeriesLimit {
   ): S[] {
     let f = this.families.get(metric);
     if (!f) {
-      f = { admitted: new Set(), folded: new Set(), count: 0, logged: false };
+      f = { places: new Map(), admitted: 0, scrape: 0, count: 0, logged: false };
       this.families.set(metric, f);
     }
+    const scrape = ++f.scrape;
+    for (const s of samples) {
+      const p = f.places.get(s.key);
+      if (p) p.seen = scrape;
+    }
     // a set no longer seen frees its place first
-    const seen = new Set(samples.map((s) => s.key));
-    for (const key of f.admitted) if (!seen.has(key)) f.admitted.delete(key);
-    for (const key of f.folded) if (!seen.has(key)) f.folded.delete(key);
-    const out = new Map<string, S>();
+    for (const [key, p] of f.places) {
+      if (p.seen === scrape) continue;
+      f.places.delete(key);
+      if (!p.folded) f.admitted--;
+    }
+    const out: S[] = [];
+    /** the "other" samples shown, by key */
+    const others = new Map<string, S>();
     const folded: S[] = [];
     for (const s of samples) {
       // already "other" (counted in the kernel beyond its map's size): no
       // place of its own, never folded
       if (this.isOther(s.labels)) {
-        if (!empty(s)) out.set(s.key, s);
+        if (!empty(s)) {
+          out.push(s);
+          others.set(s.key, s);
+        }
         continue;
       }
-      if (f.admitted.has(s.key) || (!f.folded.has(s.key) && f.admitted.size < this.max)) {
-        f.admitted.add(s.key);
-        out.set(s.key, s);
-        continue;
-      }
-      if (!f.folded.has(s.key)) {
-        f.folded.add(s.key);
-        f.count++;
-        if (!f.logged) {
-          f.logged = true;
-          this.onFirstFold(metric);
+      let p = f.places.get(s.key);
+      if (!p) {
+        p = { folded: f.admitted >= this.max, seen: scrape };
+        f.places.set(s.key, p);
+        if (!p.folded) f.admitted++;
+        else {
+          f.count++;
+          if (!f.logged) {
+            f.logged = true;
+            this.onFirstFold(metric);
+          }
         }
       }
-      folded.push(s);
+      if (p.folded) folded.push(s);
+      else out.push(s);
     }
     for (const s of folded) {
       const target = foldInto(s);
-      const into = out.get(target.key) ?? target;
-      out.set(into.key, into);
+      let into = others.get(target.key);
+      if (!into) {
+        into = target;
+        out.push(into);
+        others.set(into.key, into);
+      }
       merge(into, s);
     }
-    return [...out.values()];
+    return out;
   }
 
   /** The labels a folded set is counted under. */
@@ -94,7 +119,12 @@ export class SeriesLimit {
   }
 
   private isOther(labels: Labels): boolean {
-    const present = this.foldLabels.filter((l) => l in labels);
-    return present.length > 0 && present.every((l) => labels[l] === OTHER);
+    let present = false;
+    for (const l of this.foldLabels) {
+      if (!(l in labels)) continue;
+      if (labels[l] !== OTHER) return false;
+      present = true;
+    }
+    return present;
   }
 }

@@ -291,6 +291,8 @@ export interface Series {
   lines?: Buffer;
   /** the values lines shows */
   linesOf?: Float64Array;
+  /** beyond --max-series: the series it is counted in */
+  foldsInto?: Series;
 }
 
 /** One metric of a table: its series, written as text. */
@@ -378,7 +380,7 @@ export class TableMetric<F extends string> implements Exposed {
     if (limit) {
       const empty = (s: Series) => s.values.every((n) => n === 0);
       const merge = (into: Series, from: Series) => from.values.forEach((n, i) => (into.values[i]! += n));
-      shown = limit.apply(this.name, counted, (s) => touch(this.seriesFor(limit.foldedLabels(s.labels))), merge, empty);
+      shown = limit.apply(this.name, counted, (s) => touch(this.foldTarget(s, limit)), merge, empty);
     }
     if (this.row.keep) shown = shown.filter((s) => this.row.keep!(s.labels, s.values[0]!));
     // a series none of this scrape's entries counted into is gone
@@ -430,6 +432,12 @@ export class TableMetric<F extends string> implements Exposed {
     if ('array' in v) return v.values.map((value) => this.seriesFor({ ...labels, [v.label]: value }));
     if ('fields' in v) return Object.keys(v.fields).map((value) => this.seriesFor({ ...labels, [v.label]: value }));
     return [this.seriesFor(labels)];
+  }
+
+  /** The series a folded one counts into: found once, kept while it is this metric's. */
+  private foldTarget(s: Series, limit: SeriesLimit): Series {
+    if (s.foldsInto && this.series.get(s.foldsInto.key) === s.foldsInto) return s.foldsInto;
+    return (s.foldsInto = this.seriesFor(limit.foldedLabels(s.labels)));
   }
 
   private seriesFor(labels: Labels): Series {
