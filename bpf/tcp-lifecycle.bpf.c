@@ -48,6 +48,8 @@ struct conn {
 	__u8 sidecar;	 /* sidecar: its index + 1, for its own connections */
 	__u8 side;	 /* sidecar: enum sidecar_side */
 	__u8 forwarded;	 /* sidecar inbound: paired with an upstream one */
+	__u16 nat_port;	 /* sidecar inbound: the port NAT took it from, 0: none */
+	__u32 nat_seq;	 /* sidecar inbound with nat_port: its place in that queue */
 	char comm[16];	 /* events: of tgid */
 	__u64 id;	 /* events, sidecar: from conn_seq */
 	__u64 parent_id; /* sidecar: see struct conn_event */
@@ -146,6 +148,21 @@ struct {
 	__type(value, __u32);
 } sidecar_comms SEC(".maps");
 
+/* processes a sidecar forked while it held an inbound connection it had
+ * not forwarded (a child per connection, as socat's fork), with the
+ * command they had then: one that execs another program is no sidecar */
+struct sidecar_fork {
+	__u32 sidecar;
+	char comm[16];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32);
+	__type(value, struct sidecar_fork);
+} sidecar_forks SEC(".maps");
+
 /* the inbound connection a sidecar's thread last accepted or read from: the
  * one its next connect upstream serves (an event loop accepts, reads and
  * connects on one thread; a thread per connection reads and connects on
@@ -178,6 +195,69 @@ struct {
 	__type(key, struct tuple);
 	__type(value, struct upstream);
 } sidecar_upstreams SEC(".maps");
+
+/* With sidecars: where each connecting socket of this host asked to go, by
+ * its own address and port. A sidecar that NAT (a REDIRECT, as Istio and
+ * Linkerd capture a pod's inbound traffic) handed a connection to finds
+ * there the destination the client asked for: the one its connect upstream
+ * for that connection goes to (on the pod's address or loopback). */
+struct endpoint {
+	__u8 addr[16];
+	__u16 port;
+	__u16 family;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct endpoint);
+	__type(value, struct endpoint);
+} client_destinations SEC(".maps");
+
+/* A sidecar's inbound connections that NAT sent to it and that are not
+ * forwarded yet, queued by the destination port they asked for, in the
+ * order it accepted them: its connects upstream to that port take them in
+ * that order, whichever thread or process makes them. */
+struct nat_queue {
+	__u32 sidecar;
+	__u16 port;
+	__u16 family;
+};
+
+struct nat_ends {
+	__u32 head; /* the next to take */
+	__u32 tail; /* the next to add */
+};
+
+struct nat_slot {
+	struct nat_queue q;
+	__u32 seq;
+};
+
+struct nat_pending {
+	__u64 key; /* the inbound socket */
+	__u64 id;
+	__u64 accepted_ns;
+	__u8 addr[16]; /* the destination address it asked for */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, struct nat_queue);
+	__type(value, struct nat_ends);
+} sidecar_nat_queues SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct nat_slot);
+	__type(value, struct nat_pending);
+} sidecar_nat_pending SEC(".maps");
+
+/* entries of a queue skipped at most when taking one (taken by another
+ * path, closed, or evicted) */
+#define NAT_SKIP_MAX 8
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -341,6 +421,17 @@ static __always_inline __u64 next_conn_id(void)
 	return __sync_fetch_and_add(&conn_seq, 1) + 1;
 }
 
+static __always_inline bool same_comm(const char *a, const char *b)
+{
+	for (int i = 0; i < 16; i++) {
+		if (a[i] != b[i])
+			return false;
+		if (!a[i])
+			return true;
+	}
+	return true;
+}
+
 /* The sidecar the current process is, by pid or by command; -1: none. */
 static __always_inline int current_sidecar(__u32 tgid)
 {
@@ -348,9 +439,14 @@ static __always_inline int current_sidecar(__u32 tgid)
 	char comm[16];
 	__u32 *idx = bpf_map_lookup_elem(&sidecar_pids, &tgid);
 
+	struct sidecar_fork *f;
+
 	if (idx)
 		return *idx < MAX_SIDECARS ? *idx : -1;
 	__builtin_memcpy(comm, task->comm, sizeof(comm));
+	f = bpf_map_lookup_elem(&sidecar_forks, &tgid);
+	if (f && same_comm(f->comm, comm))
+		return f->sidecar < MAX_SIDECARS ? f->sidecar : -1;
 	idx = bpf_map_lookup_elem(&sidecar_comms, comm);
 	return idx && *idx < MAX_SIDECARS ? *idx : -1;
 }
@@ -376,27 +472,181 @@ static __always_inline struct conn *thread_inbound(__u32 tid, struct thread_inbo
 	return in;
 }
 
-/* A sidecar connects upstream: for the inbound connection its thread serves. */
-static __always_inline void sidecar_connect(struct conn *c, __u32 tgid, __u32 tid)
+/* Two addresses as struct tuple and struct endpoint hold them (4-byte aligned). */
+static __always_inline bool same_addr(const __u8 *a, const __u8 *b)
+{
+	const __u32 *x = (const __u32 *)a, *y = (const __u32 *)b;
+
+	return x[0] == y[0] && x[1] == y[1] && x[2] == y[2] && x[3] == y[3];
+}
+
+static __always_inline bool is_loopback(const __u8 *addr, __u8 family)
+{
+	const __u32 *w = (const __u32 *)addr;
+
+	if (family == FAMILY_IPV4)
+		return addr[0] == 127;
+	return !w[0] && !w[1] && !w[2] && w[3] == bpf_htonl(1);
+}
+
+/* With sidecars: a connection this host opened is established: where it
+ * asked to go, by its own address and port, for a sidecar NAT hands it to. */
+static __always_inline void remember_destination(const struct sock *sk)
+{
+	struct endpoint ep = {}, dst = {};
+	__u8 family = family_of(sk);
+	struct tuple t;
+
+	read_tuple(sk, &t, family);
+	__builtin_memcpy(ep.addr, t.laddr, sizeof(ep.addr));
+	ep.port = t.lport;
+	ep.family = family;
+	__builtin_memcpy(dst.addr, t.raddr, sizeof(dst.addr));
+	dst.port = t.rport;
+	dst.family = family;
+	bpf_map_update_elem(&client_destinations, &ep, &dst, BPF_ANY);
+}
+
+/* A sidecar accepted inbound connection c (four-tuple k): if NAT sent it
+ * there from another destination, queue it under that destination's port. */
+static __always_inline void nat_enqueue(__u64 key, struct conn *c, const struct tuple *k, int idx, __u64 now)
+{
+	struct endpoint client = {.port = k->rport, .family = c->family};
+	struct nat_pending p = {.key = key, .id = c->id, .accepted_ns = now};
+	struct nat_slot slot = {.q = {.sidecar = idx, .family = c->family}};
+	struct nat_ends fresh = {}, *e;
+	struct endpoint *dst;
+
+	__builtin_memcpy(client.addr, k->raddr, sizeof(client.addr));
+	dst = bpf_map_lookup_elem(&client_destinations, &client);
+	/* a client not of this host, or one that asked for this very socket */
+	if (!dst || (dst->port == k->lport && same_addr(dst->addr, k->laddr)))
+		return;
+	slot.q.port = dst->port;
+	__builtin_memcpy(p.addr, dst->addr, sizeof(p.addr));
+	e = bpf_map_lookup_elem(&sidecar_nat_queues, &slot.q);
+	if (!e) {
+		bpf_map_update_elem(&sidecar_nat_queues, &slot.q, &fresh, BPF_NOEXIST);
+		e = bpf_map_lookup_elem(&sidecar_nat_queues, &slot.q);
+		if (!e)
+			return;
+	}
+	slot.seq = __sync_fetch_and_add(&e->tail, 1);
+	bpf_map_update_elem(&sidecar_nat_pending, &slot, &p, BPF_ANY);
+	c->nat_port = dst->port;
+	c->nat_seq = slot.seq;
+}
+
+/* Moves a queue's head past what is no longer there (forwarded another
+ * way, closed), so that its next connect finds the oldest still waiting. */
+static __always_inline void nat_compact(struct nat_slot *slot)
+{
+	struct nat_ends *e = bpf_map_lookup_elem(&sidecar_nat_queues, &slot->q);
+	__u32 head;
+
+	if (!e)
+		return;
+	for (int i = 0; i < NAT_SKIP_MAX; i++) {
+		head = e->head;
+		if (head == e->tail)
+			return;
+		slot->seq = head;
+		if (bpf_map_lookup_elem(&sidecar_nat_pending, slot))
+			return;
+		__sync_val_compare_and_swap(&e->head, head, head + 1);
+	}
+}
+
+/* An inbound connection NAT queued is forwarded another way, or closed:
+ * out of its queue. */
+static __always_inline void nat_forget(struct conn *c)
+{
+	struct nat_slot slot = {.q = {.sidecar = c->sidecar - 1, .port = c->nat_port, .family = c->family},
+				.seq = c->nat_seq};
+
+	if (!c->nat_port)
+		return;
+	c->nat_port = 0;
+	bpf_map_delete_elem(&sidecar_nat_pending, &slot);
+	nat_compact(&slot);
+}
+
+/* The inbound connection of sidecar idx that NAT took from the destination
+ * a connect goes to (its port; its address, or any when the connect goes
+ * to loopback) and that waited longest, taken off its queue; NULL: none. */
+static __always_inline struct conn *nat_take(int idx, __u8 family, const struct tuple *to, __u64 *accepted_ns)
+{
+	struct nat_slot slot = {.q = {.sidecar = idx, .port = to->rport, .family = family}};
+	bool loopback = is_loopback(to->raddr, family);
+	struct nat_pending *p, got;
+	struct nat_ends *e;
+	struct conn *in;
+	__u32 head;
+
+	e = bpf_map_lookup_elem(&sidecar_nat_queues, &slot.q);
+	if (!e)
+		return NULL;
+	for (int i = 0; i < NAT_SKIP_MAX; i++) {
+		head = e->head;
+		if (head == e->tail)
+			return NULL;
+		slot.seq = head;
+		p = bpf_map_lookup_elem(&sidecar_nat_pending, &slot);
+		/* the oldest asked for another address: not this connect's */
+		if (p && !loopback && !same_addr(p->addr, to->raddr))
+			return NULL;
+		if (__sync_val_compare_and_swap(&e->head, head, head + 1) != head)
+			continue; /* another CPU took it */
+		if (!p)
+			continue; /* evicted */
+		got = *p;
+		bpf_map_delete_elem(&sidecar_nat_pending, &slot);
+		in = sock_table_get(got.key);
+		/* not forwarded another way since, nor closed */
+		if (in && in->id == got.id && !in->forwarded) {
+			in->nat_port = 0;
+			*accepted_ns = got.accepted_ns;
+			return in;
+		}
+	}
+	return NULL;
+}
+
+/* A sidecar connects upstream (sk, connection c): for the inbound
+ * connection NAT took from that destination, else for the one its thread
+ * serves. */
+static __always_inline void sidecar_connect(const struct sock *sk, struct conn *c, __u32 tgid, __u32 tid)
 {
 	int idx = current_sidecar(tgid);
 	struct thread_inbound *t = NULL;
 	struct sidecar_stats *st;
+	__u64 accepted_ns = 0;
 	struct conn *in;
+	struct tuple to;
+	__u8 family;
 
 	if (idx < 0)
 		return;
 	c->sidecar = idx + 1;
 	c->side = SIDE_OUTBOUND;
 	in = thread_inbound(tid, &t);
-	if (!in || !t)
+	family = family_of(sk);
+	read_tuple(sk, &to, family);
+	/* the thread's own connection when NAT took it from this port, else
+	 * the queue's oldest for this destination, else the thread's own */
+	if (in && t && in->nat_port == to.rport)
+		accepted_ns = t->accepted_ns;
+	else if ((in = nat_take(idx, family, &to, &accepted_ns)) == NULL && (in = thread_inbound(tid, &t)) && t)
+		accepted_ns = t->accepted_ns;
+	if (!in || !accepted_ns)
 		return;
 	in->forwarded = 1;
+	nat_forget(in);
 	c->parent_id = in->id;
 	c->root_id = in->root_id ? in->root_id : in->id;
 	st = stats_of_sidecar(idx);
 	if (st)
-		hist_add(&st->forward_ns, c->start_ns - t->accepted_ns);
+		hist_add(&st->forward_ns, c->start_ns - accepted_ns);
 }
 
 /* A sidecar's upstream connection is established: the application will
@@ -442,6 +692,7 @@ static __always_inline void sidecar_accept(__u64 key, struct conn *c, __u32 tgid
 	c->sidecar = idx + 1;
 	c->side = SIDE_INBOUND;
 	c->accepted_ns = now;
+	nat_enqueue(key, c, &k, idx, now);
 	bpf_map_update_elem(&sidecar_threads, &tid, &t, BPF_ANY);
 }
 
@@ -465,7 +716,7 @@ static __always_inline void on_syn_sent(const struct sock *sk, __u64 key)
 	if (enable_events || enable_sidecar)
 		c.id = next_conn_id();
 	if (enable_sidecar)
-		sidecar_connect(&c, tgid, (__u32)pid_tgid);
+		sidecar_connect(sk, &c, tgid, (__u32)pid_tgid);
 	track(key, &c);
 }
 
@@ -702,6 +953,14 @@ static __always_inline void on_close(const struct sock *sk, __u64 key, int oldst
 	c = *cp;
 	sock_table_del(key);
 
+	if (c.side == SIDE_INBOUND && !c.forwarded) {
+		struct sidecar_stats *st = stats_of_sidecar(c.sidecar - 1);
+
+		/* neither a connect upstream nor an older connection served it */
+		if (st)
+			counter_add(&st->unpaired, 1);
+		nat_forget(&c);
+	}
 	if (c.role == ROLE_SERVER && !c.accepted) {
 		/* closed in the accept queue: no process to judge by a pid filter */
 		if (pid_filter_active())
@@ -755,6 +1014,9 @@ int BPF_PROG(tcp_state, struct sock *sk, int oldstate, int newstate)
 			on_syn_sent(sk, key);
 		break;
 	case TCP_ESTABLISHED:
+		/* whoever made it: the sidecar NAT hands it to may be watched */
+		if (oldstate == TCP_SYN_SENT && enable_sidecar)
+			remember_destination(sk);
 		if (oldstate == TCP_SYN_SENT)
 			on_connect_outcome(sk, key, true);
 		else if (oldstate == TCP_SYN_RECV && (enable_accept || enable_close || enable_events || enable_sidecar))
@@ -854,26 +1116,84 @@ int accept_exit(struct trace_event_raw_sys_exit *ctx)
 	return ctx->ret < 0 ? 0 : on_accepted(sock_of_fd(ctx->ret));
 }
 
-/* With sidecars: a thread reads from a sidecar's inbound connection; its
- * next connect (or send) upstream serves that connection. Loaded only with
- * sidecars named. */
-SEC("tp_btf/tcp_rcv_space_adjust")
-int BPF_PROG(sidecar_read, struct sock *sk)
+/* A thread takes up a sidecar's inbound connection that is not forwarded
+ * yet: its next connect (or send) upstream serves that connection. Unless
+ * it has read bytes from it (then its request is what the thread works on
+ * now), a thread that holds another connection not forwarded yet keeps
+ * that one: an event loop tries reads on every connection it has. */
+static __always_inline void sidecar_take(__u64 key, bool read_bytes)
 {
-	struct thread_inbound t;
-	struct conn *c;
+	struct thread_inbound t, *held;
+	struct conn *c, *other;
 	__u32 tid;
-	__u64 key;
 
-	bpf_probe_read_kernel(&key, sizeof(key), &ctx[0]);
 	c = sock_table_get(key);
 	if (!c || c->side != SIDE_INBOUND || c->forwarded)
-		return 0;
+		return;
 	tid = (__u32)bpf_get_current_pid_tgid();
+	held = bpf_map_lookup_elem(&sidecar_threads, &tid);
+	if (held && held->key == key && held->id == c->id)
+		return;
+	if (held && !read_bytes) {
+		other = sock_table_get(held->key);
+		if (other && other->id == held->id && !other->forwarded)
+			return;
+	}
 	t.key = key;
 	t.id = c->id;
 	t.accepted_ns = c->accepted_ns;
 	bpf_map_update_elem(&sidecar_threads, &tid, &t, BPF_ANY);
+}
+
+/* With sidecars: a thread asks to receive from a socket, whether anything
+ * is there or not (a thread a proxy hands an accepted connection to tries
+ * a read before it connects upstream). Linux 6.3+; loaded with sidecars. */
+SEC("tp_btf/sock_recv_length")
+int BPF_PROG(sidecar_recv, struct sock *sk, int ret, int flags)
+{
+	__u64 key;
+
+	bpf_probe_read_kernel(&key, sizeof(key), &ctx[0]);
+	sidecar_take(key, ret > 0);
+	return 0;
+}
+
+/* With sidecars, where sock_recv_length is missing: a thread read bytes
+ * from a socket. */
+SEC("tp_btf/tcp_rcv_space_adjust")
+int BPF_PROG(sidecar_read, struct sock *sk)
+{
+	__u64 key;
+
+	bpf_probe_read_kernel(&key, sizeof(key), &ctx[0]);
+	sidecar_take(key, true);
+	return 0;
+}
+
+/* With sidecars: a sidecar thread holding an inbound connection it has not
+ * forwarded starts a thread or a process (a thread or a child per
+ * connection): the new task serves that connection, and a new process is
+ * the same sidecar. Runs in the parent. */
+SEC("tp_btf/sched_process_fork")
+int BPF_PROG(sidecar_fork, struct task_struct *parent, struct task_struct *child)
+{
+	struct sidecar_fork f = {};
+	struct thread_inbound *t;
+	__u32 tid = parent->pid, child_tid = child->pid, child_tgid = child->tgid;
+	struct conn *in;
+
+	t = bpf_map_lookup_elem(&sidecar_threads, &tid);
+	if (!t)
+		return 0;
+	in = sock_table_get(t->key);
+	if (!in || in->id != t->id || in->forwarded)
+		return 0;
+	bpf_map_update_elem(&sidecar_threads, &child_tid, t, BPF_ANY);
+	if (child_tgid != parent->tgid) {
+		f.sidecar = in->sidecar - 1;
+		__builtin_memcpy(f.comm, child->comm, sizeof(f.comm));
+		bpf_map_update_elem(&sidecar_forks, &child_tgid, &f, BPF_ANY);
+	}
 	return 0;
 }
 
@@ -896,6 +1216,7 @@ int BPF_PROG(sidecar_send, struct sock *sk)
 	if (!in || !t || c->start_ns >= t->accepted_ns)
 		return 0;
 	in->forwarded = 1;
+	nat_forget(in);
 	st = stats_of_sidecar(c->sidecar - 1);
 	if (st)
 		counter_add(&st->reused, 1);

@@ -144,6 +144,7 @@ struct sidecar_stats {
 	struct hist forward_ns;	 /* the proxy's accept to its connect upstream */
 	struct hist upstream_ns; /* the proxy's connect to the application's accept */
 	__u64 reused;		 /* inbound connections sent over an older upstream one */
+	__u64 unpaired;		 /* inbound connections closed with neither */
 };
 
 #endif /* BPFNET_TCP_LIFECYCLE_H */

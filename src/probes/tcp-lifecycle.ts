@@ -121,9 +121,15 @@ export class TcpLifecycle implements RunningComponent {
         key_peer_port: this.keys.peerPort,
         key_peer: this.keys.peer,
       });
-      // the sidecar's hooks; a kernel without tcp_sendmsg_locked (6.1) cannot tell reuse
-      obj.program('sidecar_read').autoload = sidecars.length > 0;
-      obj.program('sidecar_send').autoload = sidecars.length > 0 && vmlinuxBtf().find('btf_trace_tcp_sendmsg_locked', Kind.Typedef) !== undefined;
+      // the sidecar's hooks: a receive of any kind where the kernel traces
+      // it (6.3+), else reads of bytes; a kernel without
+      // tcp_sendmsg_locked (6.1) cannot tell reuse
+      const has = (tp: string) => vmlinuxBtf().find(`btf_trace_${tp}`, Kind.Typedef) !== undefined;
+      const recvTraced = has('sock_recv_length');
+      obj.program('sidecar_recv').autoload = sidecars.length > 0 && recvTraced;
+      obj.program('sidecar_read').autoload = sidecars.length > 0 && !recvTraced;
+      obj.program('sidecar_fork').autoload = sidecars.length > 0;
+      obj.program('sidecar_send').autoload = sidecars.length > 0 && has('tcp_sendmsg_locked');
       const { maxSeries } = this.ctx.options.attribution;
       // room for the label sets, and for the overflow entries
       obj.setMaxEntries('tcp_connects', maxSeries + FAMILIES.length);
@@ -165,7 +171,7 @@ export class TcpLifecycle implements RunningComponent {
     };
     const stateErr =
       tryAttach('tcp_state') ??
-      (['sidecar_read', 'sidecar_send'] as const)
+      (['sidecar_recv', 'sidecar_read', 'sidecar_fork', 'sidecar_send'] as const)
         .filter((p) => obj.program(p).autoload)
         .map(tryAttach)
         .find((e) => e !== undefined);

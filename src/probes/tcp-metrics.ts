@@ -293,6 +293,13 @@ export function registerTcpMetrics(tcp: TcpLifecycle, ctx: ProbeContext<TcpOptio
             labels: ['sidecar'],
             value: { u64: 'reused' },
           },
+          {
+            name: 'bpfnet_sidecar_unpaired_connections_total',
+            help: 'Inbound connections the sidecar accepted and closed with neither a connect upstream nor an older upstream connection found to serve them: with the forwards timed and the reused ones, every inbound connection closed.',
+            type: 'counter',
+            labels: ['sidecar'],
+            value: { u64: 'unpaired' },
+          },
         ],
       },
       registry,
