@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
-/* A sidecar-like TCP proxy for the sidecar tests, on 127.0.0.1, in one of
- * three shapes:
+/* A sidecar-like TCP proxy for the sidecar tests, listening on every
+ * address (a REDIRECT may send it connections for the namespace's own), in
+ * one of these shapes:
  *   loop:    one thread accepts, reads the request to its end (the client's
  *            FIN), waits DELAY ms, connects upstream, forwards it, copies the
  *            answer back, closes both; then the next connection (an event
@@ -8,9 +9,16 @@
  *   threads: the main thread accepts; a new thread per connection does the
  *            rest (accept on one thread, connect on another);
  *   reuse:   as loop, but one upstream connection, made for the first
- *            request, carries every request (the upstream echoes it back).
+ *            request, carries every request (the upstream echoes it back);
+ *   connect-first: the main thread accepts; a new thread per connection
+ *            waits DELAY ms, connects upstream, and only then reads the
+ *            request (a proxy that opens its upstream connection before it
+ *            has touched the inbound one);
+ *   pool:    as connect-first, but the connections go to four threads
+ *            started beforehand, through a pipe (nothing the kernel sees
+ *            ties a connection to the thread that serves it).
  *
- *   sidecar-proxy -u UPSTREAM_PORT [-m loop|threads|reuse] [-d DELAY_MS]
+ *   sidecar-proxy -u UPSTREAM_PORT [-m loop|threads|reuse|connect-first|pool] [-d DELAY_MS]
  *
  * Listens on an ephemeral port and prints "ready PORT"; runs until killed. */
 #include "net.h" /* bench/net.h: die, full, listen_loopback */
@@ -19,7 +27,7 @@
 
 #define MAX_REQUEST (1 << 20)
 
-static int upstream_port, delay_ms, reuse;
+static int upstream_port, delay_ms, reuse, connect_first, pool;
 static int reuse_fd = -1; /* reuse: the one upstream connection, once made */
 
 /* reads until the peer's FIN (or len bytes); returns the count */
@@ -54,10 +62,16 @@ static int connect_upstream(void)
 static void serve(int down)
 {
 	char *req = malloc(MAX_REQUEST), *ans = malloc(MAX_REQUEST);
-	ssize_t n = read_to_end(down, req, MAX_REQUEST), m;
-	int up;
+	ssize_t n, m;
+	int up = -1;
 
-	usleep(delay_ms * 1000);
+	if (connect_first) {
+		usleep(delay_ms * 1000);
+		up = connect_upstream();
+	}
+	n = read_to_end(down, req, MAX_REQUEST);
+	if (!connect_first)
+		usleep(delay_ms * 1000);
 	if (reuse) {
 		if (reuse_fd < 0)
 			reuse_fd = connect_upstream();
@@ -66,7 +80,8 @@ static void serve(int down)
 			die("reused upstream");
 		m = n;
 	} else {
-		up = connect_upstream();
+		if (up < 0)
+			up = connect_upstream();
 		if (!full(up, req, n, 1) || shutdown(up, SHUT_WR))
 			die("forward");
 		m = read_to_end(up, ans, MAX_REQUEST);
@@ -81,6 +96,19 @@ static void serve(int down)
 static void *worker(void *arg)
 {
 	serve((int)(long)arg);
+	return NULL;
+}
+
+static int pool_pipe[2];
+
+/* pool: serves the connections the main thread passes on */
+static void *pool_worker(void *arg)
+{
+	int fd;
+
+	(void)arg;
+	while (read(pool_pipe[0], &fd, sizeof(fd)) == sizeof(fd))
+		serve(fd);
 	return NULL;
 }
 
@@ -105,15 +133,28 @@ int main(int argc, char **argv)
 			break;
 		default:
 			fprintf(stderr,
-				"usage: sidecar-proxy -u UPSTREAM_PORT [-m loop|threads|reuse] [-d DELAY_MS]\n");
+				"usage: sidecar-proxy -u UPSTREAM_PORT [-m loop|threads|reuse|connect-first|pool] "
+				"[-d DELAY_MS]\n");
 			return 2;
 		}
 	}
-	if (!upstream_port || (strcmp(mode, "loop") && strcmp(mode, "threads") && strcmp(mode, "reuse")))
+	if (!upstream_port || (strcmp(mode, "loop") && strcmp(mode, "threads") && strcmp(mode, "reuse") &&
+			       strcmp(mode, "connect-first") && strcmp(mode, "pool")))
 		return fprintf(stderr, "sidecar-proxy: bad arguments\n"), 2;
 	reuse = !strcmp(mode, "reuse");
+	pool = !strcmp(mode, "pool");
+	connect_first = !strcmp(mode, "connect-first") || pool;
+	if (pool) {
+		if (pipe(pool_pipe))
+			die("pipe");
+		for (int i = 0; i < 4; i++) {
+			if (pthread_create(&t, NULL, pool_worker, NULL))
+				die("pthread_create");
+			pthread_detach(t);
+		}
+	}
 	signal(SIGPIPE, SIG_IGN);
-	lfd = listen_loopback(0, 0, 128);
+	lfd = listen_on((struct in_addr){htonl(INADDR_ANY)}, 0, 0, 128);
 	if (getsockname(lfd, (struct sockaddr *)&a, &alen))
 		die("getsockname");
 	printf("ready %d\n", ntohs(a.sin_port));
@@ -126,7 +167,10 @@ int main(int argc, char **argv)
 				continue;
 			die("accept");
 		}
-		if (!strcmp(mode, "threads")) {
+		if (pool) {
+			if (write(pool_pipe[1], &fd, sizeof(fd)) != sizeof(fd))
+				die("pass on");
+		} else if (!strcmp(mode, "threads") || connect_first) {
 			if (pthread_create(&t, NULL, worker, (void *)(long)fd))
 				die("pthread_create");
 			pthread_detach(t);

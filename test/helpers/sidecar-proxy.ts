@@ -2,7 +2,9 @@
 // The test's sidecar proxy (sidecar-proxy.c): accepts, waits, connects to an
 // upstream and forwards, in a shape (-m loop: one thread, accept and connect
 // on it; threads: a thread per connection; reuse: one upstream connection
-// for every inbound one). Built once per run with clang.
+// for every inbound one; connect-first: a thread per connection that
+// connects upstream before it reads; pool: the same on threads started
+// beforehand). Built once per run with clang.
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -20,7 +22,7 @@ export function buildSidecarProxy(): void {
 /** The proxy inside ns; resolves with its port once it listens. */
 export async function startSidecarProxy(
   ns: Netns,
-  opts: { mode: 'loop' | 'threads' | 'reuse'; delayMs: number; upstreamPort: number },
+  opts: { mode: 'loop' | 'threads' | 'reuse' | 'connect-first' | 'pool'; delayMs: number; upstreamPort: number },
 ): Promise<{ port: number; stop: () => void }> {
   const child = ns.spawn(PROXY, ['-m', opts.mode, '-d', String(opts.delayMs), '-u', String(opts.upstreamPort)]);
   const port = await new Promise<number>((resolve, reject) => {
