@@ -56,6 +56,7 @@ start_config() { # config [exporter flags...]
     exporter-noattr) start_exporter "$TRACER_CPU" "${own[@]}" "--labels=$NO_WORKLOAD_LABELS" "$@" ;;
     exporter-connect) start_exporter "$TRACER_CPU" "${own[@]/connect,accept,close/connect}" "$@" ;;
     exporter-netns) start_exporter "$TRACER_CPU" "${own[@]}" --netns "/run/netns/$CHURN_NS" "$@" ;;
+    exporter-sidecar) start_exporter "$TRACER_CPU" "${own[@]}" --sidecar-comm bench-sidecar "$@" ;;
     exporter=*) EXPORTER_ROOT=${cfg#exporter=} start_exporter "$TRACER_CPU" --probes connect,accept,close "$@" ;;
     tcplife) start_tcplife "$TRACER_CPU"; TRACER_PID=$TCPLIFE_PID ;;
   esac

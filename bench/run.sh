@@ -23,10 +23,13 @@
 # between the others), exporter (default flags: workload attribution on),
 # exporter-noattr (--labels leaving out every workload label: attribution
 # off), exporter-connect (connect probe only: no accept tracepoints),
-# exporter-netns (filtered to the churn namespace), tcplife, and
+# exporter-netns (filtered to the churn namespace), exporter-sidecar
+# (timing a sidecar, --sidecar-comm, that the churn does not run: what the
+# sidecar programs cost every other connection), tcplife, and
 # exporter=DIR: the exporter of another built checkout (a git worktree with
-# a change to try), with the default probes. Part 2 times exporter, and
-# exporter-noattr and tcplife when listed. --pods: the pod counts of part 5
+# a change to try), with the default probes. Part 2 times the exporter
+# configurations listed (exporter if none; the first two also side by
+# side), and tcplife when listed. --pods: the pod counts of part 5
 # (64,625). --scrapes: timed scrapes of part 3 (100) and of each exporter
 # and pod count in part 5 (50).
 # Needs root, clang, iproute2, nsenter, taskset, curl, node, cgroup v2 and,
@@ -83,7 +86,7 @@ done
 IFS=, read -r -a CONFIG_LIST <<<"$CONFIGS"
 for c in "${CONFIG_LIST[@]}"; do
   case $c in
-    baseline|exporter|exporter-noattr|exporter-connect|exporter-netns|tcplife) ;;
+    baseline|exporter|exporter-noattr|exporter-connect|exporter-netns|exporter-sidecar|tcplife) ;;
     exporter=*) [ -s "${c#exporter=}/build/js/src/cli.js" ] || die "--configs $c: no built exporter there (build/js/src/cli.js)" ;;
     *) die "--configs: unknown configuration $c; see --help" ;;
   esac
