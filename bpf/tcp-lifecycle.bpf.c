@@ -210,6 +210,8 @@ struct endpoint {
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 16384);
+	/* each CPU evicts from its own list: no lock shared by every connect */
+	__uint(map_flags, BPF_F_NO_COMMON_LRU);
 	__type(key, struct endpoint);
 	__type(value, struct endpoint);
 } client_destinations SEC(".maps");
@@ -490,20 +492,33 @@ static __always_inline bool is_loopback(const __u8 *addr, __u8 family)
 }
 
 /* With sidecars: a connection this host opened is established: where it
- * asked to go, by its own address and port, for a sidecar NAT hands it to. */
+ * asked to go, by its own address and port, for a sidecar NAT hands it to.
+ * Every connect of the host pays this: sk is tcp_state's BTF pointer, read
+ * with plain loads. */
 static __always_inline void remember_destination(const struct sock *sk)
 {
 	struct endpoint ep = {}, dst = {};
 	__u8 family = family_of(sk);
-	struct tuple t;
+	__u32 *from = (__u32 *)ep.addr, *to = (__u32 *)dst.addr;
 
-	read_tuple(sk, &t, family);
-	__builtin_memcpy(ep.addr, t.laddr, sizeof(ep.addr));
-	ep.port = t.lport;
+	ep.port = sk->__sk_common.skc_num; /* the local port, in host order */
 	ep.family = family;
-	__builtin_memcpy(dst.addr, t.raddr, sizeof(dst.addr));
-	dst.port = t.rport;
+	dst.port = bpf_ntohs(sk->__sk_common.skc_dport);
 	dst.family = family;
+	if (sk->__sk_common.skc_family == AF_INET) {
+		from[0] = sk->__sk_common.skc_rcv_saddr;
+		to[0] = sk->__sk_common.skc_daddr;
+	} else if (!bpf_core_field_exists(sk->__sk_common.skc_v6_daddr)) {
+		return;
+	} else if (family == FAMILY_IPV4) {
+		from[0] = sk->__sk_common.skc_v6_rcv_saddr.in6_u.u6_addr32[3];
+		to[0] = sk->__sk_common.skc_v6_daddr.in6_u.u6_addr32[3];
+	} else {
+		for (int i = 0; i < 4; i++) {
+			from[i] = sk->__sk_common.skc_v6_rcv_saddr.in6_u.u6_addr32[i];
+			to[i] = sk->__sk_common.skc_v6_daddr.in6_u.u6_addr32[i];
+		}
+	}
 	bpf_map_update_elem(&client_destinations, &ep, &dst, BPF_ANY);
 }
 
