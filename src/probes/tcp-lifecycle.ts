@@ -124,12 +124,14 @@ export class TcpLifecycle implements RunningComponent {
       // the sidecar's hooks: a receive of any kind where the kernel traces
       // it (6.3+), else reads of bytes; a kernel without
       // tcp_sendmsg_locked (6.1) cannot tell reuse
-      const has = (tp: string) => vmlinuxBtf().find(`btf_trace_${tp}`, Kind.Typedef) !== undefined;
+      // (the kernel's BTF is read only with sidecars: without it, the load
+      // itself says what is missing)
+      const has = (tp: string) => sidecars.length > 0 && vmlinuxBtf().find(`btf_trace_${tp}`, Kind.Typedef) !== undefined;
       const recvTraced = has('sock_recv_length');
-      obj.program('sidecar_recv').autoload = sidecars.length > 0 && recvTraced;
+      obj.program('sidecar_recv').autoload = recvTraced;
       obj.program('sidecar_read').autoload = sidecars.length > 0 && !recvTraced;
       obj.program('sidecar_fork').autoload = sidecars.length > 0;
-      obj.program('sidecar_send').autoload = sidecars.length > 0 && has('tcp_sendmsg_locked');
+      obj.program('sidecar_send').autoload = has('tcp_sendmsg_locked');
       const { maxSeries } = this.ctx.options.attribution;
       // room for the label sets, and for the overflow entries
       obj.setMaxEntries('tcp_connects', maxSeries + FAMILIES.length);
