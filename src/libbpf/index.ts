@@ -3,7 +3,7 @@ export { BpfObject, type Constant } from './object';
 export { BpfProgram, BPF_SK_MSG_VERDICT } from './program';
 export { BpfLink } from './link';
 export { cString, escapedText } from './text';
-export { BpfMap, MapType, UpdateFlags, numPossibleCpus, sumPerCpu, sumPerCpuArray, type MapEntry } from './map';
+export { BpfMap, MapType, UpdateFlags, numPossibleCpus, sumPerCpu, type MapEntry } from './map';
 export { RingBuffer } from './ringbuf';
 export { Btf, Kind } from './btf';
 export { bindLayout, Layout, LayoutError, type StructSpec, type FieldSpec } from './layout';

@@ -172,18 +172,12 @@ export class BpfMap {
   }
 }
 
-/** Sum of a u64 at offset over every CPU's copy in a per-CPU value buffer. */
+/** Sum of a u64 at offset over every CPU's copy in a per-CPU value buffer
+ * (as a number: exact to 2^53; summed as numbers, as a scrape sums many). */
 export function sumPerCpu(value: Buffer, stride: number, offset: number): number {
-  let sum = 0n;
-  for (let base = 0; base < value.length; base += stride) sum += value.readBigUInt64LE(base + offset);
-  return Number(sum);
-}
-
-/** Element-wise sum of count u64s at offset over every CPU's copy. */
-export function sumPerCpuArray(value: Buffer, stride: number, offset: number, count: number): number[] {
-  const sums = new Array<bigint>(count).fill(0n);
+  let sum = 0;
   for (let base = 0; base < value.length; base += stride) {
-    for (let i = 0; i < count; i++) sums[i]! += value.readBigUInt64LE(base + offset + 8 * i);
+    sum += value.readUInt32LE(base + offset + 4) * 0x1_0000_0000 + value.readUInt32LE(base + offset);
   }
-  return sums.map(Number);
+  return sum;
 }

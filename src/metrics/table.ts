@@ -10,7 +10,7 @@
 //   { name: 'bpfnet_tcp_connects_total', labels: ['family', 'result'],
 //     value: { array: 'results', label: 'result', values: CONNECT_RESULTS } }
 import type { Registry } from 'prom-client';
-import { cString, Layout, type BpfMap } from '../libbpf';
+import { cString, Layout, sumPerCpu, type BpfMap } from '../libbpf';
 import type { Labels } from './collected';
 import { formatValue, header, labelPairs, type Exposed, type Format } from './exposition';
 import { bucketBound, cumulativeBuckets, HIST_SLOTS } from './log2-histogram';
@@ -256,14 +256,6 @@ function sameValues(a: Float64Array, b: Float64Array): boolean {
   return true;
 }
 
-/** A u64 field summed over every CPU's copy of a value. */
-function perCpuSum(value: Buffer, stride: number, at: number): number {
-  if (value.length === stride) return u64At(value, at);
-  let sum = 0;
-  for (let base = 0; base < value.length; base += stride) sum += u64At(value, base + at);
-  return sum;
-}
-
 /** Adds n u64s at offset at of every CPU's copy of a value into into. */
 function addPerCpuArray(into: Float64Array, value: Buffer, stride: number, at: number, n: number): void {
   for (let base = 0; base < value.length; base += stride) {
@@ -393,7 +385,7 @@ export class TableMetric<F extends string> implements Exposed {
   private adder(stride: number): (e: Entry, into: Series[]) => void {
     const v = this.row.value;
     const layout = this.t.value();
-    const sum = (e: Entry, at: number) => perCpuSum(e.value, stride, at);
+    const sum = (e: Entry, at: number) => sumPerCpu(e.value, stride, at);
     if ('u64' in v) {
       const at = layout.offset(v.u64);
       return (e, [s]) => (s!.values[0]! += sum(e, at));
