@@ -58,6 +58,8 @@ start_config() { # config [exporter flags...]
     exporter-netns) start_exporter "$TRACER_CPU" "${own[@]}" --netns "/run/netns/$CHURN_NS" "$@" ;;
     exporter-sidecar) start_exporter "$TRACER_CPU" "${own[@]}" --sidecar-comm bench-sidecar "$@" ;;
     exporter=*) EXPORTER_ROOT=${cfg#exporter=} start_exporter "$TRACER_CPU" --probes connect,accept,close "$@" ;;
+    exporter-sidecar=*) EXPORTER_ROOT=${cfg#exporter-sidecar=} start_exporter "$TRACER_CPU" --probes connect,accept,close \
+      --sidecar-comm bench-sidecar "$@" ;;
     tcplife) start_tcplife "$TRACER_CPU"; TRACER_PID=$TCPLIFE_PID ;;
   esac
   [[ $cfg == exporter* ]] && TRACER_PID=$EXP_PID

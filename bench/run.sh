@@ -27,7 +27,8 @@
 # (timing a sidecar, --sidecar-comm, that the churn does not run: what the
 # sidecar programs cost every other connection), tcplife, and
 # exporter=DIR: the exporter of another built checkout (a git worktree with
-# a change to try), with the default probes. Part 2 times the exporter
+# a change to try), with the default probes; exporter-sidecar=DIR: the same
+# timing a sidecar, as exporter-sidecar. Part 2 times the exporter
 # configurations listed (exporter if none; the first two also side by
 # side), and tcplife when listed. --pods: the pod counts of part 5
 # (64,625). --scrapes: timed scrapes of part 3 (100) and of each exporter
@@ -87,7 +88,7 @@ IFS=, read -r -a CONFIG_LIST <<<"$CONFIGS"
 for c in "${CONFIG_LIST[@]}"; do
   case $c in
     baseline|exporter|exporter-noattr|exporter-connect|exporter-netns|exporter-sidecar|tcplife) ;;
-    exporter=*) [ -s "${c#exporter=}/build/js/src/cli.js" ] || die "--configs $c: no built exporter there (build/js/src/cli.js)" ;;
+    exporter=*|exporter-sidecar=*) [ -s "${c#*=}/build/js/src/cli.js" ] || die "--configs $c: no built exporter there (build/js/src/cli.js)" ;;
     *) die "--configs: unknown configuration $c; see --help" ;;
   esac
 done
