@@ -25,6 +25,9 @@ const volatile bool enable_close = false;
 const volatile bool enable_events = false;
 /* pair a sidecar proxy's inbound connections with its upstream ones */
 const volatile bool enable_sidecar = false;
+/* sidecars named by process id, by command (what sidecar lookups need) */
+const volatile bool sidecar_by_pid = false;
+const volatile bool sidecar_by_comm = false;
 /* what the aggregation maps are keyed by, besides family and role: the
  * owner's cgroup, the remote port of connects, the peer's pod */
 const volatile bool key_cgroup = false;
@@ -163,6 +166,9 @@ struct {
 	__type(value, struct sidecar_fork);
 } sidecar_forks SEC(".maps");
 
+/* set once sidecar_forks has an entry: until then no lookup is made */
+__u32 sidecar_forked = 0;
+
 /* the inbound connection a sidecar's thread last accepted or read from: the
  * one its next connect upstream serves (an event loop accepts, reads and
  * connects on one thread; a thread per connection reads and connects on
@@ -196,24 +202,47 @@ struct {
 	__type(value, struct upstream);
 } sidecar_upstreams SEC(".maps");
 
+/* sidecar_upstreams' entries by the port they go to (evicted ones stay
+ * counted): an accept on a port no sidecar connected to looks up nothing */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 65536);
+	__type(key, __u32);
+	__type(value, __u32);
+} sidecar_upstream_ports SEC(".maps");
+
 /* With sidecars: where each connecting socket of this host asked to go, by
  * its own address and port. A sidecar that NAT (a REDIRECT, as Istio and
  * Linkerd capture a pod's inbound traffic) handed a connection to finds
  * there the destination the client asked for: the one its connect upstream
- * for that connection goes to (on the pod's address or loopback). */
+ * for that connection goes to (on the pod's address or loopback).
+ *
+ * Every connect of the host writes one, so it is a direct-mapped cache in
+ * an ARRAY map (a slot by a hash of the client's end, plain stores: no
+ * lock, no allocation; an LRU hash's update cost every connect a third of
+ * what the sidecar mode cost it). A slot is needed only from the client's
+ * established to the sidecar's accept; a later connect of the same hash
+ * overwrites it. A check word over both ends tells a slot two CPUs wrote at
+ * once from a whole one. */
 struct endpoint {
 	__u8 addr[16];
 	__u16 port;
 	__u16 family;
 };
 
+struct destination_slot {
+	struct endpoint from; /* the client's end */
+	struct endpoint to;   /* where it asked to go */
+	__u32 check;
+};
+
+#define DESTINATION_SLOTS 16384
+
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 16384);
-	/* each CPU evicts from its own list: no lock shared by every connect */
-	__uint(map_flags, BPF_F_NO_COMMON_LRU);
-	__type(key, struct endpoint);
-	__type(value, struct endpoint);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, DESTINATION_SLOTS);
+	__type(key, __u32);
+	__type(value, struct destination_slot);
 } client_destinations SEC(".maps");
 
 /* A sidecar's inbound connections that NAT sent to it and that are not
@@ -438,17 +467,25 @@ static __always_inline bool same_comm(const char *a, const char *b)
 static __always_inline int current_sidecar(__u32 tgid)
 {
 	struct task_struct *task = bpf_get_current_task_btf();
-	char comm[16];
-	__u32 *idx = bpf_map_lookup_elem(&sidecar_pids, &tgid);
-
 	struct sidecar_fork *f;
+	char comm[16];
+	__u32 *idx;
 
-	if (idx)
-		return *idx < MAX_SIDECARS ? *idx : -1;
+	if (sidecar_by_pid) {
+		idx = bpf_map_lookup_elem(&sidecar_pids, &tgid);
+		if (idx)
+			return *idx < MAX_SIDECARS ? *idx : -1;
+	}
+	if (!sidecar_by_comm && !sidecar_forked)
+		return -1;
 	__builtin_memcpy(comm, task->comm, sizeof(comm));
-	f = bpf_map_lookup_elem(&sidecar_forks, &tgid);
-	if (f && same_comm(f->comm, comm))
-		return f->sidecar < MAX_SIDECARS ? f->sidecar : -1;
+	if (sidecar_forked) {
+		f = bpf_map_lookup_elem(&sidecar_forks, &tgid);
+		if (f && same_comm(f->comm, comm))
+			return f->sidecar < MAX_SIDECARS ? f->sidecar : -1;
+	}
+	if (!sidecar_by_comm)
+		return -1;
 	idx = bpf_map_lookup_elem(&sidecar_comms, comm);
 	return idx && *idx < MAX_SIDECARS ? *idx : -1;
 }
@@ -491,54 +528,109 @@ static __always_inline bool is_loopback(const __u8 *addr, __u8 family)
 	return !w[0] && !w[1] && !w[2] && w[3] == bpf_htonl(1);
 }
 
-/* With sidecars: a connection this host opened is established: where it
- * asked to go, by its own address and port, for a sidecar NAT hands it to.
- * Every connect of the host pays this: sk is tcp_state's BTF pointer, read
- * with plain loads. */
-static __always_inline void remember_destination(const struct sock *sk)
+/* A connection's addresses and ports, sk a BTF pointer (of a BTF-typed
+ * hook, or bpf_skc_to_tcp_sock()): plain loads. The local port is the bound
+ * one (skc_num), so not for a socket in CLOSE: read_tuple() is. */
+static __always_inline void btf_tuple(const struct sock *sk, struct tuple *t, __u8 family)
 {
-	struct endpoint ep = {}, dst = {};
-	__u8 family = family_of(sk);
-	__u32 *from = (__u32 *)ep.addr, *to = (__u32 *)dst.addr;
+	__u32 *l = (__u32 *)t->laddr, *r = (__u32 *)t->raddr;
 
-	ep.port = sk->__sk_common.skc_num; /* the local port, in host order */
-	ep.family = family;
-	dst.port = bpf_ntohs(sk->__sk_common.skc_dport);
-	dst.family = family;
+	__builtin_memset(t, 0, sizeof(*t));
+	t->lport = sk->__sk_common.skc_num;
+	t->rport = bpf_ntohs(sk->__sk_common.skc_dport);
 	if (sk->__sk_common.skc_family == AF_INET) {
-		from[0] = sk->__sk_common.skc_rcv_saddr;
-		to[0] = sk->__sk_common.skc_daddr;
+		l[0] = sk->__sk_common.skc_rcv_saddr;
+		r[0] = sk->__sk_common.skc_daddr;
 	} else if (!bpf_core_field_exists(sk->__sk_common.skc_v6_daddr)) {
 		return;
 	} else if (family == FAMILY_IPV4) {
-		from[0] = sk->__sk_common.skc_v6_rcv_saddr.in6_u.u6_addr32[3];
-		to[0] = sk->__sk_common.skc_v6_daddr.in6_u.u6_addr32[3];
+		l[0] = sk->__sk_common.skc_v6_rcv_saddr.in6_u.u6_addr32[3];
+		r[0] = sk->__sk_common.skc_v6_daddr.in6_u.u6_addr32[3];
 	} else {
 		for (int i = 0; i < 4; i++) {
-			from[i] = sk->__sk_common.skc_v6_rcv_saddr.in6_u.u6_addr32[i];
-			to[i] = sk->__sk_common.skc_v6_daddr.in6_u.u6_addr32[i];
+			l[i] = sk->__sk_common.skc_v6_rcv_saddr.in6_u.u6_addr32[i];
+			r[i] = sk->__sk_common.skc_v6_daddr.in6_u.u6_addr32[i];
 		}
 	}
-	bpf_map_update_elem(&client_destinations, &ep, &dst, BPF_ANY);
+}
+
+/* A multiplicative mix of an endpoint, for client_destinations. */
+static __always_inline __u32 endpoint_hash(const __u8 *addr, __u16 port, __u32 seed)
+{
+	const __u32 *w = (const __u32 *)addr;
+	__u64 h = seed;
+
+	for (int i = 0; i < 4; i++)
+		h = (h ^ w[i]) * 0x9E3779B97F4A7C15ULL;
+	h = (h ^ port) * 0x9E3779B97F4A7C15ULL;
+	return (__u32)(h >> 32);
+}
+
+/* The check word: the slot's other words folded, never 0 (an empty slot). */
+static __always_inline __u32 destination_check(const struct destination_slot *d)
+{
+	const __u32 *w = (const __u32 *)d;
+	__u32 x = 0x5bd1e995;
+
+	for (int i = 0; i < offsetof(struct destination_slot, check) / 4; i++)
+		x = (x ^ w[i]) * 0x01000193;
+	return x | 1;
+}
+
+/* With sidecars: a connection this host opened is established: where it
+ * asked to go, by its own address and port, for a sidecar NAT hands it to.
+ * Every connect of the host pays this: plain loads and stores. */
+static __always_inline void remember_destination(const struct sock *sk)
+{
+	__u8 family = family_of(sk);
+	struct destination_slot *d;
+	struct tuple t;
+	__u32 i;
+
+	btf_tuple(sk, &t, family);
+	i = endpoint_hash(t.laddr, t.lport, family) & (DESTINATION_SLOTS - 1);
+	d = bpf_map_lookup_elem(&client_destinations, &i);
+	if (!d)
+		return;
+	d->check = 0;
+	__builtin_memcpy(d->from.addr, t.laddr, sizeof(d->from.addr));
+	d->from.port = t.lport;
+	d->from.family = family;
+	__builtin_memcpy(d->to.addr, t.raddr, sizeof(d->to.addr));
+	d->to.port = t.rport;
+	d->to.family = family;
+	d->check = destination_check(d);
+}
+
+/* Where the client at addr, port asked to go, copied into to; false: not
+ * known (not a client of this host, or overwritten since). */
+static __always_inline bool client_destination(const __u8 *addr, __u16 port, __u8 family, struct endpoint *to)
+{
+	__u32 i = endpoint_hash(addr, port, family) & (DESTINATION_SLOTS - 1);
+	struct destination_slot *d = bpf_map_lookup_elem(&client_destinations, &i), got;
+
+	if (!d)
+		return false;
+	got = *d;
+	return got.check && got.check == destination_check(&got) && got.from.port == port &&
+	       got.from.family == family && same_addr(got.from.addr, addr) && (*to = got.to, true);
 }
 
 /* A sidecar accepted inbound connection c (four-tuple k): if NAT sent it
  * there from another destination, queue it under that destination's port. */
 static __always_inline void nat_enqueue(__u64 key, struct conn *c, const struct tuple *k, int idx, __u64 now)
 {
-	struct endpoint client = {.port = k->rport, .family = c->family};
 	struct nat_pending p = {.key = key, .id = c->id, .accepted_ns = now};
 	struct nat_slot slot = {.q = {.sidecar = idx, .family = c->family}};
 	struct nat_ends fresh = {}, *e;
-	struct endpoint *dst;
+	struct endpoint dst;
 
-	__builtin_memcpy(client.addr, k->raddr, sizeof(client.addr));
-	dst = bpf_map_lookup_elem(&client_destinations, &client);
 	/* a client not of this host, or one that asked for this very socket */
-	if (!dst || (dst->port == k->lport && same_addr(dst->addr, k->laddr)))
+	if (!client_destination(k->raddr, k->rport, c->family, &dst) ||
+	    (dst.port == k->lport && same_addr(dst.addr, k->laddr)))
 		return;
-	slot.q.port = dst->port;
-	__builtin_memcpy(p.addr, dst->addr, sizeof(p.addr));
+	slot.q.port = dst.port;
+	__builtin_memcpy(p.addr, dst.addr, sizeof(p.addr));
 	e = bpf_map_lookup_elem(&sidecar_nat_queues, &slot.q);
 	if (!e) {
 		bpf_map_update_elem(&sidecar_nat_queues, &slot.q, &fresh, BPF_NOEXIST);
@@ -548,7 +640,7 @@ static __always_inline void nat_enqueue(__u64 key, struct conn *c, const struct 
 	}
 	slot.seq = __sync_fetch_and_add(&e->tail, 1);
 	bpf_map_update_elem(&sidecar_nat_pending, &slot, &p, BPF_ANY);
-	c->nat_port = dst->port;
+	c->nat_port = dst.port;
 	c->nat_seq = slot.seq;
 }
 
@@ -634,9 +726,9 @@ static __always_inline void sidecar_connect(const struct sock *sk, struct conn *
 {
 	int idx = current_sidecar(tgid);
 	struct thread_inbound *t = NULL;
+	struct conn *in, *held;
 	struct sidecar_stats *st;
 	__u64 accepted_ns = 0;
-	struct conn *in;
 	struct tuple to;
 	__u8 family;
 
@@ -644,15 +736,23 @@ static __always_inline void sidecar_connect(const struct sock *sk, struct conn *
 		return;
 	c->sidecar = idx + 1;
 	c->side = SIDE_OUTBOUND;
+	if (!c->id)
+		c->id = next_conn_id();
 	in = thread_inbound(tid, &t);
 	family = family_of(sk);
-	read_tuple(sk, &to, family);
+	btf_tuple(sk, &to, family);
 	/* the thread's own connection when NAT took it from this port, else
 	 * the queue's oldest for this destination, else the thread's own */
-	if (in && t && in->nat_port == to.rport)
+	if (in && t && in->nat_port == to.rport) {
 		accepted_ns = t->accepted_ns;
-	else if ((in = nat_take(idx, family, &to, &accepted_ns)) == NULL && (in = thread_inbound(tid, &t)) && t)
-		accepted_ns = t->accepted_ns;
+	} else {
+		held = in;
+		in = nat_take(idx, family, &to, &accepted_ns);
+		if (!in && held && t) {
+			in = held;
+			accepted_ns = t->accepted_ns;
+		}
+	}
 	if (!in || !accepted_ns)
 		return;
 	in->forwarded = 1;
@@ -670,13 +770,22 @@ static __always_inline void sidecar_upstream(const struct sock *sk, const struct
 {
 	struct upstream u = {.connect_ns = c->start_ns, .inbound_id = c->parent_id, .sidecar = c->sidecar - 1};
 	struct tuple t, key;
+	__u32 port, *n;
 
-	read_tuple(sk, &t, c->family);
+	btf_tuple(sk, &t, c->family);
 	__builtin_memcpy(key.laddr, t.raddr, sizeof(key.laddr));
 	__builtin_memcpy(key.raddr, t.laddr, sizeof(key.raddr));
 	key.lport = t.rport;
 	key.rport = t.lport;
-	bpf_map_update_elem(&sidecar_upstreams, &key, &u, BPF_ANY);
+	if (bpf_map_update_elem(&sidecar_upstreams, &key, &u, BPF_NOEXIST)) {
+		/* the four-tuple again, its entry counted already */
+		bpf_map_update_elem(&sidecar_upstreams, &key, &u, BPF_ANY);
+		return;
+	}
+	port = key.lport;
+	n = bpf_map_lookup_elem(&sidecar_upstream_ports, &port);
+	if (n)
+		__sync_fetch_and_add(n, 1);
 }
 
 /* accept() returned connection c (socket key) in the current process: an
@@ -684,22 +793,29 @@ static __always_inline void sidecar_upstream(const struct sock *sk, const struct
  * an inbound one. */
 static __always_inline void sidecar_accept(__u64 key, struct conn *c, __u32 tgid, __u32 tid, __u64 now)
 {
-	struct thread_inbound t = {.key = key, .id = c->id, .accepted_ns = now};
+	struct thread_inbound t = {.key = key, .accepted_ns = now};
 	struct sidecar_stats *st;
+	__u32 port = c->lport, *n;
+	bool read = false;
 	struct upstream *u;
 	struct tuple k;
 	int idx;
 
-	read_tuple((const struct sock *)key, &k, c->family);
-	u = bpf_map_lookup_elem(&sidecar_upstreams, &k);
-	if (u) {
-		st = stats_of_sidecar(u->sidecar);
-		if (st)
-			hist_add(&st->upstream_ns, now - u->connect_ns);
-		/* the inbound connection is the parent of both its legs */
-		c->parent_id = u->inbound_id;
-		c->root_id = u->inbound_id;
-		bpf_map_delete_elem(&sidecar_upstreams, &k);
+	n = bpf_map_lookup_elem(&sidecar_upstream_ports, &port);
+	if (n && *n) {
+		read_tuple((const struct sock *)key, &k, c->family);
+		read = true;
+		u = bpf_map_lookup_elem(&sidecar_upstreams, &k);
+		if (u) {
+			st = stats_of_sidecar(u->sidecar);
+			if (st)
+				hist_add(&st->upstream_ns, now - u->connect_ns);
+			/* the inbound connection is the parent of both its legs */
+			c->parent_id = u->inbound_id;
+			c->root_id = u->inbound_id;
+			if (!bpf_map_delete_elem(&sidecar_upstreams, &k))
+				__sync_fetch_and_add(n, -1);
+		}
 	}
 	idx = current_sidecar(tgid);
 	if (idx < 0)
@@ -707,6 +823,11 @@ static __always_inline void sidecar_accept(__u64 key, struct conn *c, __u32 tgid
 	c->sidecar = idx + 1;
 	c->side = SIDE_INBOUND;
 	c->accepted_ns = now;
+	if (!c->id)
+		c->id = next_conn_id();
+	t.id = c->id;
+	if (!read)
+		read_tuple((const struct sock *)key, &k, c->family);
 	nat_enqueue(key, c, &k, idx, now);
 	bpf_map_update_elem(&sidecar_threads, &tid, &t, BPF_ANY);
 }
@@ -728,7 +849,8 @@ static __always_inline void on_syn_sent(const struct sock *sk, __u64 key)
 		c.cgroup = sock_cgroup_id(sk);
 	if (enable_events)
 		bpf_get_current_comm(c.comm, sizeof(c.comm));
-	if (enable_events || enable_sidecar)
+	/* with sidecars, only theirs need one: sidecar_connect() */
+	if (enable_events)
 		c.id = next_conn_id();
 	if (enable_sidecar)
 		sidecar_connect(sk, &c, tgid, (__u32)pid_tgid);
@@ -870,7 +992,8 @@ static __always_inline void on_passive_established(const struct sock *sk, __u64 
 	c.lport = sk->__sk_common.skc_num;
 	if (key_cgroup || enable_events)
 		c.cgroup = sock_cgroup_id(sk);
-	if (enable_events || enable_sidecar)
+	/* with sidecars, only theirs need one: sidecar_accept() */
+	if (enable_events)
 		c.id = next_conn_id();
 	track(key, &c);
 }
@@ -1208,6 +1331,8 @@ int BPF_PROG(sidecar_fork, struct task_struct *parent, struct task_struct *child
 		f.sidecar = in->sidecar - 1;
 		__builtin_memcpy(f.comm, child->comm, sizeof(f.comm));
 		bpf_map_update_elem(&sidecar_forks, &child_tgid, &f, BPF_ANY);
+		if (!sidecar_forked)
+			sidecar_forked = 1;
 	}
 	return 0;
 }

@@ -117,6 +117,8 @@ export class TcpLifecycle implements RunningComponent {
         enable_close: enabled.has('close'),
         enable_events: this.ctx.events !== undefined,
         enable_sidecar: sidecars.length > 0,
+        sidecar_by_pid: sidecars.some((s) => s.pids.length > 0),
+        sidecar_by_comm: sidecars.some((s) => s.comms.length > 0),
         key_cgroup: this.keys.cgroup,
         key_peer_port: this.keys.peerPort,
         key_peer: this.keys.peer,
