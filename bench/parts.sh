@@ -244,14 +244,17 @@ stats_round() { # round config address [config address]
 # Part 2, continued: what attaching the accept tracepoints costs every
 # system call of every process (outside any program's run time), from a
 # getppid() loop on the workload CPU: no tracing, the exporter with all its
-# probes, and with the connect probe only (no syscall tracepoints), in turns.
+# probes, and with the connect probe only (no syscall tracepoints), in turns;
+# and timing a sidecar (the getsockopt() tracepoints too) when
+# exporter-sidecar is among the configurations.
 part_syscall_cost() {
-  local rep cfg
+  local rep cfg cfgs=(baseline exporter exporter-connect)
+  [[ ,$CONFIGS, != *,exporter-sidecar,* ]] || cfgs+=(exporter-sidecar)
   log "part 2: cost added to every system call (getppid loop, $SYSCALL_REPS turns)"
   printf 'turn	config	ns_per_syscall
 ' >"$OUT/syscall.tsv"
   for ((rep = 1; rep <= SYSCALL_REPS; rep++)); do
-    for cfg in baseline exporter exporter-connect; do
+    for cfg in "${cfgs[@]}"; do
       start_config "$cfg"
       sleep 0.2
       printf '%s\t%s\t%s\n' "$rep" "$cfg" \

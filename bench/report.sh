@@ -150,7 +150,7 @@ syscall_table() {
   echo
   echo "| configuration | ns per getppid() | added |"
   echo "|---|---:|---:|"
-  for c in baseline exporter exporter-connect; do
+  for c in $(awk -F'\t' 'NR > 1 && !seen[$2]++ { print $2 }' "$f"); do
     med=$(col "$c" | median)
     printf '| %s | %.0f | %s |\n' "$c" "$med" "$([ $c = baseline ] && echo - || awk -v a="$base" -v b="$med" 'BEGIN { printf "%+.0f ns (%+.0f %%)", b - a, (b / a - 1) * 100 }')"
   done

@@ -616,18 +616,19 @@ static __always_inline bool client_destination(const __u8 *addr, __u16 port, __u
 	       got.from.family == family && same_addr(got.from.addr, addr) && (*to = got.to, true);
 }
 
-/* A sidecar accepted inbound connection c (four-tuple k): if NAT sent it
- * there from another destination, queue it under that destination's port. */
-static __always_inline void nat_enqueue(__u64 key, struct conn *c, const struct tuple *k, int idx, __u64 now)
+/* Sidecar idx's inbound connection c (socket key, four-tuple k), not
+ * queued yet, asked for dst: if NAT sent it there from another
+ * destination, queue it under that destination's port. */
+static __always_inline void nat_enqueue(__u64 key, struct conn *c, const struct tuple *k, int idx,
+					const struct endpoint *to)
 {
-	struct nat_pending p = {.key = key, .id = c->id, .accepted_ns = now};
+	struct nat_pending p = {.key = key, .id = c->id, .accepted_ns = c->accepted_ns};
 	struct nat_slot slot = {.q = {.sidecar = idx, .family = c->family}};
 	struct nat_ends fresh = {}, *e;
-	struct endpoint dst;
+	struct endpoint dst = *to;
 
-	/* a client not of this host, or one that asked for this very socket */
-	if (!client_destination(k->raddr, k->rport, c->family, &dst) ||
-	    (dst.port == k->lport && same_addr(dst.addr, k->laddr)))
+	/* one that asked for this very socket */
+	if (dst.port == k->lport && same_addr(dst.addr, k->laddr))
 		return;
 	slot.q.port = dst.port;
 	__builtin_memcpy(p.addr, dst.addr, sizeof(p.addr));
@@ -796,6 +797,7 @@ static __always_inline void sidecar_accept(__u64 key, struct conn *c, __u32 tgid
 	struct thread_inbound t = {.key = key, .accepted_ns = now};
 	struct sidecar_stats *st;
 	__u32 port = c->lport, *n;
+	struct endpoint dst;
 	bool read = false;
 	struct upstream *u;
 	struct tuple k;
@@ -828,7 +830,9 @@ static __always_inline void sidecar_accept(__u64 key, struct conn *c, __u32 tgid
 	t.id = c->id;
 	if (!read)
 		read_tuple((const struct sock *)key, &k, c->family);
-	nat_enqueue(key, c, &k, idx, now);
+	/* a client of this host: where it asked to go */
+	if (client_destination(k.raddr, k.rport, c->family, &dst))
+		nat_enqueue(key, c, &k, idx, &dst);
 	bpf_map_update_elem(&sidecar_threads, &tid, &t, BPF_ANY);
 }
 
@@ -1252,6 +1256,104 @@ SEC("tracepoint/syscalls/sys_exit_accept")
 int accept_exit(struct trace_event_raw_sys_exit *ctx)
 {
 	return ctx->ret < 0 ? 0 : on_accepted(sock_of_fd(ctx->ret));
+}
+
+/* A sidecar asked netfilter where NAT took its connection on socket key
+ * from (getsockopt SO_ORIGINAL_DST, as Envoy, Linkerd and HAProxy do), and
+ * got the socket address at addr, user memory: the destination its client
+ * asked for, known here also for a client of another host. Queued as
+ * nat_enqueue() does, unless it is already. */
+static __always_inline void sidecar_original_dst(__u64 key, const void *addr)
+{
+	struct {
+		__u16 family;
+		__u16 port; /* network order */
+		__u32 v4;   /* IPv4; IPv6: the flow label */
+		__u8 v6[16];
+	} sa;
+	struct endpoint dst = {};
+	struct conn *c;
+	struct tuple k;
+
+	c = sock_table_get(key);
+	if (!c || c->side != SIDE_INBOUND || c->forwarded || c->nat_port || !c->sidecar)
+		return;
+	if (bpf_probe_read_user(&sa, sizeof(sa), addr)) {
+		/* a struct sockaddr_in ends where the user's buffer may */
+		if (bpf_probe_read_user(&sa, 8, addr))
+			return;
+	}
+	if (sa.family == AF_INET && c->family == FAMILY_IPV4)
+		__builtin_memcpy(dst.addr, &sa.v4, 4);
+	else if (sa.family == AF_INET6 && c->family == FAMILY_IPV6)
+		__builtin_memcpy(dst.addr, sa.v6, sizeof(dst.addr));
+	else
+		return;
+	dst.port = bpf_ntohs(sa.port);
+	dst.family = c->family;
+	read_tuple((const struct sock *)key, &k, c->family);
+	nat_enqueue(key, c, &k, c->sidecar - 1, &dst);
+}
+
+/* netfilter answers SO_ORIGINAL_DST for IPv4 (SOL_IP) and IPv6 (SOL_IPV6) */
+#define SO_ORIGINAL_DST 80
+#define SOL_IP		0
+#define SOL_IPV6	41
+
+/* Where fexit works: netfilter's getsockopt() returned (the socket, its
+ * family, the option, the user's buffer, its length, the result). */
+SEC("fexit/nf_getsockopt")
+int BPF_PROG(sidecar_origdst_fexit, struct sock *sk, __u8 pf, int optval, char *opt, int *len, int ret)
+{
+	__u64 key;
+
+	if (ret || optval != SO_ORIGINAL_DST)
+		return 0;
+	bpf_probe_read_kernel(&key, sizeof(key), &ctx[0]);
+	sidecar_original_dst(key, opt);
+	return 0;
+}
+
+/* Elsewhere: the getsockopt() system call, its arguments kept by thread
+ * from its entry to its exit. */
+struct getsockopt_call {
+	__u64 optval;
+	int fd;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 1024);
+	__type(key, __u32);
+	__type(value, struct getsockopt_call);
+} getsockopt_calls SEC(".maps");
+
+SEC("tracepoint/syscalls/sys_enter_getsockopt")
+int sidecar_getsockopt_enter(struct trace_event_raw_sys_enter *ctx)
+{
+	struct getsockopt_call call = {.fd = (int)ctx->args[0], .optval = ctx->args[3]};
+	__u32 tid;
+
+	if ((ctx->args[1] != SOL_IP && ctx->args[1] != SOL_IPV6) || ctx->args[2] != SO_ORIGINAL_DST)
+		return 0;
+	tid = (__u32)bpf_get_current_pid_tgid();
+	bpf_map_update_elem(&getsockopt_calls, &tid, &call, BPF_ANY);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_exit_getsockopt")
+int sidecar_getsockopt_exit(struct trace_event_raw_sys_exit *ctx)
+{
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	struct getsockopt_call *call = bpf_map_lookup_elem(&getsockopt_calls, &tid), got;
+
+	if (!call)
+		return 0;
+	got = *call;
+	bpf_map_delete_elem(&getsockopt_calls, &tid);
+	if (ctx->ret == 0 && got.fd >= 0)
+		sidecar_original_dst(sock_of_fd(got.fd), (const void *)got.optval);
+	return 0;
 }
 
 /* A thread takes up a sidecar's inbound connection that is not forwarded

@@ -33,12 +33,19 @@ const CGROUP_NAMES = TCP_LIFECYCLE.structs.cgroup_names.fields.names;
 interface AcceptHook {
   name: string;
   programs: readonly ProgramName<Binding>[];
+  /** with sidecars, the same way: where a sidecar learns a connection's
+   * original destination (getsockopt SO_ORIGINAL_DST) */
+  sidecar: readonly ProgramName<Binding>[];
 }
 const ACCEPT_HOOKS: readonly AcceptHook[] = [
-  { name: 'fexit/inet_csk_accept', programs: ['accept_fexit'] },
-  { name: 'tracepoint/syscalls/sys_exit_accept{,4}', programs: ['accept4_exit', 'accept_exit'] },
+  { name: 'fexit/inet_csk_accept', programs: ['accept_fexit'], sidecar: ['sidecar_origdst_fexit'] },
+  {
+    name: 'tracepoint/syscalls/sys_exit_accept{,4}',
+    programs: ['accept4_exit', 'accept_exit'],
+    sidecar: ['sidecar_getsockopt_enter', 'sidecar_getsockopt_exit'],
+  },
 ];
-const NO_ACCEPT_HOOK: AcceptHook = { name: 'none', programs: [] };
+const NO_ACCEPT_HOOK: AcceptHook = { name: 'none', programs: [], sidecar: [] };
 
 export class TcpLifecycle implements RunningComponent {
   readonly status = new Map<string, ProbeStatus>();
@@ -140,7 +147,10 @@ export class TcpLifecycle implements RunningComponent {
       obj.setMaxEntries('tcp_accepts', this.ctx.options.acceptPortLimit + FAMILIES.length);
       obj.setMaxEntries('tcp_closes', maxSeries + FAMILIES.length * ROLES.length);
       obj.setMaxEntries('tcp_events', this.ctx.options.eventRingBytes);
-      for (const h of ACCEPT_HOOKS) for (const p of h.programs) obj.program(p).autoload = h === hook;
+      for (const h of ACCEPT_HOOKS) {
+        for (const p of h.programs) obj.program(p).autoload = h === hook;
+        for (const p of h.sidecar) obj.program(p).autoload = h === hook && sidecars.length > 0;
+      }
       obj.load();
       // what finds a map full counts under its overflow entry: all key
       // fields 0 but family (and role)
@@ -180,7 +190,10 @@ export class TcpLifecycle implements RunningComponent {
         .map(tryAttach)
         .find((e) => e !== undefined);
     if (stateErr) log.error('cannot attach program', { program: 'tcp_state', err: stateErr });
-    const acceptErr = hook.programs.map(tryAttach).find((e) => e !== undefined);
+    const acceptErr = [...hook.programs, ...hook.sidecar]
+      .filter((p) => obj.program(p).autoload)
+      .map(tryAttach)
+      .find((e) => e !== undefined);
     for (const p of enabled) {
       const reason = stateErr ?? (p === 'accept' ? acceptErr : undefined);
       this.status.set(p, reason ? { up: false, reason } : { up: true });

@@ -18,16 +18,23 @@
  *            started beforehand, through a pipe (nothing the kernel sees
  *            ties a connection to the thread that serves it).
  *
- *   sidecar-proxy -u UPSTREAM_PORT [-m loop|threads|reuse|connect-first|pool] [-d DELAY_MS]
+ * With -o, the accepting thread asks each connection's original
+ * destination (getsockopt SO_ORIGINAL_DST, as Envoy's original_dst
+ * listener filter does) and the connection goes to that port on loopback.
+ *
+ *   sidecar-proxy -u UPSTREAM_PORT [-m loop|threads|reuse|connect-first|pool] [-d DELAY_MS] [-o]
  *
  * Listens on an ephemeral port and prints "ready PORT"; runs until killed. */
-#include "net.h" /* bench/net.h: die, full, listen_loopback */
+#include "net.h"		  /* bench/net.h: die, full, listen_loopback */
+#include <linux/netfilter_ipv4.h> /* SO_ORIGINAL_DST */
 #include <pthread.h>
 #include <signal.h>
 
 #define MAX_REQUEST (1 << 20)
 
-static int upstream_port, delay_ms, reuse, connect_first, pool;
+static int upstream_port, delay_ms, reuse, connect_first, pool, original_dst;
+/* -o: each inbound descriptor's original destination port */
+static unsigned short original_port[65536];
 static int reuse_fd = -1; /* reuse: the one upstream connection, once made */
 
 /* reads until the peer's FIN (or len bytes); returns the count */
@@ -47,10 +54,11 @@ static ssize_t read_to_end(int fd, char *buf, size_t len)
 	return done;
 }
 
-static int connect_upstream(void)
+static int connect_upstream(int down)
 {
+	int port = original_dst ? original_port[down] : upstream_port;
 	struct sockaddr_in a = {
-		.sin_family = AF_INET, .sin_port = htons(upstream_port), .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+		.sin_family = AF_INET, .sin_port = htons(port), .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
 	int fd = socket(AF_INET, SOCK_STREAM, 0);
 
 	if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof(a)))
@@ -67,21 +75,21 @@ static void serve(int down)
 
 	if (connect_first) {
 		usleep(delay_ms * 1000);
-		up = connect_upstream();
+		up = connect_upstream(down);
 	}
 	n = read_to_end(down, req, MAX_REQUEST);
 	if (!connect_first)
 		usleep(delay_ms * 1000);
 	if (reuse) {
 		if (reuse_fd < 0)
-			reuse_fd = connect_upstream();
+			reuse_fd = connect_upstream(down);
 		/* the upstream echoes: the answer is as long as the request */
 		if (!full(reuse_fd, req, n, 1) || !full(reuse_fd, ans, n, 0))
 			die("reused upstream");
 		m = n;
 	} else {
 		if (up < 0)
-			up = connect_upstream();
+			up = connect_upstream(down);
 		if (!full(up, req, n, 1) || shutdown(up, SHUT_WR))
 			die("forward");
 		m = read_to_end(up, ans, MAX_REQUEST);
@@ -120,7 +128,7 @@ int main(int argc, char **argv)
 	int opt, lfd;
 	pthread_t t;
 
-	while ((opt = getopt(argc, argv, "u:m:d:")) != -1) {
+	while ((opt = getopt(argc, argv, "u:m:d:o")) != -1) {
 		switch (opt) {
 		case 'u':
 			upstream_port = atoi(optarg);
@@ -131,10 +139,13 @@ int main(int argc, char **argv)
 		case 'd':
 			delay_ms = atoi(optarg);
 			break;
+		case 'o':
+			original_dst = 1;
+			break;
 		default:
 			fprintf(stderr,
 				"usage: sidecar-proxy -u UPSTREAM_PORT [-m loop|threads|reuse|connect-first|pool] "
-				"[-d DELAY_MS]\n");
+				"[-d DELAY_MS] [-o]\n");
 			return 2;
 		}
 	}
@@ -166,6 +177,14 @@ int main(int argc, char **argv)
 			if (errno == EINTR || errno == ECONNABORTED)
 				continue;
 			die("accept");
+		}
+		if (original_dst) {
+			struct sockaddr_in o;
+			socklen_t olen = sizeof(o);
+
+			if (fd >= 65536 || getsockopt(fd, SOL_IP, SO_ORIGINAL_DST, &o, &olen))
+				die("SO_ORIGINAL_DST");
+			original_port[fd] = ntohs(o.sin_port);
 		}
 		if (pool) {
 			if (write(pool_pipe[1], &fd, sizeof(fd)) != sizeof(fd))

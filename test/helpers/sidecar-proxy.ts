@@ -22,9 +22,16 @@ export function buildSidecarProxy(): void {
 /** The proxy inside ns; resolves with its port once it listens. */
 export async function startSidecarProxy(
   ns: Netns,
-  opts: { mode: 'loop' | 'threads' | 'reuse' | 'connect-first' | 'pool'; delayMs: number; upstreamPort: number },
+  opts: {
+    mode: 'loop' | 'threads' | 'reuse' | 'connect-first' | 'pool';
+    delayMs: number;
+    upstreamPort: number;
+    /** ask each connection's original destination, and forward to its port */
+    originalDst?: boolean;
+  },
 ): Promise<{ port: number; stop: () => void }> {
-  const child = ns.spawn(PROXY, ['-m', opts.mode, '-d', String(opts.delayMs), '-u', String(opts.upstreamPort)]);
+  const args = ['-m', opts.mode, '-d', String(opts.delayMs), '-u', String(opts.upstreamPort)];
+  const child = ns.spawn(PROXY, opts.originalDst ? [...args, '-o'] : args);
   const port = await new Promise<number>((resolve, reject) => {
     let out = '';
     child.stdout!.on('data', (d) => {

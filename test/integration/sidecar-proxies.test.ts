@@ -13,7 +13,11 @@
 // of these models is one the kernel follows. A proxy whose threads take
 // connections through a pipe is followed only by the destination NAT
 // took a connection from: directly, its connections are all counted
-// unpaired.
+// unpaired. Clients of another host, whose connects the exporter never
+// sees (here: the client's source address translated on its way), are
+// paired by the original destination a proxy asks netfilter for
+// (getsockopt SO_ORIGINAL_DST): HAProxy does for an ACL on it, Envoy for
+// its original_dst listener filter (the test proxy's -o).
 import assert from 'node:assert/strict';
 import { execFileSync, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
@@ -30,6 +34,8 @@ const N = 20;
 /** the pod's port: the application's on loopback, the proxy's for the pod's address (REDIRECT) */
 const POD_PORT = 8080;
 const POD_ADDRESS = '10.99.0.2';
+/** the client namespace's connections to the pod leave from this address: another host's, to the exporter */
+const REMOTE_ADDRESS = '10.99.0.5';
 const DELAY_MS = 40; // the test proxy's wait before its connect: in (2^25, 2^26] ns
 const LE_33MS = '0.033554432';
 const LE_67MS = '0.067108864';
@@ -105,7 +111,8 @@ stream {
   return start(ns, 'nginx', 'nginx', ['-c', conf, '-e', 'stderr'], port);
 }
 
-function haproxy(ns: Netns, dir: string, upstream: number, mode: 'tcp' | 'http'): Promise<Proxy> {
+/** frontendRules: more lines of the frontend */
+function haproxy(ns: Netns, dir: string, upstream: number, mode: 'tcp' | 'http', frontendRules = ''): Promise<Proxy> {
   const port = nextPort++;
   const conf = path.join(dir, `haproxy-${port}.cfg`);
   fs.writeFileSync(
@@ -119,7 +126,7 @@ defaults
   timeout server 30s
 ${mode === 'http' ? '  http-reuse always\n' : ''}frontend fe
   bind :${port}
-  default_backend be
+${frontendRules}  default_backend be
 backend be
   server app 127.0.0.1:${upstream}
 `,
@@ -155,6 +162,7 @@ describe('sidecar timing with real proxies', function () {
     ns = createNetns('proxies');
     client = createNetns('proxy-client');
     client.veth('cl0', '10.99.0.1/24', ns, 'pod0', `${POD_ADDRESS}/24`);
+    client.run('ip', 'addr', 'add', `${REMOTE_ADDRESS}/24`, 'dev', 'cl0');
     exporter = await new RunningExporter(['--netns', ns.path, '--sidecar-comm', 'nginx,haproxy,socat,sidecar-proxy']).ready();
     app = await startServer(ns, { host: '127.0.0.1', port: 0, down: 300 });
     podApp = await startServer(ns, { host: '127.0.0.1', port: POD_PORT, down: 300 });
@@ -189,7 +197,15 @@ describe('sidecar timing with real proxies', function () {
   /** N connections to the proxy's port, or from the client namespace to
    * the pod's port, which a REDIRECT sends to the proxy; each gets the
    * application's 300 bytes. */
-  async function traffic(port: number, redirected: boolean): Promise<void> {
+  async function traffic(port: number, redirected: boolean, remote = false, parallel = false): Promise<void> {
+    if (remote) {
+      client.nft(`table ip bpfnet_remote {
+  chain postrouting {
+    type nat hook postrouting priority 100;
+    ip daddr ${POD_ADDRESS} tcp dport ${POD_PORT} snat to ${REMOTE_ADDRESS}
+  }
+}`);
+    }
     if (redirected) {
       ns.nft(`table ip bpfnet_sidecar {
   chain prerouting {
@@ -200,19 +216,22 @@ describe('sidecar timing with real proxies', function () {
     }
     try {
       const { results } = redirected
-        ? await runClient(client, { host: POD_ADDRESS, port: POD_PORT, connections: Array(N).fill({ up: 100 }) })
-        : await runClient(ns, { host: '127.0.0.1', port, connections: Array(N).fill({ up: 100 }) });
+        ? await runClient(client, { host: POD_ADDRESS, port: POD_PORT, connections: Array(N).fill({ up: 100 }), parallel })
+        : await runClient(ns, { host: '127.0.0.1', port, connections: Array(N).fill({ up: 100 }), parallel });
       assert.deepEqual(
         results.map((r) => r.received),
         Array(N).fill(300),
       );
     } finally {
       if (redirected) ns.run('nft', 'delete', 'table', 'ip', 'bpfnet_sidecar');
+      if (remote) client.run('nft', 'delete', 'table', 'ip', 'bpfnet_remote');
     }
   }
 
-  const ownProxy = (mode: 'connect-first' | 'pool') => (up: number) =>
-    startSidecarProxy(ns, { mode, delayMs: DELAY_MS, upstreamPort: up }).then((p) => ({ port: p.port, stop: async () => p.stop() }));
+  const ownProxy =
+    (mode: 'connect-first' | 'pool', originalDst = false) =>
+    (up: number): Promise<Proxy> =>
+      startSidecarProxy(ns, { mode, delayMs: DELAY_MS, upstreamPort: up, originalDst }).then((p) => ({ port: p.port, stop: async () => p.stop() }));
   /** each proxy; followed: whether the kernel follows it without NAT's help */
   const models: { name: string; comm: string; start: (upstream: number) => Promise<Proxy>; bucket: string; followed: boolean }[] = [
     { name: 'nginx with two workers', comm: 'nginx', start: (up) => nginx(ns, dir, up), bucket: LE_134MS, followed: true },
@@ -250,6 +269,72 @@ describe('sidecar timing with real proxies', function () {
         }
       });
     }
+  }
+
+  // all N at once: directly, followed as one at a time; behind a REDIRECT,
+  // each connection paired by the destination NAT took it from, whatever
+  // the proxy's threads do with it
+  for (const redirected of [false, true]) {
+    for (const model of models) {
+      const timed = redirected || model.followed;
+      it(`${timed ? 'times' : 'counts unpaired'} every connection of ${model.name} when ${N} arrive at once${redirected ? ' behind a REDIRECT' : ''}`, async function () {
+        const proxy = await model.start(redirected ? POD_PORT : app.port);
+        try {
+          const before = await exporter.scrape();
+          await traffic(proxy.port, redirected, false, true);
+          const m = await exporter.settle((x) => {
+            const c = counted(before, x, model.comm);
+            return c.accepted === N && c.timed + c.reused + c.unpaired === N;
+          });
+          const c = counted(before, m, model.comm);
+          assert.deepEqual(
+            { accepted: c.accepted, timed: c.timed, reused: c.reused, unpaired: c.unpaired },
+            { accepted: N, timed: timed ? N : 0, reused: 0, unpaired: timed ? 0 : N },
+          );
+        } finally {
+          await proxy.stop();
+        }
+      });
+    }
+  }
+
+  /** clients of another host, behind a REDIRECT: which proxies are timed */
+  const remoteModels: { name: string; comm: string; start: () => Promise<Proxy>; timed: boolean }[] = [
+    { name: 'threads started beforehand, given connections through a pipe', comm: 'sidecar-proxy', start: () => ownProxy('pool')(POD_PORT), timed: false },
+    {
+      name: "threads started beforehand that ask each connection's original destination",
+      comm: 'sidecar-proxy',
+      start: () => ownProxy('pool', true)(POD_PORT),
+      timed: true,
+    },
+    {
+      name: 'haproxy in mode tcp with four threads, which asks it for an ACL',
+      comm: 'haproxy',
+      // refused unless haproxy learned the port the client asked for
+      start: () => haproxy(ns, dir, POD_PORT, 'tcp', `  tcp-request connection reject unless { dst_port ${POD_PORT} }\n`),
+      timed: true,
+    },
+  ];
+  for (const model of remoteModels) {
+    it(`${model.timed ? 'times' : 'counts unpaired'} every connection of a client of another host, to ${model.name}, as a sidecar behind a REDIRECT`, async function () {
+      const proxy = await model.start();
+      try {
+        const before = await exporter.scrape();
+        await traffic(proxy.port, true, true);
+        const m = await exporter.settle((x) => {
+          const c = counted(before, x, model.comm);
+          return c.accepted === N && c.timed + c.reused + c.unpaired === N;
+        });
+        const c = counted(before, m, model.comm);
+        assert.deepEqual(
+          { accepted: c.accepted, timed: c.timed, reused: c.reused, unpaired: c.unpaired },
+          { accepted: N, timed: model.timed ? N : 0, reused: 0, unpaired: model.timed ? 0 : N },
+        );
+        if (model.timed && model.comm === 'sidecar-proxy' && !COUNTS_ONLY) assert.deepEqual([c[LE_33MS], c[LE_67MS]], [0, N]);
+      } finally {
+        await proxy.stop();
+      }
+    });
   }
 
   it('counts the connections haproxy in mode http forwards over a reused upstream connection, and times the ones it opened', async function () {
