@@ -1314,45 +1314,24 @@ int BPF_PROG(sidecar_origdst_fexit, struct sock *sk, __u8 pf, int optval, char *
 	return 0;
 }
 
-/* Elsewhere: the getsockopt() system call, its arguments kept by thread
- * from its entry to its exit. */
-struct getsockopt_call {
-	__u64 optval;
-	int fd;
-};
-
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 1024);
-	__type(key, __u32);
-	__type(value, struct getsockopt_call);
-} getsockopt_calls SEC(".maps");
-
-SEC("tracepoint/syscalls/sys_enter_getsockopt")
-int sidecar_getsockopt_enter(struct trace_event_raw_sys_enter *ctx)
-{
-	struct getsockopt_call call = {.fd = (int)ctx->args[0], .optval = ctx->args[3]};
-	__u32 tid;
-
-	if ((ctx->args[1] != SOL_IP && ctx->args[1] != SOL_IPV6) || ctx->args[2] != SO_ORIGINAL_DST)
-		return 0;
-	tid = (__u32)bpf_get_current_pid_tgid();
-	bpf_map_update_elem(&getsockopt_calls, &tid, &call, BPF_ANY);
-	return 0;
-}
-
+/* Elsewhere: the getsockopt() system call's exit, its arguments read from
+ * the registers the task entered with (no program on the entry of every
+ * system call). */
 SEC("tracepoint/syscalls/sys_exit_getsockopt")
 int sidecar_getsockopt_exit(struct trace_event_raw_sys_exit *ctx)
 {
-	__u32 tid = (__u32)bpf_get_current_pid_tgid();
-	struct getsockopt_call *call = bpf_map_lookup_elem(&getsockopt_calls, &tid), got;
+	struct pt_regs *regs;
+	long level, optname;
 
-	if (!call)
+	if (ctx->ret != 0)
 		return 0;
-	got = *call;
-	bpf_map_delete_elem(&getsockopt_calls, &tid);
-	if (ctx->ret == 0 && got.fd >= 0)
-		sidecar_original_dst(sock_of_fd(got.fd), (const void *)got.optval);
+	regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
+	level = PT_REGS_PARM2_CORE_SYSCALL(regs);
+	optname = PT_REGS_PARM3_CORE_SYSCALL(regs);
+	if (optname != SO_ORIGINAL_DST || (level != SOL_IP && level != SOL_IPV6))
+		return 0;
+	sidecar_original_dst(sock_of_fd((int)PT_REGS_PARM1_CORE_SYSCALL(regs)),
+			     (const void *)PT_REGS_PARM4_CORE_SYSCALL(regs));
 	return 0;
 }
 

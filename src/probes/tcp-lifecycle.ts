@@ -42,7 +42,7 @@ const ACCEPT_HOOKS: readonly AcceptHook[] = [
   {
     name: 'tracepoint/syscalls/sys_exit_accept{,4}',
     programs: ['accept4_exit', 'accept_exit'],
-    sidecar: ['sidecar_getsockopt_enter', 'sidecar_getsockopt_exit'],
+    sidecar: ['sidecar_getsockopt_exit'],
   },
 ];
 const NO_ACCEPT_HOOK: AcceptHook = { name: 'none', programs: [], sidecar: [] };

@@ -26,6 +26,7 @@ import path from 'node:path';
 import { runClient, startServer, type Server } from '../helpers/agent';
 import { RunningExporter } from '../helpers/exporter';
 import { createNetns, type Netns } from '../helpers/netns';
+import { OtlpReceiver } from '../helpers/otlp-receiver';
 import { requireRoot } from '../helpers/privileges';
 import type { Metrics } from '../helpers/prom-text';
 import { buildSidecarProxy, startSidecarProxy } from '../helpers/sidecar-proxy';
@@ -40,6 +41,9 @@ const DELAY_MS = 40; // the test proxy's wait before its connect: in (2^25, 2^26
 const LE_33MS = '0.033554432';
 const LE_67MS = '0.067108864';
 const LE_134MS = '0.134217728';
+/** OTLP span kinds */
+const SERVER = 2;
+const CLIENT = 3;
 /** set by the older kernels' run, under emulation */
 const COUNTS_ONLY = process.env.SIDECAR_TEST_COUNTS_ONLY === '1';
 
@@ -336,6 +340,60 @@ describe('sidecar timing with real proxies', function () {
       }
     });
   }
+
+  describe('spans', function () {
+    let receiver: OtlpReceiver;
+    let traced: RunningExporter;
+
+    before(async function () {
+      receiver = await new OtlpReceiver().start();
+      // another exporter, with spans (the one above runs without: the
+      // kernel then numbers a sidecar's connections only)
+      traced = await new RunningExporter(['--netns', ns.path, '--sidecar-comm', 'nginx,haproxy,socat,sidecar-proxy', '--otlp-endpoint', receiver.endpoint], {
+        OTEL_BSP_SCHEDULE_DELAY: '100',
+      }).ready();
+    });
+
+    after(async function () {
+      await traced?.stop();
+      await receiver?.stop();
+    });
+
+    // each model where the kernel follows it: directly, or behind a REDIRECT
+    for (const model of models) {
+      it(`makes each inbound span of ${model.name} the parent of its upstream span and of the application's${model.followed ? '' : ', behind a REDIRECT'}`, async function () {
+        const redirected = !model.followed;
+        const proxy = await model.start(redirected ? POD_PORT : app.port);
+        try {
+          const spansBefore = receiver.spans.length;
+          await traffic(proxy.port, redirected);
+          // per connection: the proxy's two, the application's, and the
+          // client's when it is in the namespace the exporter watches
+          const each = redirected ? 3 : 4;
+          const spans = (await receiver.waitFor((x) => x.length >= spansBefore + each * N)).slice(spansBefore);
+          const inbound = spans.filter((x) => x.kind === SERVER && x.attributes['network.local.port'] === proxy.port);
+          assert.equal(inbound.length, N);
+          for (const parent of inbound) {
+            assert.equal(parent.parentSpanId, '');
+            const children = spans.filter((x) => x.parentSpanId === parent.spanId);
+            assert.deepEqual(children.map((x) => [x.kind, x.traceId, x.attributes['process.executable.name']]).sort(), [
+              [SERVER, parent.traceId, 'test-server'],
+              [CLIENT, parent.traceId, model.comm],
+            ]);
+            const [out, accepted] = [children.find((x) => x.kind === CLIENT)!, children.find((x) => x.kind === SERVER)!];
+            // the two legs are one connection, seen from each end
+            assert.deepEqual(
+              [out.attributes['network.local.port'], out.attributes['network.peer.port']],
+              [accepted.attributes['network.peer.port'], accepted.attributes['network.local.port']],
+            );
+          }
+          assert.deepEqual(receiver.errors, []);
+        } finally {
+          await proxy.stop();
+        }
+      });
+    }
+  });
 
   it('counts the connections haproxy in mode http forwards over a reused upstream connection, and times the ones it opened', async function () {
     const http = await httpApp(ns);
