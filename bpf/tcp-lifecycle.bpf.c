@@ -57,6 +57,7 @@ struct conn {
 	__u64 id;	 /* events, sidecar: from conn_seq */
 	__u64 parent_id; /* sidecar: see struct conn_event */
 	__u64 root_id;
+	__u64 parent_key;  /* sidecar outbound: the inbound socket it serves */
 	__u64 accepted_ns; /* sidecar inbound: when accept() returned it */
 	__u64 cgroup;	   /* the owner's cgroup v2 id, with key_cgroup or events */
 	__u32 peer;	   /* client: the peer's pod on this node */
@@ -169,6 +170,17 @@ struct {
 /* set once sidecar_forks has an entry: until then no lookup is made */
 __u32 sidecar_forked = 0;
 
+/* The processes found to be sidecars, marked on their main thread: the
+ * receive and send hooks, which run for every socket's reads and writes,
+ * look no further in any other process (a task with no BPF storage at all
+ * is one pointer load). */
+struct {
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, __u8);
+} sidecar_processes SEC(".maps");
+
 /* the inbound connection a sidecar's thread last accepted or read from: the
  * one its next connect upstream serves (an event loop accepts, reads and
  * connects on one thread; a thread per connection reads and connects on
@@ -177,6 +189,8 @@ struct thread_inbound {
 	__u64 key; /* the inbound socket */
 	__u64 id;  /* its connection id, as the socket may be reused */
 	__u64 accepted_ns;
+	__u8 by_read; /* taken by a read, not just accepted (or inherited) */
+	__u8 pad[7];
 };
 
 struct {
@@ -234,8 +248,12 @@ struct destination_slot {
 	struct endpoint from; /* the client's end */
 	struct endpoint to;   /* where it asked to go */
 	__u32 check;
+	__u32 next; /* a set's first slot: the way its next record goes to */
 };
 
+/* four ways a set, filled in turn: a record is lost only to four later
+ * connects of its set before the sidecar accepts it */
+#define DESTINATION_WAYS  4
 #define DESTINATION_SLOTS 16384
 
 struct {
@@ -490,6 +508,23 @@ static __always_inline int current_sidecar(__u32 tgid)
 	return idx && *idx < MAX_SIDECARS ? *idx : -1;
 }
 
+/* The current process is sidecar idx's: marked for the receive and send
+ * hooks (for good: a process does not stop being one). */
+static __always_inline void mark_sidecar_process(void)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+
+	bpf_task_storage_get(&sidecar_processes, task->group_leader, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+}
+
+/* Whether the current process was marked a sidecar's. */
+static __always_inline bool in_sidecar_process(void)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+
+	return bpf_task_storage_get(&sidecar_processes, task->group_leader, 0, 0) != NULL;
+}
+
 static __always_inline struct sidecar_stats *stats_of_sidecar(__u32 idx)
 {
 	return bpf_map_lookup_elem(&sidecar_stats, &idx);
@@ -588,7 +623,11 @@ static __always_inline void remember_destination(const struct sock *sk)
 	__u32 i;
 
 	btf_tuple(sk, &t, family);
-	i = endpoint_hash(t.laddr, t.lport, family) & (DESTINATION_SLOTS - 1);
+	i = endpoint_hash(t.laddr, t.lport, family) & (DESTINATION_SLOTS - DESTINATION_WAYS);
+	d = bpf_map_lookup_elem(&client_destinations, &i);
+	if (!d)
+		return;
+	i += d->next++ & (DESTINATION_WAYS - 1);
 	d = bpf_map_lookup_elem(&client_destinations, &i);
 	if (!d)
 		return;
@@ -606,14 +645,22 @@ static __always_inline void remember_destination(const struct sock *sk)
  * known (not a client of this host, or overwritten since). */
 static __always_inline bool client_destination(const __u8 *addr, __u16 port, __u8 family, struct endpoint *to)
 {
-	__u32 i = endpoint_hash(addr, port, family) & (DESTINATION_SLOTS - 1);
-	struct destination_slot *d = bpf_map_lookup_elem(&client_destinations, &i), got;
+	__u32 set = endpoint_hash(addr, port, family) & (DESTINATION_SLOTS - DESTINATION_WAYS), i;
+	struct destination_slot *d, got;
 
-	if (!d)
-		return false;
-	got = *d;
-	return got.check && got.check == destination_check(&got) && got.from.port == port &&
-	       got.from.family == family && same_addr(got.from.addr, addr) && (*to = got.to, true);
+	for (int w = 0; w < DESTINATION_WAYS; w++) {
+		i = set + w;
+		d = bpf_map_lookup_elem(&client_destinations, &i);
+		if (!d)
+			return false;
+		got = *d;
+		if (got.check && got.check == destination_check(&got) && got.from.port == port &&
+		    got.from.family == family && same_addr(got.from.addr, addr)) {
+			*to = got.to;
+			return true;
+		}
+	}
+	return false;
 }
 
 /* Sidecar idx's inbound connection c (socket key, four-tuple k), not
@@ -682,7 +729,8 @@ static __always_inline void nat_forget(struct conn *c)
 /* The inbound connection of sidecar idx that NAT took from the destination
  * a connect goes to (its port; its address, or any when the connect goes
  * to loopback) and that waited longest, taken off its queue; NULL: none. */
-static __always_inline struct conn *nat_take(int idx, __u8 family, const struct tuple *to, __u64 *accepted_ns)
+static __always_inline struct conn *nat_take(int idx, __u8 family, const struct tuple *to, __u64 *accepted_ns,
+					     __u64 *key)
 {
 	struct nat_slot slot = {.q = {.sidecar = idx, .port = to->rport, .family = family}};
 	bool loopback = is_loopback(to->raddr, family);
@@ -714,6 +762,7 @@ static __always_inline struct conn *nat_take(int idx, __u8 family, const struct 
 		if (in && in->id == got.id && !in->forwarded) {
 			in->nat_port = 0;
 			*accepted_ns = got.accepted_ns;
+			*key = got.key;
 			return in;
 		}
 	}
@@ -729,12 +778,13 @@ static __always_inline void sidecar_connect(const struct sock *sk, struct conn *
 	struct thread_inbound *t = NULL;
 	struct conn *in, *held;
 	struct sidecar_stats *st;
-	__u64 accepted_ns = 0;
+	__u64 accepted_ns = 0, key = 0;
 	struct tuple to;
 	__u8 family;
 
 	if (idx < 0)
 		return;
+	mark_sidecar_process();
 	c->sidecar = idx + 1;
 	c->side = SIDE_OUTBOUND;
 	if (!c->id)
@@ -746,12 +796,14 @@ static __always_inline void sidecar_connect(const struct sock *sk, struct conn *
 	 * the queue's oldest for this destination, else the thread's own */
 	if (in && t && in->nat_port == to.rport) {
 		accepted_ns = t->accepted_ns;
+		key = t->key;
 	} else {
 		held = in;
-		in = nat_take(idx, family, &to, &accepted_ns);
+		in = nat_take(idx, family, &to, &accepted_ns, &key);
 		if (!in && held && t) {
 			in = held;
 			accepted_ns = t->accepted_ns;
+			key = t->key;
 		}
 	}
 	if (!in || !accepted_ns)
@@ -759,6 +811,7 @@ static __always_inline void sidecar_connect(const struct sock *sk, struct conn *
 	in->forwarded = 1;
 	nat_forget(in);
 	c->parent_id = in->id;
+	c->parent_key = key;
 	c->root_id = in->root_id ? in->root_id : in->id;
 	st = stats_of_sidecar(idx);
 	if (st)
@@ -794,7 +847,7 @@ static __always_inline void sidecar_upstream(const struct sock *sk, const struct
  * an inbound one. */
 static __always_inline void sidecar_accept(__u64 key, struct conn *c, __u32 tgid, __u32 tid, __u64 now)
 {
-	struct thread_inbound t = {.key = key, .accepted_ns = now};
+	struct thread_inbound t = {.key = key, .accepted_ns = now, .by_read = 0};
 	struct sidecar_stats *st;
 	__u32 port = c->lport, *n;
 	struct endpoint dst;
@@ -822,6 +875,7 @@ static __always_inline void sidecar_accept(__u64 key, struct conn *c, __u32 tgid
 	idx = current_sidecar(tgid);
 	if (idx < 0)
 		return;
+	mark_sidecar_process();
 	c->sidecar = idx + 1;
 	c->side = SIDE_INBOUND;
 	c->accepted_ns = now;
@@ -1338,8 +1392,11 @@ int sidecar_getsockopt_exit(struct trace_event_raw_sys_exit *ctx)
 /* A thread takes up a sidecar's inbound connection that is not forwarded
  * yet: its next connect (or send) upstream serves that connection. Unless
  * it has read bytes from it (then its request is what the thread works on
- * now), a thread that holds another connection not forwarded yet keeps
- * that one: an event loop tries reads on every connection it has. */
+ * now), a thread that holds another connection not forwarded yet, which it
+ * took by a read, keeps that one: an event loop tries reads on every
+ * connection it has. One it only accepted it may have handed to another
+ * thread (haproxy accepts several at a time and spreads them): a read of
+ * another takes over. */
 static __always_inline void sidecar_take(__u64 key, bool read_bytes)
 {
 	struct thread_inbound t, *held;
@@ -1353,7 +1410,7 @@ static __always_inline void sidecar_take(__u64 key, bool read_bytes)
 	held = bpf_map_lookup_elem(&sidecar_threads, &tid);
 	if (held && held->key == key && held->id == c->id)
 		return;
-	if (held && !read_bytes) {
+	if (held && !read_bytes && held->by_read) {
 		other = sock_table_get(held->key);
 		if (other && other->id == held->id && !other->forwarded)
 			return;
@@ -1361,6 +1418,8 @@ static __always_inline void sidecar_take(__u64 key, bool read_bytes)
 	t.key = key;
 	t.id = c->id;
 	t.accepted_ns = c->accepted_ns;
+	t.by_read = 1;
+	__builtin_memset(t.pad, 0, sizeof(t.pad));
 	bpf_map_update_elem(&sidecar_threads, &tid, &t, BPF_ANY);
 }
 
@@ -1372,6 +1431,8 @@ int BPF_PROG(sidecar_recv, struct sock *sk, int ret, int flags)
 {
 	__u64 key;
 
+	if (!in_sidecar_process())
+		return 0;
 	bpf_probe_read_kernel(&key, sizeof(key), &ctx[0]);
 	sidecar_take(key, ret > 0);
 	return 0;
@@ -1384,6 +1445,8 @@ int BPF_PROG(sidecar_read, struct sock *sk)
 {
 	__u64 key;
 
+	if (!in_sidecar_process())
+		return 0;
 	bpf_probe_read_kernel(&key, sizeof(key), &ctx[0]);
 	sidecar_take(key, true);
 	return 0;
@@ -1414,6 +1477,7 @@ int BPF_PROG(sidecar_fork, struct task_struct *parent, struct task_struct *child
 		bpf_map_update_elem(&sidecar_forks, &child_tgid, &f, BPF_ANY);
 		if (!sidecar_forked)
 			sidecar_forked = 1;
+		bpf_task_storage_get(&sidecar_processes, child, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
 	}
 	return 0;
 }
@@ -1429,6 +1493,8 @@ int BPF_PROG(sidecar_send, struct sock *sk)
 	struct conn *c, *in;
 	__u64 key;
 
+	if (!in_sidecar_process())
+		return 0;
 	bpf_probe_read_kernel(&key, sizeof(key), &ctx[0]);
 	c = sock_table_get(key);
 	if (!c || c->side != SIDE_OUTBOUND)
@@ -1436,6 +1502,14 @@ int BPF_PROG(sidecar_send, struct sock *sk)
 	in = thread_inbound((__u32)bpf_get_current_pid_tgid(), &t);
 	if (!in || !t || c->start_ns >= t->accepted_ns)
 		return 0;
+	/* the connection it was opened for is still open, and another: its
+	 * data, not a reuse (a thread that serves several at once) */
+	if (c->parent_key && c->parent_key != t->key) {
+		struct conn *first = sock_table_get(c->parent_key);
+
+		if (first && first->id == c->parent_id)
+			return 0;
+	}
 	in->forwarded = 1;
 	nat_forget(in);
 	st = stats_of_sidecar(c->sidecar - 1);

@@ -140,7 +140,7 @@ backend be
 
 function socat(ns: Netns, upstream: number): Promise<Proxy> {
   const port = nextPort++;
-  return start(ns, 'socat', 'socat', ['-t', '5', `TCP-LISTEN:${port},fork,reuseaddr`, `TCP:127.0.0.1:${upstream}`], port);
+  return start(ns, 'socat', 'socat', ['-t', '5', `TCP-LISTEN:${port},fork,reuseaddr,backlog=64`, `TCP:127.0.0.1:${upstream}`], port);
 }
 
 /** An HTTP application answering every request with 300 bytes, keeping connections open. */
@@ -275,13 +275,19 @@ describe('sidecar timing with real proxies', function () {
     }
   }
 
-  // all N at once: directly, followed as one at a time; behind a REDIRECT,
-  // each connection paired by the destination NAT took it from, whatever
-  // the proxy's threads do with it
+  // all N at once. Behind a REDIRECT each connection is paired by the
+  // destination NAT took it from, whatever the proxy's threads do with it;
+  // except the pool's: connects take NAT's connections in the order they
+  // came, and a worker whose wait ends before an earlier one's serves and
+  // closes its connection while it is still queued. Directly, threads that
+  // serve several connections at once can take up one another's. Where
+  // the pairing is not certain, the sum is exact (and none reused)
   for (const redirected of [false, true]) {
     for (const model of models) {
       const timed = redirected || model.followed;
-      it(`${timed ? 'times' : 'counts unpaired'} every connection of ${model.name} when ${N} arrive at once${redirected ? ' behind a REDIRECT' : ''}`, async function () {
+      const certain = redirected ? model.followed : !model.followed;
+      const what = !certain ? 'counts, timed or unpaired,' : timed ? 'times' : 'counts unpaired';
+      it(`${what} every connection of ${model.name} when ${N} arrive at once${redirected ? ' behind a REDIRECT' : ''}`, async function () {
         const proxy = await model.start(redirected ? POD_PORT : app.port);
         try {
           const before = await exporter.scrape();
@@ -291,6 +297,10 @@ describe('sidecar timing with real proxies', function () {
             return c.accepted === N && c.timed + c.reused + c.unpaired === N;
           });
           const c = counted(before, m, model.comm);
+          if (!certain) {
+            assert.deepEqual({ accepted: c.accepted, reused: c.reused, sum: c.timed + c.unpaired }, { accepted: N, reused: 0, sum: N });
+            return;
+          }
           assert.deepEqual(
             { accepted: c.accepted, timed: c.timed, reused: c.reused, unpaired: c.unpaired },
             { accepted: N, timed: timed ? N : 0, reused: 0, unpaired: timed ? 0 : N },
