@@ -232,6 +232,30 @@ describe('sidecar timing with real proxies', function () {
     }
   }
 
+  /** Starts a proxy, sends its traffic, and returns what its sidecar
+   * counted once every connection it accepted is accounted for. */
+  async function proxied(
+    start: () => Promise<Proxy>,
+    comm: string,
+    how: { redirected: boolean; remote?: boolean; parallel?: boolean },
+  ): Promise<ReturnType<typeof counted>> {
+    const proxy = await start();
+    try {
+      const before = await exporter.scrape();
+      await traffic(proxy.port, how.redirected, how.remote, how.parallel);
+      const m = await exporter.settle((x) => {
+        const c = counted(before, x, comm);
+        return c.accepted === N && c.timed + c.reused + c.unpaired === N;
+      });
+      return counted(before, m, comm);
+    } finally {
+      await proxy.stop();
+    }
+  }
+  const counts = (c: ReturnType<typeof counted>) => ({ accepted: c.accepted, timed: c.timed, reused: c.reused, unpaired: c.unpaired });
+  /** all N timed, or all N unpaired */
+  const every = (timed: boolean) => ({ accepted: N, timed: timed ? N : 0, reused: 0, unpaired: timed ? 0 : N });
+
   const ownProxy =
     (mode: 'connect-first' | 'pool', originalDst = false) =>
     (up: number): Promise<Proxy> =>
@@ -249,28 +273,14 @@ describe('sidecar timing with real proxies', function () {
     for (const model of models) {
       const timed = redirected || model.followed;
       it(`${timed ? 'times every connection' : 'counts every connection unpaired'} of ${model.name}${redirected ? ', as a sidecar behind a REDIRECT' : ''}`, async function () {
-        const proxy = await model.start(redirected ? POD_PORT : app.port);
-        try {
-          const before = await exporter.scrape();
-          await traffic(proxy.port, redirected);
-          const m = await exporter.settle((x) => {
-            const c = counted(before, x, model.comm);
-            return c.accepted === N && c.timed + c.reused + c.unpaired === N;
-          });
-          const c = counted(before, m, model.comm);
-          assert.deepEqual(
-            { accepted: c.accepted, timed: c.timed, reused: c.reused, unpaired: c.unpaired },
-            { accepted: N, timed: timed ? N : 0, reused: 0, unpaired: timed ? 0 : N },
-          );
-          // the forward took the proxy's own time: the test proxy's wait, in
-          // its bucket; the others' next to nothing (not where emulation
-          // stretches time: test/integration/older-kernels.test.ts)
-          if (!timed || COUNTS_ONLY) return;
-          if (model.bucket === LE_67MS) assert.deepEqual([c[LE_33MS], c[LE_67MS]], [0, N]);
-          else assert.equal(c[LE_134MS], N);
-        } finally {
-          await proxy.stop();
-        }
+        const c = await proxied(() => model.start(redirected ? POD_PORT : app.port), model.comm, { redirected });
+        assert.deepEqual(counts(c), every(timed));
+        // the forward took the proxy's own time: the test proxy's wait, in
+        // its bucket; the others' next to nothing (not where emulation
+        // stretches time: test/integration/older-kernels.test.ts)
+        if (!timed || COUNTS_ONLY) return;
+        if (model.bucket === LE_67MS) assert.deepEqual([c[LE_33MS], c[LE_67MS]], [0, N]);
+        else assert.equal(c[LE_134MS], N);
       });
     }
   }
@@ -288,26 +298,9 @@ describe('sidecar timing with real proxies', function () {
       const certain = redirected ? model.followed : !model.followed;
       const what = !certain ? 'counts, timed or unpaired,' : timed ? 'times' : 'counts unpaired';
       it(`${what} every connection of ${model.name} when ${N} arrive at once${redirected ? ' behind a REDIRECT' : ''}`, async function () {
-        const proxy = await model.start(redirected ? POD_PORT : app.port);
-        try {
-          const before = await exporter.scrape();
-          await traffic(proxy.port, redirected, false, true);
-          const m = await exporter.settle((x) => {
-            const c = counted(before, x, model.comm);
-            return c.accepted === N && c.timed + c.reused + c.unpaired === N;
-          });
-          const c = counted(before, m, model.comm);
-          if (!certain) {
-            assert.deepEqual({ accepted: c.accepted, reused: c.reused, sum: c.timed + c.unpaired }, { accepted: N, reused: 0, sum: N });
-            return;
-          }
-          assert.deepEqual(
-            { accepted: c.accepted, timed: c.timed, reused: c.reused, unpaired: c.unpaired },
-            { accepted: N, timed: timed ? N : 0, reused: 0, unpaired: timed ? 0 : N },
-          );
-        } finally {
-          await proxy.stop();
-        }
+        const c = await proxied(() => model.start(redirected ? POD_PORT : app.port), model.comm, { redirected, parallel: true });
+        if (certain) assert.deepEqual(counts(c), every(timed));
+        else assert.deepEqual({ accepted: c.accepted, reused: c.reused, sum: c.timed + c.unpaired }, { accepted: N, reused: 0, sum: N });
       });
     }
   }
@@ -331,23 +324,9 @@ describe('sidecar timing with real proxies', function () {
   ];
   for (const model of remoteModels) {
     it(`${model.timed ? 'times' : 'counts unpaired'} every connection of a client of another host, to ${model.name}, as a sidecar behind a REDIRECT`, async function () {
-      const proxy = await model.start();
-      try {
-        const before = await exporter.scrape();
-        await traffic(proxy.port, true, true);
-        const m = await exporter.settle((x) => {
-          const c = counted(before, x, model.comm);
-          return c.accepted === N && c.timed + c.reused + c.unpaired === N;
-        });
-        const c = counted(before, m, model.comm);
-        assert.deepEqual(
-          { accepted: c.accepted, timed: c.timed, reused: c.reused, unpaired: c.unpaired },
-          { accepted: N, timed: model.timed ? N : 0, reused: 0, unpaired: model.timed ? 0 : N },
-        );
-        if (model.timed && model.comm === 'sidecar-proxy' && !COUNTS_ONLY) assert.deepEqual([c[LE_33MS], c[LE_67MS]], [0, N]);
-      } finally {
-        await proxy.stop();
-      }
+      const c = await proxied(model.start, model.comm, { redirected: true, remote: true });
+      assert.deepEqual(counts(c), every(model.timed));
+      if (model.timed && model.comm === 'sidecar-proxy' && !COUNTS_ONLY) assert.deepEqual([c[LE_33MS], c[LE_67MS]], [0, N]);
     });
   }
 
