@@ -645,11 +645,18 @@ static __always_inline void remember_destination(const struct sock *sk)
  * known (not a client of this host, or overwritten since). */
 static __always_inline bool client_destination(const __u8 *addr, __u16 port, __u8 family, struct endpoint *to)
 {
-	__u32 set = endpoint_hash(addr, port, family) & (DESTINATION_SLOTS - DESTINATION_WAYS), i;
+	__u32 set = endpoint_hash(addr, port, family) & (DESTINATION_SLOTS - DESTINATION_WAYS), i, next;
 	struct destination_slot *d, got;
 
-	for (int w = 0; w < DESTINATION_WAYS; w++) {
-		i = set + w;
+	d = bpf_map_lookup_elem(&client_destinations, &set);
+	if (!d)
+		return false;
+	next = d->next;
+	/* the newest first: the kernel gives one local port to connects to
+	 * different destinations, and the one accepted now most likely
+	 * connected last */
+	for (int w = 1; w <= DESTINATION_WAYS; w++) {
+		i = set + ((next - w) & (DESTINATION_WAYS - 1));
 		d = bpf_map_lookup_elem(&client_destinations, &i);
 		if (!d)
 			return false;
