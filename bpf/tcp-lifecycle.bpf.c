@@ -679,13 +679,12 @@ static __always_inline void nat_enqueue(__u64 key, struct conn *c, const struct 
 	struct nat_pending p = {.key = key, .id = c->id, .accepted_ns = c->accepted_ns};
 	struct nat_slot slot = {.q = {.sidecar = idx, .family = c->family}};
 	struct nat_ends fresh = {}, *e;
-	struct endpoint dst = *to;
 
 	/* one that asked for this very socket */
-	if (dst.port == k->lport && same_addr(dst.addr, k->laddr))
+	if (to->port == k->lport && same_addr(to->addr, k->laddr))
 		return;
-	slot.q.port = dst.port;
-	__builtin_memcpy(p.addr, dst.addr, sizeof(p.addr));
+	slot.q.port = to->port;
+	__builtin_memcpy(p.addr, to->addr, sizeof(p.addr));
 	e = bpf_map_lookup_elem(&sidecar_nat_queues, &slot.q);
 	if (!e) {
 		bpf_map_update_elem(&sidecar_nat_queues, &slot.q, &fresh, BPF_NOEXIST);
@@ -695,7 +694,7 @@ static __always_inline void nat_enqueue(__u64 key, struct conn *c, const struct 
 	}
 	slot.seq = __sync_fetch_and_add(&e->tail, 1);
 	bpf_map_update_elem(&sidecar_nat_pending, &slot, &p, BPF_ANY);
-	c->nat_port = dst.port;
+	c->nat_port = to->port;
 	c->nat_seq = slot.seq;
 }
 
@@ -1467,7 +1466,7 @@ SEC("tp_btf/sched_process_fork")
 int BPF_PROG(sidecar_fork, struct task_struct *parent, struct task_struct *child)
 {
 	struct sidecar_fork f = {};
-	struct thread_inbound *t;
+	struct thread_inbound *t, inherited;
 	__u32 tid = parent->pid, child_tid = child->pid, child_tgid = child->tgid;
 	struct conn *in;
 
@@ -1477,7 +1476,10 @@ int BPF_PROG(sidecar_fork, struct task_struct *parent, struct task_struct *child
 	in = sock_table_get(t->key);
 	if (!in || in->id != t->id || in->forwarded)
 		return 0;
-	bpf_map_update_elem(&sidecar_threads, &child_tid, t, BPF_ANY);
+	/* held, not read by the new task itself */
+	inherited = *t;
+	inherited.by_read = 0;
+	bpf_map_update_elem(&sidecar_threads, &child_tid, &inherited, BPF_ANY);
 	if (child_tgid != parent->tgid) {
 		f.sidecar = in->sidecar - 1;
 		__builtin_memcpy(f.comm, child->comm, sizeof(f.comm));

@@ -5,10 +5,12 @@
 // for every inbound one; connect-first: a thread per connection that
 // connects upstream before it reads; pool: the same on threads started
 // beforehand). Built once per run with clang.
+import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Netns } from './netns';
+import type { ReceivedSpan } from './otlp-receiver';
 
 const ROOT = path.resolve(__dirname, '..', '..', '..', '..');
 const PROXY = path.join(ROOT, 'build', 'test-bin', 'sidecar-proxy');
@@ -42,4 +44,31 @@ export async function startSidecarProxy(
     child.on('exit', (code) => reject(new Error(`sidecar-proxy exited ${code}`)));
   });
   return { port, stop: () => child.kill('SIGKILL') };
+}
+
+const SERVER = 2; // OTLP span kinds
+const CLIENT = 3;
+
+/** Asserts the traces of n connections a sidecar (command comm) forwarded
+ * from its port to the test server: each inbound span a root, parent of the
+ * proxy's upstream span and of the application's accepted span, in its
+ * trace, the two legs one connection seen from each end. Returns each
+ * inbound span with its upstream child. */
+export function assertSidecarTraces(spans: ReceivedSpan[], port: number, comm: string, n: number): { parent: ReceivedSpan; out: ReceivedSpan }[] {
+  const inbound = spans.filter((s) => s.kind === SERVER && s.attributes['network.local.port'] === port);
+  assert.equal(inbound.length, n);
+  return inbound.map((parent) => {
+    assert.equal(parent.parentSpanId, '');
+    const children = spans.filter((s) => s.parentSpanId === parent.spanId);
+    assert.deepEqual(children.map((s) => [s.kind, s.traceId, s.attributes['process.executable.name']]).sort(), [
+      [SERVER, parent.traceId, 'test-server'],
+      [CLIENT, parent.traceId, comm],
+    ]);
+    const [out, accepted] = [children.find((s) => s.kind === CLIENT)!, children.find((s) => s.kind === SERVER)!];
+    assert.deepEqual(
+      [out.attributes['network.local.port'], out.attributes['network.peer.port']],
+      [accepted.attributes['network.peer.port'], accepted.attributes['network.local.port']],
+    );
+    return { parent, out };
+  });
 }

@@ -29,7 +29,7 @@ import { createNetns, type Netns } from '../helpers/netns';
 import { OtlpReceiver } from '../helpers/otlp-receiver';
 import { requireRoot } from '../helpers/privileges';
 import type { Metrics } from '../helpers/prom-text';
-import { buildSidecarProxy, startSidecarProxy } from '../helpers/sidecar-proxy';
+import { assertSidecarTraces, buildSidecarProxy, startSidecarProxy } from '../helpers/sidecar-proxy';
 
 const N = 20;
 /** the pod's port: the application's on loopback, the proxy's for the pod's address (REDIRECT) */
@@ -41,9 +41,6 @@ const DELAY_MS = 40; // the test proxy's wait before its connect: in (2^25, 2^26
 const LE_33MS = '0.033554432';
 const LE_67MS = '0.067108864';
 const LE_134MS = '0.134217728';
-/** OTLP span kinds */
-const SERVER = 2;
-const CLIENT = 3;
 /** set by the older kernels' run, under emulation */
 const COUNTS_ONLY = process.env.SIDECAR_TEST_COUNTS_ONLY === '1';
 
@@ -360,22 +357,7 @@ describe('sidecar timing with real proxies', function () {
           // client's when it is in the namespace the exporter watches
           const each = redirected ? 3 : 4;
           const spans = (await receiver.waitFor((x) => x.length >= spansBefore + each * N)).slice(spansBefore);
-          const inbound = spans.filter((x) => x.kind === SERVER && x.attributes['network.local.port'] === proxy.port);
-          assert.equal(inbound.length, N);
-          for (const parent of inbound) {
-            assert.equal(parent.parentSpanId, '');
-            const children = spans.filter((x) => x.parentSpanId === parent.spanId);
-            assert.deepEqual(children.map((x) => [x.kind, x.traceId, x.attributes['process.executable.name']]).sort(), [
-              [SERVER, parent.traceId, 'test-server'],
-              [CLIENT, parent.traceId, model.comm],
-            ]);
-            const [out, accepted] = [children.find((x) => x.kind === CLIENT)!, children.find((x) => x.kind === SERVER)!];
-            // the two legs are one connection, seen from each end
-            assert.deepEqual(
-              [out.attributes['network.local.port'], out.attributes['network.peer.port']],
-              [accepted.attributes['network.peer.port'], accepted.attributes['network.local.port']],
-            );
-          }
+          assertSidecarTraces(spans, proxy.port, model.comm, N);
           assert.deepEqual(receiver.errors, []);
         } finally {
           await proxy.stop();

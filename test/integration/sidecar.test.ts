@@ -12,16 +12,14 @@ import { createNetns, type Netns } from '../helpers/netns';
 import { OtlpReceiver } from '../helpers/otlp-receiver';
 import { requireRoot } from '../helpers/privileges';
 import type { Metrics } from '../helpers/prom-text';
-import { buildSidecarProxy, startSidecarProxy } from '../helpers/sidecar-proxy';
+import { assertSidecarTraces, buildSidecarProxy, startSidecarProxy } from '../helpers/sidecar-proxy';
 import { Kind, vmlinuxBtf } from '../../src/libbpf';
 
 const SIDECAR = { sidecar: 'sidecar-proxy' };
 const LE_16MS = '0.016777216'; // 2^24 ns
 const LE_33MS = '0.033554432'; // 2^25 ns
-const CLIENT = 3;
 // reuse is seen where the kernel traces sends (tcp:tcp_sendmsg_locked, 6.2+)
 const SEES_REUSE = vmlinuxBtf().find('btf_trace_tcp_sendmsg_locked', Kind.Typedef) !== undefined;
-const SERVER = 2;
 
 /** Cumulative bucket counts and the count a histogram gained since before. */
 function gained(before: Metrics, m: Metrics, name: string): Record<string, number> {
@@ -78,21 +76,7 @@ describe('sidecar latency', function () {
         // the proxy's inbound span, parent of its upstream span and of the
         // application's accepted span
         const spans = (await receiver.waitFor((s) => s.length >= spansBefore + 4 * n)).slice(spansBefore);
-        const inbound = spans.filter((s) => s.kind === SERVER && s.attributes['network.local.port'] === proxy.port);
-        assert.equal(inbound.length, n);
-        for (const parent of inbound) {
-          assert.equal(parent.parentSpanId, '');
-          const children = spans.filter((s) => s.parentSpanId === parent.spanId);
-          assert.deepEqual(children.map((s) => [s.kind, s.traceId, s.attributes['process.executable.name']]).sort(), [
-            [SERVER, parent.traceId, 'test-server'],
-            [CLIENT, parent.traceId, 'sidecar-proxy'],
-          ]);
-          const [out, accepted] = [children.find((s) => s.kind === CLIENT)!, children.find((s) => s.kind === SERVER)!];
-          // the two legs are one connection, seen from each end
-          assert.deepEqual(
-            [out.attributes['network.local.port'], out.attributes['network.peer.port']],
-            [accepted.attributes['network.peer.port'], accepted.attributes['network.local.port']],
-          );
+        for (const { parent, out } of assertSidecarTraces(spans, proxy.port, 'sidecar-proxy', n)) {
           assert.ok(out.startNs - parent.startNs >= 20_000_000n, 'the upstream connect started after the 20 ms wait');
         }
         assert.deepEqual(receiver.errors, []);
