@@ -42,6 +42,7 @@ import { cgroup2Mount } from '../../src/system';
 import { AgentProcess } from './agent';
 import { onCleanup } from './cleanup';
 import type { EchoSpec, ProxySpec, StreamSpec } from './echo-agent';
+import { within } from './exporter';
 import { createNetns, type Netns } from './netns';
 import { HELPERS, NODE, writeBundle } from './oci-bundle';
 import type { ConnectSpec, ServeSpec } from './traffic-agent';
@@ -187,9 +188,7 @@ export class Container {
       // runc run returns once the container's first process is gone, after
       // removing the container; if runc had not made the container yet, the
       // kill found nothing
-      let timer: NodeJS.Timeout | undefined;
-      await Promise.race([this.agent.exited, new Promise((r) => (timer = setTimeout(r, 30_000)))]);
-      clearTimeout(timer);
+      await within(this.agent.exited, 30_000);
       child.kill('SIGKILL');
     }
     this.node.runc(['delete', '--force', this.id], true);

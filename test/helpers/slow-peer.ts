@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { onLines } from './agent';
 import type { TestCgroup } from './cgroup';
-import { sleep } from './exporter';
+import { sleep, within } from './exporter';
 import type { Netns } from './netns';
 
 const ROOT = path.resolve(__dirname, '..', '..', '..', '..');
@@ -84,7 +84,7 @@ export class SlowReader extends Peer {
 
   /** Per connection, by the writer's port: bytes read and their SHA-256. */
   async results(timeoutMs = 300_000): Promise<Map<number, { bytes: number; sha256: string }>> {
-    const code = await Promise.race([this.exited, sleep(timeoutMs).then(() => 'timeout')]);
+    const code = await within(this.exited, timeoutMs);
     if (code !== 0)
       throw new Error(
         `slow-peer read ended with ${code}: ${this.lines
@@ -136,7 +136,7 @@ export class FastWriter extends Peer {
 
   /** Per connection, by its port: bytes written and their SHA-256, and any failed calls. */
   async results(timeoutMs = 300_000): Promise<{ wrote: Map<number, { bytes: number; sha256: string }>; errors: string[] }> {
-    await Promise.race([this.exited, sleep(timeoutMs)]);
+    await within(this.exited, timeoutMs);
     return {
       wrote: new Map(this.all('wrote').map((l) => [Number(l[1]), { bytes: Number(l[2]), sha256: l[3]! }])),
       errors: this.all('error').map((l) => l.join(' ')),
