@@ -477,12 +477,13 @@ describe('Helm chart', function () {
       const plain = render().notes;
       assert.match(plain, /kubectl -n monitoring port-forward ds\/bpfnet-exporter 9435\n/);
       assert.match(plain, /Nothing tells Prometheus to scrape it yet/);
-      assert.doesNotMatch(plain, /redirect is on|privileged/);
+      assert.doesNotMatch(plain, /redirect is on|privileged|PrometheusRule/);
       const on = render(allOn).notes;
       assert.match(on, /through ServiceMonitor bpfnet-exporter/);
       assert.match(on, /same-host TCP connections of cgroup kubepods\.slice skip/);
       assert.match(on, /runs privileged/);
       assert.match(on, /ConfigMaps labelled grafana_dashboard=1 in namespace grafana/);
+      assert.match(on, /Alerts: PrometheusRule bpfnet-exporter in namespace alerting: your Prometheus must select its labels/);
     });
   });
 
