@@ -119,6 +119,7 @@ describe('alerts', function () {
       // the file rewritten unchanged passes, so the failures below are the changes'
       const same = testRules(mutated(0, (r) => r));
       assert.deepEqual([same.status, same.out], [0, 'Unit Testing:  bpfnet-exporter.rules.test.yaml\n  SUCCESS\n\n']);
+      const lowered: string[] = [];
       rules().forEach((rule, i) => {
         const name = `${rule.alert} (${rule.labels.severity})`;
         failed(
@@ -126,17 +127,27 @@ describe('alerts', function () {
           `${name} removed`,
         );
         const lower = scaleThresholds(rule.expr, 0.4);
-        if (lower !== rule.expr)
+        if (lower !== rule.expr) {
           failed(
             mutated(i, (r) => ({ ...r, expr: lower })),
             `${name} with thresholds at 40 %`,
           );
+          lowered.push(name);
+        }
         assert.ok(rule.for, `${name} has a for`);
         failed(
           mutated(i, (r) => ({ ...r, for: '0s' })),
           `${name} without its for`,
         );
       });
+      // every rule but those whose threshold is zero (== 0, > 0)
+      assert.deepEqual(lowered, [
+        'BpfnetTCPConnectFailures (warning)',
+        'BpfnetTCPConnectFailures (critical)',
+        'BpfnetTCPAcceptQueueSlow (warning)',
+        'BpfnetPacketDrops (warning)',
+        'BpfnetSpansDropped (warning)',
+      ]);
     });
   });
 
