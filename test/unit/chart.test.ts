@@ -10,6 +10,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
+import YAML from 'yaml';
 import { LOG_LEVELS } from '../../src/log';
 import { DEPRECATED_PROBES, PROBE_NAMES } from '../../src/options';
 import {
@@ -217,12 +218,13 @@ describe('Helm chart', function () {
       );
     });
 
-    it('render the ServiceMonitor and PodMonitor too with everything on', function () {
+    it('render the ServiceMonitor, PodMonitor and PrometheusRule too with everything on', function () {
       const { objects } = render(allOn);
       const kinds = objects.map((o) => `${o.apiVersion} ${o.kind}`).filter((k) => !k.endsWith('ConfigMap'));
       assert.deepEqual(kinds.sort(), [
         'apps/v1 DaemonSet',
         'monitoring.coreos.com/v1 PodMonitor',
+        'monitoring.coreos.com/v1 PrometheusRule',
         'monitoring.coreos.com/v1 ServiceMonitor',
         'v1 Service',
         'v1 ServiceAccount',
@@ -235,7 +237,7 @@ describe('Helm chart', function () {
           const what = `${o.kind} ${o.metadata?.name}`;
           assert.match(o.metadata.name, /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, what);
           assert.ok(o.metadata.name.length <= 63, what);
-          const ns = o.kind === 'ConfigMap' && values === allOn ? 'grafana' : 'monitoring';
+          const ns = values !== allOn ? 'monitoring' : o.kind === 'ConfigMap' ? 'grafana' : o.kind === 'PrometheusRule' ? 'alerting' : 'monitoring';
           assert.equal(o.metadata.namespace, ns, what);
           assert.ok(
             isSubset(
@@ -475,12 +477,13 @@ describe('Helm chart', function () {
       const plain = render().notes;
       assert.match(plain, /kubectl -n monitoring port-forward ds\/bpfnet-exporter 9435\n/);
       assert.match(plain, /Nothing tells Prometheus to scrape it yet/);
-      assert.doesNotMatch(plain, /redirect is on|privileged/);
+      assert.doesNotMatch(plain, /redirect is on|privileged|PrometheusRule/);
       const on = render(allOn).notes;
       assert.match(on, /through ServiceMonitor bpfnet-exporter/);
       assert.match(on, /same-host TCP connections of cgroup kubepods\.slice skip/);
       assert.match(on, /runs privileged/);
       assert.match(on, /ConfigMaps labelled grafana_dashboard=1 in namespace grafana/);
+      assert.match(on, /Alerts: PrometheusRule bpfnet-exporter in namespace alerting: your Prometheus must select its labels/);
     });
   });
 
@@ -540,6 +543,29 @@ describe('Helm chart', function () {
       );
       assert.equal(maps[1]!.data['tricky.json'], text);
       assert.equal(maps[0]!.data['compact.json'], JSON.stringify(tricky) + '\n');
+    });
+  });
+
+  describe('alerts', function () {
+    const source = fs.readFileSync(path.join(ROOT, 'alerts', 'bpfnet-exporter.rules.yaml'));
+
+    it('are in the chart as alerts/ holds them (scripts/chart-dashboards)', function () {
+      const copies = [...chart.files.keys()].filter((p) => p.startsWith('alerts/'));
+      assert.deepEqual(copies, ['alerts/bpfnet-exporter.rules.yaml']);
+      assert.ok(chart.files.get(copies[0]!)!.equals(source), 'alerts/bpfnet-exporter.rules.yaml is out of date: run scripts/chart-dashboards');
+    });
+
+    it("become a PrometheusRule whose groups are the rules file's, labelled for the operator", function () {
+      const rule = render(allOn).one('PrometheusRule');
+      assert.deepEqual(rule.spec, YAML.parse(source.toString('utf8')));
+      assert.equal(rule.metadata.name, 'bpfnet-exporter');
+      assert.equal(rule.metadata.namespace, 'alerting');
+      assert.equal(rule.metadata.labels.release, 'prometheus');
+      assert.deepEqual(rule.metadata.annotations, { 'example.com/owner': 'platform' });
+      const plain = render({ prometheusRule: { enabled: true } }).one('PrometheusRule');
+      assert.equal(plain.metadata.namespace, 'monitoring');
+      assert.equal(plain.metadata.annotations, undefined);
+      assert.deepEqual(plain.spec, YAML.parse(source.toString('utf8')));
     });
   });
 });
