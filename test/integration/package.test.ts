@@ -230,6 +230,15 @@ describe('npm package', function () {
     for (const probe of DEFAULTS.probes) assert.equal(m.value('bpfnet_probe_up', { probe }), 1, probe);
   });
 
+  it('stops for good on a misspelled variable of the environment file: one line, exit status 2, no restart', function () {
+    assert.equal(setting(unit, 'Restart'), 'on-failure');
+    assert.equal(setting(unit, 'RestartPreventExitStatus'), '2');
+    assert.equal(setting(unit, 'EnvironmentFile'), '-/etc/default/bpfnet-exporter');
+    const r = spawnSync(path.join(prefix, 'bin', 'bpfnet-exporter'), ['run'], { encoding: 'utf8', env: { PATH: tools, BPFNET_LISTN: '127.0.0.1:0' } });
+    assert.equal(r.status, 2);
+    assert.equal(r.stderr, 'bpfnet-exporter: BPFNET_LISTN: not a setting of bpfnet-exporter; unset it, or see --help (each flag --NAME is also BPFNET_NAME)\n');
+  });
+
   it("needs each of the unit's capabilities", function () {
     const fexit = /^fexit +yes/m.test(run(['check']).stdout);
     for (const cap of caps) {
