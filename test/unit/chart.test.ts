@@ -81,12 +81,20 @@ describe('Helm chart', function () {
       {
         values: { exporter: { probes: ['netstack'], spans: { otlpEndpoint: 'http://otel-collector:4318' } } },
         // Helm words a failed "contains" as the list's mismatch, then the item's
-        errors: ["- at '/exporter': 'allOf' failed", "  - at '/exporter/probes': no items match contains schema", "    - at '/exporter/probes/0': value must be one of 'connect', 'accept', 'close'"],
+        errors: [
+          "- at '/exporter': 'allOf' failed",
+          "  - at '/exporter/probes': no items match contains schema",
+          "    - at '/exporter/probes/0': value must be one of 'connect', 'accept', 'close'",
+        ],
         cli: /spans come from the TCP probes/,
       },
       {
         values: { exporter: { probes: ['netstack'], sidecars: { comms: ['envoy'] } } },
-        errors: ["- at '/exporter': 'allOf' failed", "  - at '/exporter/probes': no items match contains schema", "    - at '/exporter/probes/0': value must be one of 'connect', 'accept', 'close'"],
+        errors: [
+          "- at '/exporter': 'allOf' failed",
+          "  - at '/exporter/probes': no items match contains schema",
+          "    - at '/exporter/probes/0': value must be one of 'connect', 'accept', 'close'",
+        ],
         cli: /sidecars are timed by the TCP probes/,
       },
       {
@@ -101,7 +109,9 @@ describe('Helm chart', function () {
       },
       {
         values: { exporter: { spans: { eventRingBytes: 5000 } } },
-        errors: ["- at '/exporter/spans/eventRingBytes': value must be one of 4096, 8192, 16384, 32768, 65536, 131072, 262144, 524288, 1048576, 2097152, 4194304, 8388608, 16777216, 33554432, 67108864, 134217728, 268435456, 536870912, 1073741824"],
+        errors: [
+          "- at '/exporter/spans/eventRingBytes': value must be one of 4096, 8192, 16384, 32768, 65536, 131072, 262144, 524288, 1048576, 2097152, 4194304, 8388608, 16777216, 33554432, 67108864, 134217728, 268435456, 536870912, 1073741824",
+        ],
         cli: /--event-ring-bytes 5000: give a power of two/,
       },
       {
@@ -129,8 +139,16 @@ describe('Helm chart', function () {
         errors: ["- at '/exporter/acceptPortLimit': minimum: got 0, want 1"],
         cli: /--accept-port-limit 0: give an integer from 1 to 65535/,
       },
-      { values: { exporter: { netstackSeriesTtl: -1 } }, errors: ["- at '/exporter/netstackSeriesTtl': minimum: got -1, want 0"], cli: /--netstack-series-ttl -1: give seconds/ },
-      { values: { exporter: { filters: { pids: [0] } } }, errors: ["- at '/exporter/filters/pids/0': minimum: got 0, want 1"], cli: /--pid 0: not a process id/ },
+      {
+        values: { exporter: { netstackSeriesTtl: -1 } },
+        errors: ["- at '/exporter/netstackSeriesTtl': minimum: got -1, want 0"],
+        cli: /--netstack-series-ttl -1: give seconds/,
+      },
+      {
+        values: { exporter: { filters: { pids: [0] } } },
+        errors: ["- at '/exporter/filters/pids/0': minimum: got 0, want 1"],
+        cli: /--pid 0: not a process id/,
+      },
       { values: { exporter: { filters: { ports: [0] } } }, errors: ["- at '/exporter/filters/ports/0': minimum: got 0, want 1"], cli: /--port 0: not a port/ },
       {
         values: { exporter: { sidecars: { comms: ['sixteen-byte-cmd'] } } },
@@ -276,7 +294,10 @@ describe('Helm chart', function () {
         const edited = template
           .replace('hostPID:', 'hostPid:')
           .replace('mountPropagation:', 'mountpropagation:')
-          .replace('terminationGracePeriodSeconds: {{ .Values.terminationGracePeriodSeconds | int64 }}', 'terminationGracePeriodSeconds: {{ .Values.terminationGracePeriodSeconds | quote }}');
+          .replace(
+            'terminationGracePeriodSeconds: {{ .Values.terminationGracePeriodSeconds | int64 }}',
+            'terminationGracePeriodSeconds: {{ .Values.terminationGracePeriodSeconds | quote }}',
+          );
         assert.equal(edited.split('\n').filter((l, i) => l !== template.split('\n')[i]).length, 3, 'three lines changed');
         fs.writeFileSync(file, edited);
         const ds = renderRaw({}, { chartDir: copy.dir }).one('DaemonSet');
