@@ -81,6 +81,8 @@ export function lintProblems(values: Values, chartDir = CHART_DIR): string[] {
 export interface Rendered {
   objects: Obj[];
   notes: string;
+  /** what Helm printed on stderr: its warnings */
+  warnings: string;
   find(kind: string): Obj[];
   one(kind: string): Obj;
 }
@@ -122,14 +124,16 @@ export function renderRaw(values: Values = {}, opts: { chartDir?: string; skipSc
     assert.equal(found.length, 1, `one ${kind}`);
     return found[0]!;
   };
-  return { objects, notes: release.info.notes ?? '', find, one };
+  return { objects, notes: release.info.notes ?? '', warnings: r.stderr, find, one };
 }
 
 /** The chart as `helm install` renders it with these values: they pass the
- * schema and `helm lint --strict`, and every object is one the API takes. */
+ * schema and `helm lint --strict`, Helm warns of nothing (such as a map
+ * given where values.yaml has a list), and every object is one the API takes. */
 export function render(values: Values = {}, opts: { chartDir?: string; skipSchema?: boolean } = {}): Rendered {
   if (!opts.skipSchema) assert.deepEqual(lintProblems(values, opts.chartDir), [], `helm lint --strict with ${JSON.stringify(values)}`);
   const out = renderRaw(values, opts);
+  assert.equal(out.warnings, '', `helm warns of ${JSON.stringify(values)}`);
   for (const o of out.objects) assert.deepEqual(objectErrors(o), [], `${o.kind} ${o.metadata?.name}`);
   return out;
 }

