@@ -1,17 +1,22 @@
 // SPDX-License-Identifier: Apache-2.0
-// The chart as test/unit/chart.test.ts examines it: loaded, its values checked
-// against its schema as Helm checks them (errors worded with the key's path),
-// rendered and parsed into objects, and the exporter started with a rendered
-// container's arguments, or asked for its flags.
+// The chart as test/unit/chart.test.ts examines it, through the real Helm
+// (test/helpers/helm.ts): values checked against values.schema.json by Helm
+// (its own wording of the errors), `helm lint --strict` over every values
+// file rendered, the chart rendered by `helm install --dry-run=client` (the
+// manifest and NOTES.txt in one run) and parsed into objects, each checked
+// against the Kubernetes API's types (test/helpers/k8s-models.ts); and the
+// exporter started with a rendered container's arguments, or asked for its
+// flags.
 import assert from 'node:assert/strict';
 import { execFile, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
-import Ajv, { type ErrorObject } from 'ajv';
 import YAML from 'yaml';
 import { DEFAULT_BPF_DIR } from '../../src/paths';
 import { cgroup2Mount } from '../../src/system';
-import { loadChart, mergeValues, renderChart, splitManifests, type Chart } from './helm-chart';
+import { helm, type HelmRun } from './helm';
+import { objectErrors } from './k8s-models';
 
 export const ROOT = path.resolve(__dirname, '..', '..', '..', '..');
 export const CHART_DIR = path.join(ROOT, 'helm', 'bpfnet-exporter');
@@ -23,47 +28,95 @@ export const RELEASE = { name: 'bpfnet-exporter', namespace: 'monitoring' };
 export type Obj = Record<string, any>;
 export type Values = Record<string, unknown>;
 
-export const chart: Chart = loadChart(CHART_DIR);
-export const allOn = YAML.parse(fs.readFileSync(path.join(CHART_DIR, 'ci', 'all-on-values.yaml'), 'utf8')) as Values;
+const readYaml = (file: string) => YAML.parse(fs.readFileSync(path.join(CHART_DIR, file), 'utf8')) as Obj;
+/** Chart.yaml, values.yaml and values.schema.json as the chart has them. */
+export const chart = {
+  metadata: readYaml('Chart.yaml'),
+  values: readYaml('values.yaml') as Values,
+  schema: JSON.parse(fs.readFileSync(path.join(CHART_DIR, 'values.schema.json'), 'utf8')) as Obj,
+};
+export const allOn = readYaml('ci/all-on-values.yaml') as Values;
 
-const ajv = new Ajv({ allErrors: true, strict: true, allowUnionTypes: true });
-const validateValues = ajv.compile(chart.schema);
+const isMap = (v: unknown): v is Values => typeof v === 'object' && v !== null && !Array.isArray(v);
 
-/** An error as Helm words it: the key's path, then what is wrong. */
-export function helmStyle(e: ErrorObject): string {
-  let key = e.instancePath
-    .split('/')
-    .slice(1)
-    .map((s) => (/^\d+$/.test(s) ? `[${s}]` : `.${s}`))
-    .join('')
-    .replace(/^\./, '');
-  if (e.keyword === 'additionalProperties') key += `${key ? '.' : ''}${(e.params as { additionalProperty: string }).additionalProperty}`;
-  return `${key || '(root)'}: ${e.message}`;
+/** Values over values, maps merged key by key, as Helm merges two -f files. */
+export function mergeValues(base: Values, over: Values): Values {
+  const out: Values = structuredClone(base);
+  for (const [k, v] of Object.entries(over)) out[k] = isMap(v) && isMap(out[k]) ? mergeValues(out[k] as Values, v) : structuredClone(v);
+  return out;
 }
 
-export function schemaErrors(values: Values): string[] {
-  return validateValues(values) ? [] : validateValues.errors!.map(helmStyle);
+/** Runs helm with these values in a file of their own (-f), removed after:
+ * JSON, which Helm's YAML 1.1 reads as written (YAML 1.2 writers leave
+ * strings such as yes unquoted, which it reads as booleans). */
+function withValues(values: Values, args: (file: string) => string[]): HelmRun {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'bpfnet-chart-values-'));
+  try {
+    const file = path.join(dir, 'values.json');
+    fs.writeFileSync(file, JSON.stringify(values));
+    return helm(args(file));
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
 }
 
-/** Merged values, checked as helm install checks them, then rendered and parsed. */
-export function render(override: Values = {}, opts: { chart?: Chart; skipSchema?: boolean } = {}) {
-  const c = opts.chart ?? chart;
-  const values = mergeValues(c.values, override);
-  if (!opts.skipSchema) assert.deepEqual(schemaErrors(values), [], 'the values pass the schema');
-  const out = renderChart(c, RELEASE, override);
+/** Helm's schema errors for these values over values.yaml, as it prints them
+ * (one line each, indented as Helm nests them); empty if they pass. */
+export function schemaErrors(values: Values, chartDir = CHART_DIR): string[] {
+  const r = withValues(values, (f) => ['template', RELEASE.name, chartDir, '-n', RELEASE.namespace, '-f', f]);
+  if (r.status === 0) return [];
+  const head = `Error: values don't meet the specifications of the schema(s) in the following chart(s):\n${path.basename(chartDir)}:\n`;
+  assert.ok(r.stderr.startsWith(head), `helm fails for another reason than the schema:\n${r.stderr}`);
+  return r.stderr.slice(head.length).trimEnd().split('\n');
+}
+
+/** `helm lint --strict` of the chart with these values: its problems. */
+export function lintProblems(values: Values, chartDir = CHART_DIR): string[] {
+  const r = withValues(values, (f) => ['lint', '--strict', chartDir, '-f', f]);
+  const problems = r.stdout.split('\n').filter((l) => /^\[(WARNING|ERROR)\]/.test(l));
+  if (r.status !== 0 && !problems.length) problems.push(r.stdout + r.stderr);
+  return problems;
+}
+
+export interface Rendered {
+  objects: Obj[];
+  notes: string;
+  /** what Helm printed on stderr: its warnings */
+  warnings: string;
+  find(kind: string): Obj[];
+  one(kind: string): Obj;
+}
+
+/** The chart rendered by Helm with these values, parsed; nothing checked but
+ * that Helm renders it and every document is one well-formed YAML object. */
+export function renderRaw(values: Values = {}, opts: { chartDir?: string; skipSchema?: boolean } = {}): Rendered {
+  const dir = opts.chartDir ?? CHART_DIR;
+  const r = withValues(values, (f) => [
+    'install',
+    RELEASE.name,
+    dir,
+    '-n',
+    RELEASE.namespace,
+    '--dry-run=client',
+    '-o',
+    'json',
+    '-f',
+    f,
+    ...(opts.skipSchema ? ['--skip-schema-validation'] : []),
+  ]);
+  assert.equal(r.status, 0, `helm renders ${JSON.stringify(values)}:\n${r.stderr}`);
+  const release = JSON.parse(r.stdout) as { manifest: string; info: { notes?: string } };
   const objects: Obj[] = [];
-  for (const [template, text] of out.manifests) {
-    for (const doc of splitManifests(text)) {
-      const parsed = YAML.parseDocument(doc, { uniqueKeys: true });
-      assert.deepEqual(
-        [...parsed.errors, ...parsed.warnings].map((e) => e.message),
-        [],
-        `${template} is well-formed YAML:\n${doc}`,
-      );
-      const obj = parsed.toJS() as Obj;
-      assert.equal(typeof obj, 'object', `${template} renders an object:\n${doc}`);
-      objects.push(obj);
-    }
+  for (const doc of YAML.parseAllDocuments(release.manifest, { uniqueKeys: true })) {
+    assert.deepEqual(
+      [...doc.errors, ...doc.warnings].map((e) => e.message),
+      [],
+      `well-formed YAML:\n${String(doc)}`,
+    );
+    const obj = doc.toJS() as Obj | null;
+    if (obj === null) continue;
+    assert.equal(typeof obj, 'object', `an object:\n${String(doc)}`);
+    objects.push(obj);
   }
   const find = (kind: string) => objects.filter((o) => o.kind === kind);
   const one = (kind: string) => {
@@ -71,7 +124,26 @@ export function render(override: Values = {}, opts: { chart?: Chart; skipSchema?
     assert.equal(found.length, 1, `one ${kind}`);
     return found[0]!;
   };
-  return { objects, notes: out.notes, find, one };
+  return { objects, notes: release.info.notes ?? '', warnings: r.stderr, find, one };
+}
+
+/** The chart as `helm install` renders it with these values: they pass the
+ * schema and `helm lint --strict`, Helm warns of nothing (such as a map
+ * given where values.yaml has a list), and every object is one the API takes. */
+export function render(values: Values = {}, opts: { chartDir?: string; skipSchema?: boolean } = {}): Rendered {
+  if (!opts.skipSchema) assert.deepEqual(lintProblems(values, opts.chartDir), [], `helm lint --strict with ${JSON.stringify(values)}`);
+  const out = renderRaw(values, opts);
+  assert.equal(out.warnings, '', `helm warns of ${JSON.stringify(values)}`);
+  for (const o of out.objects) assert.deepEqual(objectErrors(o), [], `${o.kind} ${o.metadata?.name}`);
+  return out;
+}
+
+/** A copy of the chart in a temporary directory, for a test to change; removed by remove(). */
+export function chartCopy(): { dir: string; remove(): void } {
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'bpfnet-chart-'));
+  const dir = path.join(tmp, path.basename(CHART_DIR));
+  fs.cpSync(CHART_DIR, dir, { recursive: true });
+  return { dir, remove: () => fs.rmSync(tmp, { recursive: true, force: true }) };
 }
 
 export function container(ds: Obj): Obj {

@@ -8,7 +8,6 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { DockerfileParser, type Copy, type Env, type Instruction, type JSONInstruction } from 'dockerfile-ast';
-import { globRegExp } from './helm-chart';
 
 export interface Stage {
   /** the name after AS, or its index */
@@ -16,6 +15,18 @@ export interface Stage {
   /** the image, with the ARGs declared before the first FROM substituted */
   from: string;
   steps: Instruction[];
+}
+
+/** A glob as .dockerignore reads it (Go's filepath.Match, ** added): * and ?
+ * stop at "/". */
+function globRegExp(pattern: string): RegExp {
+  const re = pattern
+    .replace(/[.+^${}()|[\]\\]/g, '\\$&')
+    .replace(/\*\*/g, '\0')
+    .replace(/\*/g, '[^/]*')
+    .replace(/\?/g, '[^/]')
+    .replace(/\0/g, '.*');
+  return new RegExp(`^${re}$`);
 }
 
 /** The stages of a Dockerfile, as dockerfile-ast reads it. */

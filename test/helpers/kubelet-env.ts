@@ -2,9 +2,9 @@
 // The environment the kubelet gives a container, for starting the exporter
 // as a pod would be started. No kubelet runs here, so this re-implements two
 // of its documented rules (a last resort, named as such):
-// - service links (enableServiceLinks, on unless the pod turns it off): for
-//   every Service of the pod's namespace with a cluster IP, and the API
-//   server's "kubernetes" Service, NAME_SERVICE_HOST, NAME_SERVICE_PORT,
+// - service links: for every Service of the pod's namespace with a cluster
+//   IP (only when enableServiceLinks, on unless the pod turns it off), and
+//   the API server's "kubernetes" Service (always), NAME_SERVICE_HOST, NAME_SERVICE_PORT,
 //   NAME_SERVICE_PORT_<PORT NAME> and the Docker-link style NAME_PORT,
 //   NAME_PORT_<PORT>_<PROTO>{,_PROTO,_PORT,_ADDR} (NAME: the Service's name in
 //   capitals, dashes as underscores); kubernetes.io/docs/concepts/services-networking/service/#environment-variables
@@ -15,18 +15,20 @@ import type { Obj } from './chart-check';
 
 const envName = (name: string) => name.toUpperCase().replace(/-/g, '_');
 
+/** The API server's Service, default/kubernetes: its links are in every pod. */
+const API_SERVICE = { metadata: { name: 'kubernetes' }, spec: { clusterIP: '10.96.0.1', ports: [{ name: 'https', port: 443, protocol: 'TCP' }] } };
+
 /** The service-link variables of these Services, each given a cluster IP in
  * order from 10.96.0.10 (as the API server would allocate them). */
 export function serviceLinks(services: readonly Obj[]): Record<string, string> {
   const env: Record<string, string> = {};
-  const api = { metadata: { name: 'kubernetes' }, spec: { clusterIP: '10.96.0.1', ports: [{ name: 'https', port: 443, protocol: 'TCP' }] } };
   services.forEach((svc, i) => {
     const spec = svc.spec ?? {};
     if (spec.clusterIP === 'None' || spec.type === 'ExternalName') return; // headless: no links
     const withIp = { ...svc, spec: { ...spec, clusterIP: spec.clusterIP ?? `10.96.0.${10 + i}` } };
     Object.assign(env, linksOf(withIp));
   });
-  return { ...linksOf(api), ...env };
+  return { ...linksOf(API_SERVICE), ...env };
 }
 
 function linksOf(svc: Obj): Record<string, string> {
@@ -62,10 +64,13 @@ export const POD_FIELDS: Record<string, string> = {
 };
 
 /** The container's environment as the kubelet builds it: service links
- * first (unless the pod turns them off), then the env list in order, each
- * value's $(VAR) expanded from what came before ($$ is a literal $). */
+ * first (those of the pod's namespace unless the pod turns them off; the API
+ * server's always), then the env list in order, each value's $(VAR)
+ * expanded from what came before ($$ is a literal $). */
 export function containerEnv(pod: Obj, container: Obj, services: readonly Obj[]): Record<string, string> {
-  const env: Record<string, string> = pod.enableServiceLinks === false ? {} : serviceLinks(services);
+  const namespace = POD_FIELDS['metadata.namespace'];
+  const own = services.filter((s) => s.metadata.namespace === namespace);
+  const env: Record<string, string> = pod.enableServiceLinks === false ? linksOf(API_SERVICE) : serviceLinks(own);
   for (const e of container.env ?? []) {
     if (e.valueFrom?.fieldRef) {
       const v = POD_FIELDS[e.valueFrom.fieldRef.fieldPath];

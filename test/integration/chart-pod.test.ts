@@ -73,6 +73,9 @@ describe("the chart's pod, started as the kubelet starts it", function () {
       Object.keys(pod.env).filter((k) => k.startsWith('BPFNET_')),
       [],
     );
+    // the API server's links come whatever the pod says
+    assert.equal(pod.env.KUBERNETES_SERVICE_HOST, '10.96.0.1');
+    assert.equal(pod.env.KUBERNETES_PORT_443_TCP, 'tcp://10.96.0.1:443');
     const exporter = start(pod);
     assert.deepEqual(await probesUp(exporter), ['connect', 'accept', 'close']);
     assert.equal((await exporter.stop()).code, 0);
@@ -83,9 +86,16 @@ describe("the chart's pod, started as the kubelet starts it", function () {
     const env = pod.env;
     const exporter = start(pod);
     // the chart's Service is bpfnet-exporter: its links carry the flags' prefix
-    assert.equal(env.BPFNET_EXPORTER_SERVICE_PORT, '9435');
-    assert.equal(env.BPFNET_EXPORTER_PORT_9435_TCP_PORT, '9435');
-    assert.equal(env.BPFNET_EXPORTER_PORT, 'tcp://10.96.0.10:9435');
+    assert.deepEqual(Object.fromEntries(Object.entries(env).filter(([k]) => k.startsWith('BPFNET_'))), {
+      BPFNET_EXPORTER_SERVICE_HOST: '10.96.0.10',
+      BPFNET_EXPORTER_SERVICE_PORT: '9435',
+      BPFNET_EXPORTER_SERVICE_PORT_METRICS: '9435',
+      BPFNET_EXPORTER_PORT: 'tcp://10.96.0.10:9435',
+      BPFNET_EXPORTER_PORT_9435_TCP: 'tcp://10.96.0.10:9435',
+      BPFNET_EXPORTER_PORT_9435_TCP_PROTO: 'tcp',
+      BPFNET_EXPORTER_PORT_9435_TCP_PORT: '9435',
+      BPFNET_EXPORTER_PORT_9435_TCP_ADDR: '10.96.0.10',
+    });
     assert.equal(env.KUBERNETES_SERVICE_HOST, '10.96.0.1');
     await exporter.ready();
     assert.equal((await exporter.scrape()).find('bpfnet_probe_up').length, 3);

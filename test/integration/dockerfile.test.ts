@@ -9,11 +9,10 @@ import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import YAML from 'yaml';
 import { onCleanup } from '../helpers/cleanup';
 import { buildStage, contextFiles, parseDockerfile, type BuiltStage, type Stage } from '../helpers/dockerfile';
+import { container, render } from '../helpers/chart-check';
 import { httpGet } from '../helpers/exporter';
-import { loadChart, renderChart } from '../helpers/helm-chart';
 import { requireRoot } from '../helpers/privileges';
 import { parseMetrics } from '../helpers/prom-text';
 
@@ -166,9 +165,7 @@ describe('Dockerfile', function () {
   });
 
   it("runs the chart's arguments from a read-only root: probes up, ready, stopped by SIGTERM", async function () {
-    const chart = loadChart(path.join(ROOT, 'helm', 'bpfnet-exporter'));
-    const rendered = renderChart(chart, { name: 'bpfnet-exporter', namespace: 'monitoring' }).manifests.get('templates/daemonset.yaml')!;
-    const args = (YAML.parse(rendered) as { spec: { template: { spec: { containers: { args: string[] }[] } } } }).spec.template.spec.containers[0]!.args;
+    const args: string[] = container(render().one('DaemonSet')).args;
     assert.equal(args[0], 'run');
     // every mount but the kernel's file systems read-only, in a mount namespace of its own
     const wrapper = path.join(tmp, 'read-only-root.sh');
