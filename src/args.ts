@@ -130,7 +130,7 @@ export function prepareArgs(argv: readonly string[], env: NodeJS.ProcessEnv, fla
 /** A usage message about a flag that came from the environment names the
  * variable instead: "--port 0: ..." becomes "BPFNET_PORT 0: ...". */
 export function nameOrigin(message: string, fromEnv: Origins): string {
-  const m = /^--([a-z0-9-]+)/.exec(message);
+  const m = /^--([a-z0-9.-]+)/.exec(message);
   const variable = m && fromEnv.get(m[1]!);
   return variable ? variable + message.slice(m[0].length) : message;
 }

@@ -91,9 +91,9 @@ export function loadWebConfig(file: string): WebConfig {
   } catch (err) {
     throw new UsageError(`${where}: ${fileProblem(err as NodeJS.ErrnoException)}`);
   }
-  const doc = parseDocument(text, { uniqueKeys: true, prettyErrors: false });
+  const doc = parseDocument(text, { uniqueKeys: true, prettyErrors: true });
   const bad = doc.errors[0];
-  if (bad) throw new UsageError(`${where}: not YAML: ${bad.message.split('\n')[0]} (line ${bad.linePos?.[0]?.line ?? '?'}); fix the file`);
+  if (bad) throw new UsageError(`${where}: not YAML: ${bad.message.split('\n')[0]!.replace(/:$/, '')}; fix the file`);
   if (doc.contents !== null && !isMap(doc.contents)) throw new UsageError(`${where}: not a map of settings; see the README's "Protecting /metrics"`);
   const top = section(where, '', doc.toJS() ?? {});
   const fail = (key: string, problem: string): never => {
@@ -237,7 +237,7 @@ function checkContext(context: tls.SecureContextOptions, t: Record<string, unkno
     try {
       tls.createSecureContext(o);
     } catch (err) {
-      fail(what, `${(err as Error).message}; give a PEM file${what.includes('key') ? ' with the private key of the certificate' : ''}`);
+      fail(what, `cannot read it (${openSslReason(err)}); give a PEM file${what.includes('key') ? ' with the private key of the certificate' : ''}`);
     }
   };
   attempt(key('cert', 'cert_file'), { cert: context.cert });
@@ -251,14 +251,19 @@ function checkContext(context: tls.SecureContextOptions, t: Record<string, unkno
       key('key', 'key_file'),
       mismatch
         ? 'not the private key of the certificate; give the key the certificate was made for'
-        : `${m}; give a PEM file with the private key of the certificate`,
+        : `cannot read it (${openSslReason(err)}); give a PEM file with the private key of the certificate`,
     );
   }
   try {
     tls.createSecureContext(context);
   } catch (err) {
-    fail('tls_server_config', `${(err as Error).message}; check the versions, cipher_suites and curve_preferences`);
+    fail('tls_server_config', `${openSslReason(err)}; check the versions, cipher_suites and curve_preferences`);
   }
+}
+
+/** "error:0480006C:PEM routines::no start line" -> "no start line" */
+function openSslReason(err: unknown): string {
+  return (err as Error).message.replace(/^error:[0-9A-Fa-f]+:[^:]*::?/, '');
 }
 
 function section(where: string, key: string, value: unknown): Record<string, unknown> {
