@@ -60,6 +60,10 @@ describe('Helm chart: webConfig', function () {
     assert.deepEqual(endpoint.tlsConfig, SCRAPE.tlsConfig);
     assert.deepEqual(endpoint.basicAuth, SCRAPE.basicAuth);
     assert.equal(endpoint.port, 'metrics');
+    assert.match(
+      r.notes,
+      /\(with the web config of Secret bpfnet-web: https:\/\/, -k, and --cert\/--key if it asks for a client certificate; -u USER if it has basic_auth_users\)/,
+    );
   });
 
   it('gives the PodMonitor the same scheme and auth, and takes another key of the Secret', function () {

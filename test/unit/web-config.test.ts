@@ -186,6 +186,9 @@ describe('basic auth', function () {
     auth.setUsers(new Map([['prometheus', bcrypt.hashSync('second', 4)]]));
     assert.equal(await auth.check(header('prometheus', 'first')), false);
     assert.equal(await auth.check(header('prometheus', 'second')), true);
+    // htpasswd -B writes $2y$, the same algorithm as $2b$
+    auth.setUsers(new Map([['prometheus', bcrypt.hashSync('third', 4).replace(/^\$2b\$/, '$2y$')]]));
+    assert.equal(await auth.check(header('prometheus', 'third')), true);
     auth.setUsers(new Map());
     assert.equal(auth.enabled, false);
     assert.equal(await auth.check(header('prometheus', 'second')), false);
