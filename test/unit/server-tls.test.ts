@@ -126,6 +126,22 @@ describe('HTTP server with TLS', function () {
     });
   }
 
+  it('applies a new client_auth_type to new connections when the file changes', async function () {
+    const port = await serve(tlsFile('NoClientCert'));
+    assert.equal(await get(port, 'none'), 200);
+    fs.writeFileSync(at('web.yml'), tlsFile('RequireAndVerifyClientCert'));
+    const deadline = Date.now() + 10_000;
+    let got = await get(port, 'none');
+    while (got !== 'refused' && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 200));
+      got = await get(port, 'none');
+    }
+    assert.deepEqual(
+      { none: got, trusted: await get(port, 'trusted'), stranger: await get(port, 'stranger') },
+      { none: 'refused', trusted: 200, stranger: 'refused' },
+    );
+  });
+
   it('refuses a verified client certificate without an allowed name (client_allowed_sans)', async function () {
     let port = await serve(tlsFile('RequireAndVerifyClientCert', '  client_allowed_sans: [prometheus.monitoring]\n'));
     assert.equal(await get(port, 'trusted'), 200);
