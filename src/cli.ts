@@ -309,31 +309,30 @@ function commandOf(argv: readonly string[], flags: ReadonlyMap<string, FlagType>
  * local process. Each is logged and ignored. */
 export const IGNORED_SIGNALS: readonly NodeJS.Signals[] = ['SIGUSR1'];
 
+// dot-notation off: --web.config.file is one flag (exporter-toolkit's name), not
+// web.config.file nested
 function parser(argv: string[]) {
-  return (
-    globalFlags(yargs(argv))
-      .scriptName('bpfnet-exporter')
-      // --web.config.file is one flag (exporter-toolkit's name), not web.config.file nested
-      .parserConfiguration({ 'dot-notation': false })
-      .command(['run', '$0'], 'measure TCP in the kernel and serve Prometheus metrics (default)', runOptions)
-      .command(
-        'redirect',
-        'make same-host TCP connections of a cgroup skip the TCP/IP stack (sockops + sk_msg), and serve its counters; no tracing probes',
-        redirectOptions,
-      )
-      .command('check', 'print what this kernel supports for each probe and attach type')
-      .strict()
-      .version(packageVersion())
-      .help()
-      .wrap(Math.min(110, process.stdout.columns || 110))
-      .fail((msg, err) => {
-        const text = msg
-          .replace(/:\s*\n\s*/g, ': ')
-          .replace(/\s*\n\s*/g, '; ')
-          .replace(/\s+/g, ' ');
-        throw err ?? new UsageError(`${text}; see --help`);
-      })
-  );
+  return globalFlags(yargs(argv))
+    .scriptName('bpfnet-exporter')
+    .parserConfiguration({ 'dot-notation': false })
+    .command(['run', '$0'], 'measure TCP in the kernel and serve Prometheus metrics (default)', runOptions)
+    .command(
+      'redirect',
+      'make same-host TCP connections of a cgroup skip the TCP/IP stack (sockops + sk_msg), and serve its counters; no tracing probes',
+      redirectOptions,
+    )
+    .command('check', 'print what this kernel supports for each probe and attach type')
+    .strict()
+    .version(packageVersion())
+    .help()
+    .wrap(Math.min(110, process.stdout.columns || 110))
+    .fail((msg, err) => {
+      const text = msg
+        .replace(/:\s*\n\s*/g, ': ')
+        .replace(/\s*\n\s*/g, '; ')
+        .replace(/\s+/g, ' ');
+      throw err ?? new UsageError(`${text}; see --help`);
+    });
 }
 
 /** Flags from the environment, for naming them in an error. */
