@@ -7,8 +7,9 @@ import { UsageError } from './errors';
 
 export type FlagType = 'boolean' | 'number' | 'string' | 'array';
 
-/** The environment variable of a flag: --accept-port-limit is BPFNET_ACCEPT_PORT_LIMIT. */
-export const envName = (flag: string): string => `BPFNET_${flag.toUpperCase().replace(/-/g, '_')}`;
+/** The environment variable of a flag: --accept-port-limit is
+ * BPFNET_ACCEPT_PORT_LIMIT, --web.config.file BPFNET_WEB_CONFIG_FILE. */
+export const envName = (flag: string): string => `BPFNET_${flag.toUpperCase().replace(/[-.]/g, '_')}`;
 
 const TRUE = ['1', 'true', 'yes', 'on'];
 const FALSE = ['0', 'false', 'no', 'off'];
@@ -106,7 +107,8 @@ export function prepareArgs(argv: readonly string[], env: NodeJS.ProcessEnv, fla
       serviceLinks.push(variable);
       continue;
     }
-    const flag = variable.slice('BPFNET_'.length).toLowerCase().replace(/_/g, '-');
+    let flag = variable.slice('BPFNET_'.length).toLowerCase().replace(/_/g, '-');
+    if (!known.has(flag)) flag = [...known].find((f) => envName(f) === variable) ?? flag; // a flag with dots
     if (!known.has(flag) || envName(flag) !== variable) {
       throw new UsageError(`${variable}: not a setting of bpfnet-exporter; unset it, or see --help (each flag --NAME is also BPFNET_NAME)`);
     }
@@ -128,7 +130,7 @@ export function prepareArgs(argv: readonly string[], env: NodeJS.ProcessEnv, fla
 /** A usage message about a flag that came from the environment names the
  * variable instead: "--port 0: ..." becomes "BPFNET_PORT 0: ...". */
 export function nameOrigin(message: string, fromEnv: Origins): string {
-  const m = /^--([a-z0-9-]+)/.exec(message);
+  const m = /^--([a-z0-9.-]+)/.exec(message);
   const variable = m && fromEnv.get(m[1]!);
   return variable ? variable + message.slice(m[0].length) : message;
 }

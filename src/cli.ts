@@ -80,6 +80,12 @@ function serveFlags<T>(y: Argv<T>) {
       choices: READINESS as unknown as string[],
       describe:
         '/readyz: "serving" answers 200 once /metrics serves (a probe this kernel cannot attach shows in bpfnet_probe_up and the log), "all-probes" only while every requested probe is attached',
+    })
+    .option('web.config.file', {
+      type: 'string',
+      coerce: lastString,
+      describe:
+        "TLS, client certificates and basic auth for the HTTP endpoints, in exporter-toolkit's web configuration format (as node_exporter's); re-read when it or its certificate files change",
     });
 }
 
@@ -179,6 +185,7 @@ export function redirectExporterOptions(a: RedirectArgs): ExporterOptions {
     listen: parseListen(a.listen),
     readiness: a.readiness as Readiness,
     httpConnectionLimit: a['http-connection-limit'],
+    webConfigFile: a['web.config.file'],
     probes: [],
     filters: { pids: [], netns: [], cgroups: [], ports: [] },
     enableBpfStats: a['enable-bpf-stats'],
@@ -195,6 +202,7 @@ export function exporterOptions(a: RunArgs): ExporterOptions {
     readiness: a.readiness as Readiness,
     probes: a.probes.trim() === '' ? [] : list('probes', a.probes),
     httpConnectionLimit: a['http-connection-limit'],
+    webConfigFile: a['web.config.file'],
     filters: {
       pids: integers('pid', a.pid),
       netns: list('netns', a.netns),
@@ -301,9 +309,12 @@ function commandOf(argv: readonly string[], flags: ReadonlyMap<string, FlagType>
  * local process. Each is logged and ignored. */
 export const IGNORED_SIGNALS: readonly NodeJS.Signals[] = ['SIGUSR1'];
 
+// dot-notation off: --web.config.file is one flag (exporter-toolkit's name), not
+// web.config.file nested
 function parser(argv: string[]) {
   return globalFlags(yargs(argv))
     .scriptName('bpfnet-exporter')
+    .parserConfiguration({ 'dot-notation': false })
     .command(['run', '$0'], 'measure TCP in the kernel and serve Prometheus metrics (default)', runOptions)
     .command(
       'redirect',

@@ -73,10 +73,19 @@ export class Exporter {
     });
 
     // bind first: a busy port fails before anything reaches the kernel
-    this.server = await MetricsServer.listen(this.options.listen, registry, () => this.readiness(), this.log.child('http'), {
-      maxConnections: this.options.httpConnectionLimit,
+    this.server = await MetricsServer.listen(
+      this.options.listen,
+      registry,
+      () => this.readiness(),
+      this.log.child('http'),
+      { maxConnections: this.options.httpConnectionLimit },
+      this.options.webConfig,
+    );
+    this.log.info('listening', {
+      address: formatAddress(this.server.address),
+      tls: this.options.webConfig && this.server.tls,
+      basic_auth: this.options.webConfig && this.options.webConfig.users.size > 0,
     });
-    this.log.info('listening', { address: formatAddress(this.server.address) });
 
     if (this.options.enableBpfStats) {
       this.statsFd = enableRunTimeStats();

@@ -14,6 +14,7 @@ import { escapedText } from './libbpf/text';
 import { HTTP_DEFAULTS, type ListenAddress } from './server';
 import { cgroup2Mount, openFileLimit } from './system';
 import { resolveTracing, type TracingConfig, type TracingSpec } from './tracing/tracing';
+import { loadWebConfig, type WebConfig } from './web-config';
 
 /** The probes of the TCP lifecycle object, and every probe --probes takes. */
 export const TCP_PROBES = ['connect', 'accept', 'close'] as const;
@@ -71,6 +72,8 @@ export interface ExporterOptions {
   redirect?: RedirectSpec;
   /** workload labels of the TCP metrics */
   attribution?: AttributionSpec;
+  /** --web.config.file: TLS and basic auth of the HTTP endpoints */
+  webConfigFile?: string;
 }
 
 export interface AttributionSpec {
@@ -108,6 +111,8 @@ export interface Options {
   tcp?: TcpOptions;
   netstack?: NetstackOptions;
   redirect?: RedirectOptions;
+  /** TLS and basic auth, as read at start (the server re-reads it) */
+  webConfig?: WebConfig;
 }
 
 export interface TcpOptions {
@@ -186,7 +191,14 @@ export function resolveOptions(o: ExporterOptions): Options {
     renamed,
     ...probeParts(probes, { acceptPortLimit: limit, sidecars, eventRingBytes, attribution: resolveAttribution(o.attribution ?? {}) }, { seriesTtl: ttl }),
     redirect: o.redirect && resolveRedirect(o.redirect),
+    webConfig: resolveWebConfig(o.webConfigFile),
   };
+}
+
+function resolveWebConfig(file: string | undefined): WebConfig | undefined {
+  if (file === undefined) return undefined;
+  if (file.trim() === '') throw new UsageError('--web.config.file is empty: give the web configuration file (TLS, basic auth), or leave the flag out');
+  return loadWebConfig(file);
 }
 
 /** The options of these probes with their defaults, and nothing else: what

@@ -4,14 +4,25 @@
 // requested probe is attached). Connections are capped, and a client that
 // is slow to ask or to take its answer is cut off in seconds, so that idle or
 // stalled connections cannot take the process's file descriptors (the BPF
-// objects need them) nor keep a scraper out.
+// objects need them) nor keep a scraper out. With --web.config.file the
+// same server speaks TLS (new certificates apply to new connections, the
+// socket stays) and asks for basic auth (src/web-config.ts).
 import http from 'node:http';
+import https from 'node:https';
 import net, { type AddressInfo, type Socket } from 'node:net';
+import type { TLSSocket } from 'node:tls';
 import { Registry, type RegistryContentType } from 'prom-client';
+import { BasicAuth } from './basic-auth';
 import { ConnectionLimit } from './connection-limit';
 import { EnvironmentError, UsageError } from './errors';
 import { render } from './metrics/exposition';
 import type { Logger } from './log';
+import type { TlsSettings, WebConfig } from './web-config';
+import { WebConfigWatch } from './web-config-watch';
+
+/** Answered without basic auth: what a kubelet probes, which cannot send
+ * credentials; they say only "ok" and which probes are attached. */
+export const OPEN_PATHS: ReadonlySet<string> = new Set(['/healthz', '/readyz']);
 
 /** How the server treats connections. */
 export interface HttpLimits {
@@ -90,7 +101,13 @@ export class MetricsServer {
     private readonly server: http.Server,
     private readonly connections: ConnectionLimit<Socket>,
     readonly address: ListenAddress,
+    private readonly watch: WebConfigWatch | undefined,
   ) {}
+
+  /** Whether it speaks TLS. */
+  get tls(): boolean {
+    return this.server instanceof https.Server;
+  }
 
   static async listen(
     at: ListenAddress,
@@ -98,6 +115,7 @@ export class MetricsServer {
     readiness: () => { ready: boolean; detail: string },
     log: Logger,
     limits: Partial<HttpLimits> = {},
+    web?: WebConfig,
   ): Promise<MetricsServer> {
     const l = { ...HTTP_DEFAULTS, ...limits };
     const connections = new ConnectionLimit<Socket>({ max: l.maxConnections, log });
@@ -107,10 +125,25 @@ export class MetricsServer {
       keepAliveTimeout: l.keepAliveTimeoutMs,
       connectionsCheckingInterval: l.checkIntervalMs,
     };
-    const server = http.createServer(options, (req, res) => {
-      connections.requestStarted(req.socket);
-      res.once('close', () => connections.requestEnded(req.socket));
-      const url = (req.url ?? '/').split('?')[0];
+    const auth = new BasicAuth(web?.users ?? new Map());
+    let headers = web?.headers ?? {};
+    let tlsNow = web?.tls;
+    const handler = (req: http.IncomingMessage, res: http.ServerResponse): void => {
+      const socket = rawSocket(req.socket);
+      connections.requestStarted(socket);
+      res.once('close', () => connections.requestEnded(socket));
+      for (const [name, value] of Object.entries(headers)) res.setHeader(name, value);
+      const url = (req.url ?? '/').split('?')[0]!;
+      if (!auth.enabled || OPEN_PATHS.has(url)) return answer(req, res, url);
+      auth.check(req.headers.authorization).then(
+        (ok) => {
+          if (ok) return answer(req, res, url);
+          res.writeHead(401, { 'Content-Type': 'text/plain', 'WWW-Authenticate': 'Basic realm="bpfnet-exporter", charset="UTF-8"' }).end('Unauthorized\n');
+        },
+        (err: Error) => res.writeHead(500, { 'Content-Type': 'text/plain' }).end(`cannot check credentials: ${err.message}\n`),
+      );
+    };
+    const answer = (req: http.IncomingMessage, res: http.ServerResponse, url: string): void => {
       if (req.method !== 'GET' && req.method !== 'HEAD') {
         res.writeHead(405, { Allow: 'GET, HEAD' }).end();
         return;
@@ -156,7 +189,17 @@ export class MetricsServer {
         default:
           reply(404, 'text/plain', 'not found: try /metrics\n');
       }
-    });
+    };
+    const server = web?.tls
+      ? https.createServer({ ...options, ...tlsServerOptions(web.tls), handshakeTimeout: l.headersTimeoutMs }, handler)
+      : http.createServer(options, handler);
+    if (server instanceof https.Server) {
+      // what OpenSSL cannot decide alone: a certificate required but not
+      // verified, one verified only if given, and the names it must carry
+      server.on('secureConnection', (socket: TLSSocket) => {
+        if (tlsNow && !clientAllowed(socket, tlsNow)) socket.destroy();
+      });
+    }
     // while a request is answered; Node.js sets the keep-alive timeout
     // between requests, and the header timeout covers the time before one
     server.timeout = l.stalledResponseTimeoutMs;
@@ -169,16 +212,76 @@ export class MetricsServer {
       server.listen(at.port, at.host, () => resolve());
     });
     const bound = server.address() as AddressInfo;
-    return new MetricsServer(server, connections, { host: bound.address, port: bound.port });
+    const apply = (next: WebConfig): void => {
+      if (!next.tls !== !tlsNow) {
+        throw new Error(
+          `--web.config.file ${next.file}: tls_server_config ${next.tls ? 'added' : 'removed'}; switching between HTTP and HTTPS takes a restart`,
+        );
+      }
+      if (next.tls) {
+        const o = tlsServerOptions(next.tls);
+        (server as https.Server).setSecureContext(o);
+        // read for each new connection; setSecureContext leaves them
+        Object.assign(server, { requestCert: o.requestCert, rejectUnauthorized: o.rejectUnauthorized });
+      }
+      tlsNow = next.tls;
+      headers = next.headers;
+      auth.setUsers(next.users);
+    };
+    const watch = web && new WebConfigWatch(web, apply, log);
+    return new MetricsServer(server, connections, { host: bound.address, port: bound.port }, watch);
   }
 
   async close(): Promise<void> {
+    this.watch?.stop();
     this.connections.stop();
     await new Promise<void>((resolve) => {
       this.server.close(() => resolve());
       this.server.closeAllConnections();
     });
   }
+}
+
+/** The TCP socket under a TLS one: what the connection limit counts. */
+function rawSocket(socket: Socket): Socket {
+  return (socket as { _parent?: Socket })._parent ?? socket;
+}
+
+function tlsServerOptions(t: TlsSettings): https.ServerOptions {
+  return {
+    ...t.context,
+    requestCert: t.clientAuth !== 'NoClientCert',
+    // the other types are checked once the handshake is done (clientAllowed)
+    rejectUnauthorized: t.clientAuth === 'RequireAndVerifyClientCert',
+  };
+}
+
+/** Whether a client passes the client auth type and client_allowed_sans. */
+export function clientAllowed(socket: TLSSocket, t: TlsSettings): boolean {
+  const cert = socket.getPeerCertificate();
+  const given = cert !== null && Object.keys(cert).length > 0;
+  switch (t.clientAuth) {
+    case 'RequireAnyClientCert':
+      if (!given) return false;
+      break;
+    case 'VerifyClientCertIfGiven':
+      if (given && !socket.authorized) return false;
+      break;
+    case 'RequireAndVerifyClientCert':
+      if (!given || !socket.authorized) return false;
+      break;
+  }
+  if (!t.allowedSans) return true;
+  return given && subjectAltNames(cert.subjectaltname ?? '').some((n) => t.allowedSans!.includes(n));
+}
+
+/** The names of Node.js's subjectaltname text ("DNS:a, IP Address:10.0.0.1,
+ * URI:spiffe://x"); a name with a comma or quote comes JSON-quoted. */
+export function subjectAltNames(text: string): string[] {
+  const names: string[] = [];
+  const re = /(?:^|, )(?:DNS|IP Address|email|URI):("(?:[^"\\]|\\.)*"|[^,]*)/g;
+  for (let m = re.exec(text); m; m = re.exec(text)) names.push(m[1]!.startsWith('"') ? (JSON.parse(m[1]!) as string) : m[1]!);
+  return names;
 }
 
 function listenError(err: NodeJS.ErrnoException, at: ListenAddress): Error {

@@ -23,6 +23,8 @@ export interface ScrapeJob {
   /** honor_labels: a scraped label wins over the target's of the same name
    * (default false: the scraped one is renamed exported_<name>) */
   honorLabels?: boolean;
+  /** more settings of the job's scrape config (scheme, tls_config, basic_auth...) */
+  extra?: Record<string, unknown>;
 }
 
 export type Labels = Record<string, string>;
@@ -61,8 +63,9 @@ export class RunningPrometheus {
     return this.stderrText;
   }
 
-  /** Starts Prometheus scraping job every second; resolves once it is ready. */
-  static async start(job: ScrapeJob): Promise<RunningPrometheus> {
+  /** Starts Prometheus scraping the job (or jobs) every second; resolves once it is ready. */
+  static async start(job: ScrapeJob | ScrapeJob[]): Promise<RunningPrometheus> {
+    const jobs = Array.isArray(job) ? job : [job];
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'bpfnet-prometheus-'));
     const removeDir = onCleanup(`prometheus directory ${dir}`, () => fs.rmSync(dir, { recursive: true, force: true }));
     const config = path.join(dir, 'prometheus.yml');
@@ -71,7 +74,12 @@ export class RunningPrometheus {
       JSON.stringify(
         {
           global: { scrape_interval: '1s', scrape_timeout: '1s', evaluation_interval: '1s' },
-          scrape_configs: [{ job_name: job.job, honor_labels: job.honorLabels ?? false, static_configs: [{ targets: [job.target], labels: job.labels }] }],
+          scrape_configs: jobs.map((j) => ({
+            job_name: j.job,
+            honor_labels: j.honorLabels ?? false,
+            static_configs: [{ targets: [j.target], labels: j.labels }],
+            ...j.extra,
+          })),
         },
         null,
         2,
@@ -157,6 +165,11 @@ export class RunningPrometheus {
   /** Metadata (type, help) the targets' scrapes declared for metric. */
   targetMetadata(metric: string): Promise<ApiAnswer<{ target: Labels; type: string; help: string }[]>> {
     return this.api('targets/metadata', [['metric', metric]]);
+  }
+
+  /** The scrape targets as Prometheus sees them: health and last error. */
+  targets(): Promise<ApiAnswer<{ activeTargets: { labels: Labels; health: string; lastError: string }[] }>> {
+    return this.api('targets', [['state', 'active']]);
   }
 
   /** The one value of an instant query that must return one series. */
