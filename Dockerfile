@@ -49,7 +49,7 @@ COPY bin bin/
 COPY --from=build /src/build/js/src build/js/src/
 COPY --from=build /src/build/bpf/*.bpf.o build/bpf/
 ENV NODE_ENV=production
-EXPOSE 9435
+EXPOSE 19435
 # No USER: loading and attaching BPF programs needs CAP_BPF, CAP_PERFMON,
 # CAP_NET_ADMIN and CAP_SYS_ADMIN as effective capabilities, which a
 # container process has only as root (Kubernetes grants no ambient

@@ -28,7 +28,7 @@ export const READINESS = ['serving', 'all-probes'] as const;
 export type Readiness = (typeof READINESS)[number];
 
 export const DEFAULTS = {
-  listen: '0.0.0.0:9435',
+  listen: '0.0.0.0:19435',
   readiness: 'serving' as Readiness,
   httpConnectionLimit: HTTP_DEFAULTS.maxConnections,
   probes: TCP_PROBES as readonly string[],

@@ -77,7 +77,7 @@ export function parseListen(text: string): ListenAddress {
       (net.isIP(host) !== 0 ||
         /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$/.test(host)));
   if (!m || port > 65535 || !name) {
-    throw new UsageError(`--listen ${text}: not an address; give HOST:PORT, [IPV6]:PORT or :PORT (e.g. 0.0.0.0:9435)`);
+    throw new UsageError(`--listen ${text}: not an address; give HOST:PORT, [IPV6]:PORT or :PORT (e.g. 0.0.0.0:19435)`);
   }
   return { host: m[1] ?? (m[2] || '0.0.0.0'), port };
 }

@@ -88,13 +88,13 @@ describe("the chart's pod, started as the kubelet starts it", function () {
     // the chart's Service is bpfnet-exporter: its links carry the flags' prefix
     assert.deepEqual(Object.fromEntries(Object.entries(env).filter(([k]) => k.startsWith('BPFNET_'))), {
       BPFNET_EXPORTER_SERVICE_HOST: '10.96.0.10',
-      BPFNET_EXPORTER_SERVICE_PORT: '9435',
-      BPFNET_EXPORTER_SERVICE_PORT_METRICS: '9435',
-      BPFNET_EXPORTER_PORT: 'tcp://10.96.0.10:9435',
-      BPFNET_EXPORTER_PORT_9435_TCP: 'tcp://10.96.0.10:9435',
-      BPFNET_EXPORTER_PORT_9435_TCP_PROTO: 'tcp',
-      BPFNET_EXPORTER_PORT_9435_TCP_PORT: '9435',
-      BPFNET_EXPORTER_PORT_9435_TCP_ADDR: '10.96.0.10',
+      BPFNET_EXPORTER_SERVICE_PORT: '19435',
+      BPFNET_EXPORTER_SERVICE_PORT_METRICS: '19435',
+      BPFNET_EXPORTER_PORT: 'tcp://10.96.0.10:19435',
+      BPFNET_EXPORTER_PORT_19435_TCP: 'tcp://10.96.0.10:19435',
+      BPFNET_EXPORTER_PORT_19435_TCP_PROTO: 'tcp',
+      BPFNET_EXPORTER_PORT_19435_TCP_PORT: '19435',
+      BPFNET_EXPORTER_PORT_19435_TCP_ADDR: '10.96.0.10',
     });
     assert.equal(env.KUBERNETES_SERVICE_HOST, '10.96.0.1');
     await exporter.ready();

@@ -79,7 +79,7 @@ describe('command line', function () {
       ['an unknown probe', ['--probes', 'connect,bogus'], /unknown probe "bogus"; known probes: connect,accept,close,netstack$/],
       ['an unknown flag', ['--bogus'], /Unknown argument: bogus/],
       ['a malformed listen address', ['--listen', 'localhost'], /--listen localhost: not an address; give HOST:PORT/],
-      ['a listen address not on this host', ['--listen', '192.0.2.1:9435'], /not an address of this host/],
+      ['a listen address not on this host', ['--listen', '192.0.2.1:19435'], /not an address of this host/],
       ['a pid that does not exist', ['--pid', String(deadPid())], /no such process/],
       ['a pid that is not a number', ['--pid', 'abc'], /--pid abc: not a number/],
       ['a netns path that does not exist', ['--netns', '/run/netns/bpfnet-none'], /--netns \/run\/netns\/bpfnet-none: no such file/],
@@ -176,8 +176,8 @@ describe('command line', function () {
     });
 
     it('exits 2 for a listen address that is not UTF-8', async function () {
-      const r = await runCli([], { wrap: ['sh', '-c', `exec "$@" --listen "$(printf 'h\\377st:9435')"`, 'sh'] });
-      assert.match(oneLine(r.stderr), /--listen h\uFFFDst:9435: not an address; give HOST:PORT/);
+      const r = await runCli([], { wrap: ['sh', '-c', `exec "$@" --listen "$(printf 'h\\377st:19435')"`, 'sh'] });
+      assert.match(oneLine(r.stderr), /--listen h\uFFFDst:19435: not an address; give HOST:PORT/);
       assert.equal(r.code, 2);
     });
 

@@ -205,7 +205,7 @@ describe('Dockerfile', function () {
     }
     const metrics = parseMetrics((await httpGet(`${url}/metrics`)).body);
     for (const probe of ['connect', 'accept', 'close']) assert.equal(metrics.value('bpfnet_probe_up', { probe }), 1, probe);
-    assert.equal(metrics.value('bpfnet_build_info', { version: '0.1.0' }), 1);
+    assert.equal(metrics.value('bpfnet_build_info', { version: JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')).version }), 1);
     child.kill('SIGTERM');
     assert.equal(await exited, 0, stderr);
     await kill();

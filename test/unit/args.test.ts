@@ -29,16 +29,16 @@ describe('arguments and environment', function () {
   });
 
   it('recognises the variables Kubernetes injects for a Service, and nothing else', function () {
-    // a Service bpfnet-exporter with a port named metrics, 9435/TCP
+    // a Service bpfnet-exporter with a port named metrics, 19435/TCP
     const links: [string, string][] = [
       ['BPFNET_EXPORTER_SERVICE_HOST', '10.96.0.10'],
-      ['BPFNET_EXPORTER_SERVICE_PORT', '9435'],
-      ['BPFNET_EXPORTER_SERVICE_PORT_METRICS', '9435'],
-      ['BPFNET_EXPORTER_PORT', 'tcp://10.96.0.10:9435'],
-      ['BPFNET_EXPORTER_PORT_9435_TCP', 'tcp://10.96.0.10:9435'],
-      ['BPFNET_EXPORTER_PORT_9435_TCP_PROTO', 'tcp'],
-      ['BPFNET_EXPORTER_PORT_9435_TCP_PORT', '9435'],
-      ['BPFNET_EXPORTER_PORT_9435_TCP_ADDR', '10.96.0.10'],
+      ['BPFNET_EXPORTER_SERVICE_PORT', '19435'],
+      ['BPFNET_EXPORTER_SERVICE_PORT_METRICS', '19435'],
+      ['BPFNET_EXPORTER_PORT', 'tcp://10.96.0.10:19435'],
+      ['BPFNET_EXPORTER_PORT_19435_TCP', 'tcp://10.96.0.10:19435'],
+      ['BPFNET_EXPORTER_PORT_19435_TCP_PROTO', 'tcp'],
+      ['BPFNET_EXPORTER_PORT_19435_TCP_PORT', '19435'],
+      ['BPFNET_EXPORTER_PORT_19435_TCP_ADDR', '10.96.0.10'],
       // a Service named bpfnet: its NAME_PORT is the --port flag's variable
       ['BPFNET_PORT', 'tcp://10.96.0.11:80'],
       ['BPFNET_PORT_53_UDP', 'udp://[fd00::1]:53'],
@@ -47,7 +47,7 @@ describe('arguments and environment', function () {
     for (const [name, value] of [
       ['BPFNET_PORT', '80,443'],
       ['BPFNET_REDIRECT_PORTS', '15006'],
-      ['BPFNET_LISTEN', ':9435'],
+      ['BPFNET_LISTEN', ':19435'],
       ['BPFNET_SIDECAR_PORT', '8080'],
     ]) {
       assert.equal(isServiceLink(name!, value!), false, name);
@@ -71,7 +71,7 @@ describe('arguments and environment', function () {
   });
 
   it('passes over service-link variables, and refuses any other unknown BPFNET_* variable', function () {
-    const env = { BPFNET_EXPORTER_SERVICE_HOST: '10.96.0.10', BPFNET_EXPORTER_PORT: 'tcp://10.96.0.10:9435', BPFNET_PORT: 'tcp://10.96.0.11:80' };
+    const env = { BPFNET_EXPORTER_SERVICE_HOST: '10.96.0.10', BPFNET_EXPORTER_PORT: 'tcp://10.96.0.10:19435', BPFNET_PORT: 'tcp://10.96.0.11:80' };
     const r = prepareArgs([], env, FLAGS, KNOWN);
     assert.deepEqual(r.argv, []);
     assert.deepEqual(r.serviceLinks.sort(), Object.keys(env).sort());

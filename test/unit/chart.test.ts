@@ -105,7 +105,7 @@ describe('Helm chart', function () {
       {
         values: { exporter: { listen: { host: '::1' } } },
         errors: ["- at '/exporter/listen/host': '::1' does not match pattern '^(\\\\[[0-9a-fA-F:.]+\\\\]|[^:\\\\[\\\\]]*)$'"],
-        cli: /--listen ::1:9435: not an address/,
+        cli: /--listen ::1:19435: not an address/,
       },
       {
         values: { exporter: { spans: { eventRingBytes: 5000 } } },
@@ -195,7 +195,7 @@ describe('Helm chart', function () {
         [{ image: { pullPolicy: 'always' } }, ["- at '/image/pullPolicy': value must be one of 'Always', 'IfNotPresent', 'Never'"]],
         [{ serviceMonitor: { interval: '30' } }, ["- at '/serviceMonitor/interval': '30' does not match pattern '^(|([0-9]+(ms|s|m|h|d|w|y))+)$'"]],
         [{ hostPaths: { bpffs: 'sys/fs/bpf' } }, ["- at '/hostPaths/bpffs': 'sys/fs/bpf' does not match pattern '^/'"]],
-        [{ service: { port: '9435' } }, ["- at '/service/port': got string, want integer"]],
+        [{ service: { port: '19435' } }, ["- at '/service/port': got string, want integer"]],
         [{ dashboards: { labelValue: 1 } }, ["- at '/dashboards/labelValue': got number, want string"]],
         [{ resources: { limits: { memory: 512 } } }, ["- at '/resources/limits/memory': got number, want string"]],
       ];
@@ -333,12 +333,12 @@ describe('Helm chart', function () {
         const ds = one('DaemonSet');
         const pod = ds.spec.template;
         assert.ok(isSubset(ds.spec.selector.matchLabels, pod.metadata.labels), 'the DaemonSet selects its pods');
-        const port = values === allOn ? 9436 : 9435;
+        const port = values === allOn ? 9436 : 19435;
         assert.deepEqual(container(ds).ports, [{ name: 'metrics', containerPort: port, protocol: 'TCP' }]);
         const svc = one('Service');
         assert.ok(isSubset(svc.spec.selector, pod.metadata.labels), 'the Service selects the pods');
         assert.equal(svc.spec.type, 'ClusterIP');
-        assert.deepEqual(svc.spec.ports, [{ name: 'metrics', port: values === allOn ? 9100 : 9435, targetPort: 'metrics', protocol: 'TCP' }]);
+        assert.deepEqual(svc.spec.ports, [{ name: 'metrics', port: values === allOn ? 9100 : 19435, targetPort: 'metrics', protocol: 'TCP' }]);
         assert.equal(pod.spec.serviceAccountName, one('ServiceAccount').metadata.name);
         for (const probe of ['livenessProbe', 'readinessProbe']) assert.equal(container(ds)[probe].httpGet.port, 'metrics');
         if (values !== allOn) continue;
@@ -441,7 +441,7 @@ describe('Helm chart', function () {
       const args = container(render().one('DaemonSet')).args;
       assert.deepEqual(args, [
         'run',
-        '--listen=0.0.0.0:9435',
+        '--listen=0.0.0.0:19435',
         '--http-connection-limit=128',
         '--probes=connect,accept,close',
         '--log-level=info',
@@ -529,7 +529,7 @@ describe('Helm chart', function () {
 
     it('print notes that name the DaemonSet and what is switched on', function () {
       const plain = render().notes;
-      assert.match(plain, /kubectl -n monitoring port-forward ds\/bpfnet-exporter 9435\n/);
+      assert.match(plain, /kubectl -n monitoring port-forward ds\/bpfnet-exporter 19435\n/);
       assert.match(plain, /Nothing tells Prometheus to scrape it yet/);
       assert.doesNotMatch(plain, /redirect is on|privileged|PrometheusRule/);
       const on = render(allOn).notes;

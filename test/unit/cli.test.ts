@@ -11,11 +11,11 @@ import { parseListen } from '../../src/server';
 
 describe('command line parsing', function () {
   it('reads HOST:PORT, [IPV6]:PORT and :PORT', function () {
-    assert.deepEqual(parseListen('0.0.0.0:9435'), { host: '0.0.0.0', port: 9435 });
+    assert.deepEqual(parseListen('0.0.0.0:19435'), { host: '0.0.0.0', port: 19435 });
     assert.deepEqual(parseListen('[::1]:80'), { host: '::1', port: 80 });
-    assert.deepEqual(parseListen(':9435'), { host: '0.0.0.0', port: 9435 });
+    assert.deepEqual(parseListen(':19435'), { host: '0.0.0.0', port: 19435 });
     assert.deepEqual(parseListen('localhost:0'), { host: 'localhost', port: 0 });
-    for (const bad of ['9435', 'host:', 'a:b', '::1:80', 'host:65536', '[::1]']) {
+    for (const bad of ['19435', 'host:', 'a:b', '::1:80', 'host:65536', '[::1]']) {
       assert.throws(
         () => parseListen(bad),
         (e: Error) => e instanceof UsageError && /not an address/.test(e.message),
