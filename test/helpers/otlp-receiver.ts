@@ -13,12 +13,12 @@ import type { AddressInfo } from 'node:net';
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const root = require('otlp-proto-definitions/build/src/generated/root.js');
 
-interface ProtoType {
+export interface ProtoType {
   fromObject(o: object): object;
   toObject(m: object, opts: object): Record<string, unknown>;
   decode(b: Uint8Array): object;
 }
-const Request = root.opentelemetry.proto.collector.trace.v1.ExportTraceServiceRequest as ProtoType;
+export const Request = root.opentelemetry.proto.collector.trace.v1.ExportTraceServiceRequest as ProtoType;
 
 export type AttrValue = string | number | boolean | AttrValue[];
 
@@ -36,7 +36,7 @@ export interface ReceivedSpan {
   resource: Record<string, AttrValue>;
 }
 
-const TO_OBJECT = { longs: String, bytes: String, enums: Number, defaults: false, arrays: true };
+export const TO_OBJECT = { longs: String, bytes: String, enums: Number, defaults: false, arrays: true };
 const ID_FIELDS = new Set(['traceId', 'spanId', 'parentSpanId']);
 
 /** OTLP/JSON as protobuf's JSON mapping reads it: ids are hex in OTLP/JSON
@@ -168,7 +168,8 @@ export class OtlpReceiver {
     });
   }
 
-  private collect(req: Record<string, unknown>): void {
+  /** Keeps the spans of a request (as its definitions' toObject gives it). */
+  protected collect(req: Record<string, unknown>): void {
     for (const rs of (req.resourceSpans ?? []) as Record<string, unknown>[]) {
       const resource = attrs((rs.resource as Record<string, unknown> | undefined)?.attributes);
       for (const ss of (rs.scopeSpans ?? []) as Record<string, unknown>[]) {
