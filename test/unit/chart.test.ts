@@ -389,6 +389,7 @@ describe('Helm chart', function () {
         '--http-connection-limit=128',
         '--probes=connect,accept,close',
         '--log-level=info',
+        '--log-format=logfmt',
         '--readiness=serving',
         '--accept-port-limit=1024',
         '--max-series=10000',
@@ -408,6 +409,7 @@ describe('Helm chart', function () {
         '--http-connection-limit=256',
         '--probes=connect,accept,close,netstack',
         '--log-level=debug',
+        '--log-format=json',
         '--readiness=all-probes',
         '--enable-bpf-stats',
         '--pid=1',
@@ -446,7 +448,8 @@ describe('Helm chart', function () {
       assert.deepEqual(protocol({}), []);
       assert.deepEqual(protocol({ exporter: { spans: { otlpEndpoint: 'http://otel-collector:4318' } } }), ['http/protobuf']);
       assert.deepEqual(protocol(allOn), ['http/json']);
-      assert.deepEqual(schemaErrors(mergeValues(chart.values, { exporter: { spans: { protocol: 'grpc' } } })), [
+      assert.deepEqual(schemaErrors(mergeValues(chart.values, { exporter: { spans: { protocol: 'grpc' } } })), []);
+      assert.deepEqual(schemaErrors(mergeValues(chart.values, { exporter: { spans: { protocol: 'http/thrift' } } })), [
         'exporter.spans.protocol: must be equal to one of the allowed values',
       ]);
     });
@@ -455,7 +458,9 @@ describe('Helm chart', function () {
       const here = allOnHere().exporter as { redirect: { cgroup: string } };
       const cases: Values[] = [{}, allOnHere(), { exporter: { probes: [], redirect: { enabled: true, cgroup: here.redirect.cgroup } } }];
       const runs = await Promise.all(cases.map((v) => runExporter(render(v).one('DaemonSet'))));
-      for (const r of runs) assert.deepEqual(r, { status: 1, stdout: '', stderr: NOT_PERMITTED });
+      // all on logs JSON (--log-format=json): its last line too
+      const json = (r: { stderr: string }) => ({ ...r, stderr: `bpfnet-exporter: ${(JSON.parse(r.stderr) as { msg: string }).msg}\n` });
+      for (const [i, r] of runs.entries()) assert.deepEqual(i === 1 ? json(r) : r, { status: 1, stdout: '', stderr: NOT_PERMITTED });
       // the default redirect cgroup is the pods': this machine has none
       const pods = await runExporter(render({ exporter: { redirect: { enabled: true } } }).one('DaemonSet'));
       assert.equal(pods.status, 2);
