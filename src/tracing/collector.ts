@@ -17,6 +17,7 @@ import { OTLPTraceExporter as GrpcExporter } from '@opentelemetry/exporter-trace
 import { OTLPTraceExporter as JsonExporter } from '@opentelemetry/exporter-trace-otlp-http';
 import { OTLPTraceExporter as ProtobufExporter } from '@opentelemetry/exporter-trace-otlp-proto';
 import type { HttpAnswer } from './export-failures';
+import type { TlsFiles } from './config';
 import type { OtlpCompression, OtlpProtocol } from './otel-env';
 
 export interface CollectorSettings {
@@ -24,6 +25,7 @@ export interface CollectorSettings {
   protocol: OtlpProtocol;
   timeoutMillis: number;
   compression: OtlpCompression;
+  tls?: TlsFiles;
 }
 
 type CreateConnection = (options: object, cb: (err: Error | null, socket?: Duplex) => void) => Duplex | undefined;
@@ -35,10 +37,10 @@ class StoppedError extends Error {
   }
 }
 
-/** An agent of the given kind that refuses new connections once stopped. */
-function stoppableAgent(protocol: string, stopped: () => boolean): http.Agent {
-  const Base = protocol === 'https:' ? https.Agent : http.Agent;
-  const agent = new Base({ keepAlive: true });
+/** An agent of the given kind that refuses new connections once stopped;
+ * over https, with the TLS files given (OTEL_EXPORTER_OTLP_CERTIFICATE...). */
+function stoppableAgent(protocol: string, stopped: () => boolean, tls: TlsFiles = {}): http.Agent {
+  const agent = protocol === 'https:' ? new https.Agent({ keepAlive: true, ...tls }) : new http.Agent({ keepAlive: true });
   const create = (agent as unknown as { createConnection: CreateConnection }).createConnection.bind(agent);
   (agent as unknown as { createConnection: CreateConnection }).createConnection = (options, cb) => {
     if (!stopped()) return create(options, cb);
@@ -71,7 +73,7 @@ export class Collector {
       this.exporter = new GrpcExporter({ url: s.url, timeoutMillis: s.timeoutMillis, compression: s.compression as never });
       return;
     }
-    const agent = (this.agent = stoppableAgent(new URL(s.url).protocol, () => this.stopped));
+    const agent = (this.agent = stoppableAgent(new URL(s.url).protocol, () => this.stopped, s.tls));
     diagnostics.subscribe('http.client.response.finish', this.onResponse);
     const Exporter = s.protocol === 'http/json' ? JsonExporter : ProtobufExporter;
     this.exporter = new Exporter({

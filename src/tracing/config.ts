@@ -41,6 +41,8 @@ export interface TracingConfig {
   ratio: number;
   /** where spans go, for the log */
   target: string;
+  /** OTEL_EXPORTER_OTLP_(TRACES_)CERTIFICATE...: TLS files given */
+  tls?: TlsFiles;
   /** OTEL_EXPORTER_OTLP_(TRACES_)TIMEOUT: one export, retries included */
   timeoutMillis: number;
   compression: OtlpCompression;
@@ -95,17 +97,26 @@ function insecureSetting(env: Env): { name: string; value: boolean } | undefined
   return undefined;
 }
 
-/** The TLS files of a gRPC connection, which the SDK reads itself (and, when
- * one cannot be read or used, warns about and goes on without): here each
- * must be a readable PEM file, a client key comes with its certificate, and
- * they are refused for an endpoint without TLS, where they would not apply. */
-function checkTlsFiles(env: Env, secure: boolean): void {
+/** PEM files for TLS to the collector: the CA to trust (instead of the
+ * system's), the client's key and certificate. */
+export interface TlsFiles {
+  ca?: Buffer;
+  key?: Buffer;
+  cert?: Buffer;
+}
+
+/** OTEL_EXPORTER_OTLP_(TRACES_)CERTIFICATE, CLIENT_KEY and CLIENT_CERTIFICATE,
+ * read. The SDK's gRPC exporter reads them itself, and its HTTP exporters
+ * would too but for our agent (collector.ts), which gets them from here;
+ * where the SDK warns about a file it cannot read or use and goes on
+ * without it, here each must be a readable, usable PEM file, a client key
+ * comes with its certificate, and they are refused for an endpoint without
+ * TLS, where they would not apply. */
+export function readTlsFiles(env: Env, secure: boolean): TlsFiles | undefined {
   const [ca, key, cert] = ['CERTIFICATE', 'CLIENT_KEY', 'CLIENT_CERTIFICATE'].map((suffix) => tracesOrGeneral(env, suffix));
   const given = [ca, key, cert].filter((g) => g !== undefined);
   if (!secure && given.length) {
-    throw new UsageError(
-      `${given[0]!.name}: TLS files apply to an https endpoint, and the gRPC endpoint is http (no TLS); give an https:// endpoint, or unset it`,
-    );
+    throw new UsageError(`${given[0]!.name}: TLS files apply to an https endpoint, and the endpoint is http (no TLS); give an https:// endpoint, or unset it`);
   }
   const read = (g: { name: string; value: string }) => {
     try {
@@ -127,6 +138,7 @@ function checkTlsFiles(env: Env, secure: boolean): void {
     const names = given.map((g) => g.name).join(', ');
     throw new UsageError(`${names}: not usable for TLS (${(err as Error).message}); give PEM files, the key matching the certificate`);
   }
+  return given.length ? { ca: caPem, key: keyPem, cert: certPem } : undefined;
 }
 
 /** A gRPC collector's address, scheme://host:port. Without a scheme (as the
@@ -150,7 +162,6 @@ export function grpcUrl(name: string, raw: string, env: Env): string {
   if ((u.pathname !== '/' && u.pathname !== '') || u.search) {
     throw new UsageError(`${name} ${raw}: a gRPC endpoint has no path or query (the service's path is fixed); give scheme://host:port, ${GRPC_EXAMPLE}`);
   }
-  checkTlsFiles(env, u.protocol === 'https:');
   return `${u.protocol}//${u.host}`;
 }
 
@@ -198,9 +209,11 @@ export function resolveTracing(spec: TracingSpec, env: Env = process.env): Traci
   }
   checkOtlpHeaders(env);
   checkResourceAttributes(env);
+  const tlsFiles = readTlsFiles(env, new URL(url).protocol === 'https:');
   return {
     url,
     protocol,
+    tls: tlsFiles,
     ratio: r ?? samplerRatio(env),
     target: shownUrl(url),
     timeoutMillis: otlpTimeoutMillis(env, OTLP_TIMEOUT_MS),

@@ -4,7 +4,7 @@
 // Export, each request decoded with the official OTLP message definitions
 // (otlp-proto-definitions) into the spans OtlpReceiver gives, so that the
 // same checks run over gRPC. It keeps each request's metadata and message
-// encoding (gzip or identity), can be stopped and started again on the same
+// encoding (gzip or identity), serves TLS (mutual, given a CA), can be stopped and started again on the same
 // port, and can fail as collectors do: answer every call with a gRPC status,
 // or take calls and never answer.
 import * as grpc from '@grpc/grpc-js';
@@ -54,8 +54,12 @@ export class GrpcOtlpReceiver extends OtlpReceiver {
     };
     const server = new grpc.Server({ interceptors: [encoding] });
     server.addService(TRACE_SERVICE, { Export: (call: grpc.ServerUnaryCall<Buffer, Buffer>, done: grpc.sendUnaryData<Buffer>) => this.export(call, done) });
+    const t = this.tls;
+    const credentials = t
+      ? grpc.ServerCredentials.createSsl(t.clientCa ?? null, [{ private_key: t.key, cert_chain: t.cert }], !!t.clientCa)
+      : grpc.ServerCredentials.createInsecure();
     this.port = await new Promise<number>((resolve, reject) =>
-      server.bindAsync(`127.0.0.1:${this.port}`, grpc.ServerCredentials.createInsecure(), (err, port) => (err ? reject(err) : resolve(port))),
+      server.bindAsync(`127.0.0.1:${this.port}`, credentials, (err, port) => (err ? reject(err) : resolve(port))),
     );
     this.grpcServer = server;
     return this;

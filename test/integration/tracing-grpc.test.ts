@@ -4,13 +4,17 @@
 // OTEL_EXPORTER_OTLP_HEADERS arrive as call metadata, gzip compression is
 // what the calls carry, a collector answering UNAVAILABLE or down at the
 // start costs counted drops and a logged reason, never the exporter, and
-// a stop finishes in moments whatever the collector does.
+// a stop finishes in moments whatever the collector does. Over TLS, the CA
+// and client certificate of OTEL_EXPORTER_OTLP_(CLIENT_)CERTIFICATE are
+// what the connection uses, over gRPC and over HTTP alike.
 import assert from 'node:assert/strict';
 import { status } from '@grpc/grpc-js';
 import { runClient, startServer } from '../helpers/agent';
 import { RunningExporter, sleep } from '../helpers/exporter';
 import { createNetns, type Netns } from '../helpers/netns';
+import { makeCerts, type TestCerts } from '../helpers/certs';
 import { GrpcOtlpReceiver } from '../helpers/otlp-grpc-receiver';
+import { OtlpReceiver } from '../helpers/otlp-receiver';
 import { requireRoot } from '../helpers/privileges';
 import type { Metrics } from '../helpers/prom-text';
 
@@ -171,4 +175,70 @@ describe('connection spans over OTLP/gRPC', function () {
     assert.equal(fields(line).spans, String(2 * n));
     assert.ok(receiver.requests >= 1);
   });
+});
+
+describe('connection spans over TLS, with the OTEL_EXPORTER_OTLP_* certificate files', function () {
+  let ns: Netns;
+  let certs: TestCerts;
+
+  before(async function () {
+    requireRoot();
+    ns = createNetns('otlptls');
+    certs = makeCerts('otlptls');
+  });
+
+  after(async function () {
+    await ns?.destroy();
+    await certs?.remove();
+  });
+
+  /** One connection's two spans sent with env; the spans counts after. */
+  async function oneConnection(endpoint: string, env: NodeJS.ProcessEnv, done: (m: Metrics) => boolean): Promise<ReturnType<typeof spanCounts>> {
+    const exporter = await new RunningExporter(['--netns', ns.path, '--otlp-endpoint', endpoint], { OTEL_BSP_SCHEDULE_DELAY: '50', ...env }).ready();
+    try {
+      const server = await startServer(ns, { host: '127.0.0.1', port: 0, down: 1 });
+      await runClient(ns, { host: '127.0.0.1', port: server.port, connections: [{ up: 1 }] });
+      await server.stop();
+      return spanCounts(await exporter.settle(done, 20_000));
+    } finally {
+      assert.equal((await exporter.stop()).code, 0);
+    }
+  }
+  const sent = (m: Metrics) => spanCounts(m).exported === 2;
+  const failed = (m: Metrics) => spanCounts(m).failed === 2 && spanCounts(m).queued === 0;
+
+  for (const protocol of ['grpc', 'http/protobuf'] as const) {
+    it(`trusts the CA and shows the client certificate given (${protocol}), and sends nothing to a collector it cannot verify or that refuses it`, async function () {
+      const tls = { key: certs.read(certs.serverKey), cert: certs.read(certs.serverCert), clientCa: certs.read(certs.caCert) };
+      const receiver = protocol === 'grpc' ? await new GrpcOtlpReceiver(tls).start() : await new OtlpReceiver(tls).start();
+      try {
+        assert.match(receiver.endpoint, /^https:\/\/127\.0\.0\.1:\d+$/);
+        const env = {
+          OTEL_EXPORTER_OTLP_PROTOCOL: protocol,
+          OTEL_EXPORTER_OTLP_CERTIFICATE: certs.caCert,
+          OTEL_EXPORTER_OTLP_CLIENT_KEY: certs.clientKey,
+          OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE: certs.clientCert,
+        };
+        assert.deepEqual(await oneConnection(receiver.endpoint, env, sent), { exported: 2, failed: 0, dropped: 0, queued: 0 });
+        assert.equal(receiver.spans.length, 2);
+        // the system's CAs do not know the test's: the collector is not trusted
+        const { OTEL_EXPORTER_OTLP_CERTIFICATE: _, ...untrusted } = env;
+        assert.deepEqual(await oneConnection(receiver.endpoint, untrusted, failed), { exported: 0, failed: 2, dropped: 2, queued: 0 });
+        // no client certificate: the collector refuses the connection
+        assert.deepEqual(
+          await oneConnection(receiver.endpoint, { OTEL_EXPORTER_OTLP_PROTOCOL: protocol, OTEL_EXPORTER_OTLP_CERTIFICATE: certs.caCert }, failed),
+          {
+            exported: 0,
+            failed: 2,
+            dropped: 2,
+            queued: 0,
+          },
+        );
+        assert.equal(receiver.spans.length, 2);
+        assert.deepEqual(receiver.errors, []);
+      } finally {
+        await receiver.stop();
+      }
+    });
+  }
 });

@@ -185,7 +185,7 @@ describe('span settings', function () {
       );
       refuses(
         () => resolveTracing({ endpoint: 'http://c:4317' }, { ...GRPC, OTEL_EXPORTER_OTLP_CERTIFICATE: pem }),
-        /^OTEL_EXPORTER_OTLP_CERTIFICATE: TLS files apply to an https endpoint, and the gRPC endpoint is http \(no TLS\); give an https:\/\/ endpoint, or unset it$/,
+        /^OTEL_EXPORTER_OTLP_CERTIFICATE: TLS files apply to an https endpoint, and the endpoint is http \(no TLS\); give an https:\/\/ endpoint, or unset it$/,
       );
     });
   });
