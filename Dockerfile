@@ -25,7 +25,7 @@ WORKDIR /src
 COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund
 COPY tsconfig.json tsconfig.gen.json ./
-COPY scripts/build-bpf.sh scripts/gen-bindings.ts scripts/
+COPY scripts/build-bpf.sh scripts/gen-bindings.ts scripts/record-revision.sh scripts/
 COPY bpf bpf/
 COPY src src/
 RUN npm run build

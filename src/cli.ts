@@ -4,11 +4,11 @@
 // signals. The only place that exits the process: exit status 2 for usage
 // errors, 1 for what the machine lacks or a failure while running.
 import yargs, { type Argv } from 'yargs';
-import { nameOrigin, prepareArgs, type FlagType, type Origins } from './args';
+import { envName, nameOrigin, prepareArgs, type FlagType, type Origins } from './args';
 import { runCheck } from './check';
 import { EnvironmentError, UsageError } from './errors';
 import { Exporter, formatAddress } from './exporter';
-import { LOG_LEVELS, rootLogger, type LogLevel } from './log';
+import { formatLine, LOG_FORMATS, LOG_LEVELS, rootLogger, type LogFormat, type LogLevel } from './log';
 import { DEFAULT_BPF_DIR, packageVersion, setBpfDir } from './paths';
 import { DEFAULTS, PROBE_NAMES, READINESS, WORKLOAD_LABELS, type ExporterOptions, type Readiness } from './options';
 import { parseListen } from './server';
@@ -73,6 +73,13 @@ function serveFlags<T>(y: Argv<T>) {
       describe: "turn on the kernel's BPF run time statistics while running (bpfnet_bpf_program_run_seconds_total)",
     })
     .option('log-level', { type: 'string', default: 'info', coerce: lastString, choices: LOG_LEVELS as unknown as string[], describe: 'log verbosity' })
+    .option('log-format', {
+      type: 'string',
+      default: 'logfmt',
+      coerce: lastString,
+      choices: LOG_FORMATS as unknown as string[],
+      describe: 'log lines on stderr: logfmt, or json (one object per line, the same keys)',
+    })
     .option('readiness', {
       type: 'string',
       default: 'serving',
@@ -220,9 +227,10 @@ export function exporterOptions(a: RunArgs): ExporterOptions {
   };
 }
 
-async function run(a: { 'log-level': string }, opts: ExporterOptions): Promise<number> {
+async function run(a: { 'log-level': string; 'log-format': string }, opts: ExporterOptions): Promise<number> {
   const log = rootLogger;
   log.setLevel(a['log-level'] as LogLevel);
+  log.setFormat(a['log-format'] as LogFormat);
   const exporter = await Exporter.start(opts, log);
   log.info('bpfnet-exporter running', { version: packageVersion(), address: formatAddress(exporter.address!) });
   return new Promise<number>((resolve) => {
@@ -357,8 +365,27 @@ function oneLine(err: unknown): [string, number] {
   return [`${e?.message ?? String(err)}`, 1];
 }
 
+/** The log format a command line asks for, read before it is parsed, so
+ * that what goes wrong while parsing follows it: the last --log-format
+ * given, else BPFNET_LOG_FORMAT; logfmt when neither names a known format. */
+export function requestedLogFormat(argv: readonly string[], env: NodeJS.ProcessEnv): LogFormat {
+  let given: string | undefined;
+  for (let i = 0; i < argv.length && argv[i] !== '--'; i++) {
+    if (argv[i] === '--log-format') given = argv[++i];
+    else if (argv[i]!.startsWith('--log-format=')) given = argv[i]!.slice('--log-format='.length);
+  }
+  given ??= env[envName('log-format')]?.trim();
+  return (LOG_FORMATS as readonly string[]).includes(given ?? '') ? (given as LogFormat) : 'logfmt';
+}
+
+/** The line that ends the program: "bpfnet-exporter: MESSAGE", or a JSON log line. */
+export function exitLine(format: LogFormat, message: string): string {
+  return format === 'json' ? formatLine('json', 'error', undefined, message, {}) : `bpfnet-exporter: ${message}`;
+}
+
 /** Runs the command line and exits with its status. */
 export function runCli(argv: string[] = process.argv.slice(2)): void {
+  rootLogger.setFormat(requestedLogFormat(argv, process.env));
   for (const signal of IGNORED_SIGNALS) process.on(signal, () => rootLogger.warn('signal ignored: it has no meaning here', { signal }));
   process.on('uncaughtException', (err) => {
     rootLogger.error('unexpected error', { err: err.stack ?? err.message });
@@ -368,7 +395,7 @@ export function runCli(argv: string[] = process.argv.slice(2)): void {
     (code) => process.exit(code),
     (err) => {
       const [message, code] = oneLine(err);
-      process.stderr.write(`bpfnet-exporter: ${message}\n`);
+      process.stderr.write(exitLine(rootLogger.format, message) + '\n');
       process.exit(code);
     },
   );

@@ -2,6 +2,7 @@
 // The running exporter: checks the environment, serves HTTP, starts the
 // requested probes, and undoes all of it on stop().
 import { Registry } from 'prom-client';
+import { buildInfo } from './build-info';
 import { closeFd, enableRunTimeStats, setLibbpfLogger, type BpfProgram } from './libbpf';
 import type { Logger } from './log';
 import { registerExporterMetrics } from './metrics/exporter';
@@ -67,7 +68,7 @@ export class Exporter {
     registerExporterMetrics({
       registry,
       failures,
-      version: packageVersion(),
+      build: buildInfo(),
       status: () => new Map([...this.status()].filter(([name]) => PROBE_NAMES.includes(name))),
       programs: () => this.programs(),
     });

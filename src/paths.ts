@@ -5,7 +5,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { UsageError } from './errors';
 
-const packageRoot = path.resolve(__dirname, '..', '..', '..'); // build/js/src -> .
+export const packageRoot = path.resolve(__dirname, '..', '..', '..'); // build/js/src -> .
 
 export const DEFAULT_BPF_DIR = path.join(packageRoot, 'build', 'bpf');
 let bpfDir = DEFAULT_BPF_DIR;

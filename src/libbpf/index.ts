@@ -8,6 +8,6 @@ export { RingBuffer } from './ringbuf';
 export { Btf, Kind } from './btf';
 export { bindLayout, Layout, LayoutError, type StructSpec, type FieldSpec } from './layout';
 export { BpfError, MissingFeatureError, errnoName, summaryOf, detailOf } from './errors';
-export { programInfo, mapInfo, enableRunTimeStats, vmlinuxBtf, type ProgramInfo, type MapInfo } from './info';
+export { programInfo, mapInfo, enableRunTimeStats, vmlinuxBtf, libbpfVersion, type ProgramInfo, type MapInfo } from './info';
 export { setLibbpfLogger } from './log';
 export { pinObject, openPinned, closeFd } from './pin';

@@ -92,3 +92,8 @@ export function mapInfo(fd: number): MapInfo {
     name: cString(buf, l.offset('name'), 16),
   };
 }
+
+/** The system libbpf's version, MAJOR.MINOR (as libbpf itself reports it). */
+export function libbpfVersion(): string {
+  return `${native.majorVersion() as number}.${native.minorVersion() as number}`;
+}

@@ -128,6 +128,8 @@ export const native = {
   // library
   strerror: f('int libbpf_strerror(int err, _Out_ uint8_t *buf, size_t size)'),
   numPossibleCpus: f('int libbpf_num_possible_cpus()'),
+  majorVersion: f('uint32_t libbpf_major_version()'),
+  minorVersion: f('uint32_t libbpf_minor_version()'),
   setPrint: libbpf.func('libbpf_set_print', 'void *', [koffi.pointer(printFn)]),
   probeProgType: f('int libbpf_probe_bpf_prog_type(int type, void *opts)'),
   probeMapType: f('int libbpf_probe_bpf_map_type(int type, void *opts)'),

@@ -1,7 +1,11 @@
 // SPDX-License-Identifier: Apache-2.0
-// Metrics about the exporter itself: which probes run, its version, and the
-// kernel's statistics about its BPF programs.
-import { Gauge, type Registry } from 'prom-client';
+// Metrics about the exporter itself: which probes run, its build, the
+// kernel's statistics about its BPF programs, and prom-client's standard
+// process and Node.js metrics (process_*, nodejs_*: unprefixed, as every
+// Prometheus client library names them, so the usual dashboards and alerts
+// about a process's CPU, memory and file descriptors apply as they are).
+import { collectDefaultMetrics, Gauge, type Registry } from 'prom-client';
+import type { BuildInfo } from '../build-info';
 import type { BpfProgram } from '../libbpf';
 import { CollectedCounter } from './collected';
 import type { ScrapeFailures } from './validate';
@@ -9,18 +13,19 @@ import type { ScrapeFailures } from './validate';
 export function registerExporterMetrics(opts: {
   registry: Registry;
   failures: ScrapeFailures;
-  version: string;
+  build: BuildInfo;
   /** each probe's status: whether it runs */
   status: () => ReadonlyMap<string, { up: boolean }>;
   programs: () => BpfProgram[];
 }): void {
   const { registry, failures } = opts;
+  const build = opts.build;
   new Gauge({
     name: 'bpfnet_build_info',
-    help: 'Always 1; the version label says which bpfnet-exporter is running.',
-    labelNames: ['version'],
+    help: 'Always 1; the labels say which bpfnet-exporter is running (version, the git commit it was built from) and on what (Node.js, the system libbpf, the kernel).',
+    labelNames: Object.keys(build),
     registers: [registry],
-  }).set({ version: opts.version }, 1);
+  }).set({ ...build }, 1);
 
   new Gauge({
     name: 'bpfnet_probe_up',
@@ -50,4 +55,12 @@ export function registerExporterMetrics(opts: {
     'Events a BPF program missed because it was already running on that CPU (an interrupt hit it); always counted.',
     (i) => i.recursionMisses,
   );
+
+  collectDefaultMetrics({ register: registry });
+  // gauges named like counters (promtool: non-counter metrics should not
+  // have "_total" suffix), each the sum of the by-type gauge beside it
+  for (const name of SUMS_NAMED_AS_COUNTERS) registry.removeSingleMetric(name);
 }
+
+/** prom-client's default metrics that are left out. */
+export const SUMS_NAMED_AS_COUNTERS = ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total'];

@@ -15,7 +15,7 @@ export interface HttpAnswer {
 }
 
 export interface ExportFailure {
-  /** refused, dns, timeout, reset, unreachable, tls, http, stopped, error */
+  /** refused, dns, timeout, reset, unreachable, tls, http, grpc, stopped, error */
   kind: string;
   /** the specifics: status, address, the error's own words */
   detail: string;
@@ -41,10 +41,44 @@ function httpFailure(a: HttpAnswer): ExportFailure {
   return { kind: 'http', detail };
 }
 
+/** gRPC's status codes by number (grpc/doc/statuscodes.md). */
+const GRPC_STATUS = [
+  'OK',
+  'CANCELLED',
+  'UNKNOWN',
+  'INVALID_ARGUMENT',
+  'DEADLINE_EXCEEDED',
+  'NOT_FOUND',
+  'ALREADY_EXISTS',
+  'PERMISSION_DENIED',
+  'RESOURCE_EXHAUSTED',
+  'FAILED_PRECONDITION',
+  'ABORTED',
+  'OUT_OF_RANGE',
+  'UNIMPLEMENTED',
+  'INTERNAL',
+  'UNAVAILABLE',
+  'DATA_LOSS',
+  'UNAUTHENTICATED',
+];
+const DEADLINE_EXCEEDED = 4;
+const UNAVAILABLE = 14;
+
+/** A gRPC call's failure (@grpc/grpc-js's ServiceError): its status, and
+ * what the transport underneath said when there was no connection. */
+function grpcFailure(code: number, details: string): ExportFailure {
+  const status = `gRPC ${GRPC_STATUS[code] ?? code}${details ? `: ${details}` : ''}`;
+  if (code === DEADLINE_EXCEEDED) return { kind: 'timeout', detail: status };
+  const errno = code === UNAVAILABLE ? /\b(E[A-Z]+)\b/.exec(details)?.[1] : undefined;
+  if (errno && BY_CODE[errno]) return { kind: BY_CODE[errno], detail: status };
+  return { kind: 'grpc', detail: status };
+}
+
 /** Classifies what the OTLP exporter reported for a failed export. */
 export function classifyFailure(err: unknown, lastAnswer?: HttpAnswer): ExportFailure {
-  const e = (err ?? {}) as { code?: unknown; message?: unknown; name?: unknown; cause?: unknown };
+  const e = (err ?? {}) as { code?: unknown; message?: unknown; name?: unknown; cause?: unknown; details?: unknown; metadata?: unknown };
   const message = typeof e.message === 'string' ? e.message : String(err ?? '');
+  if (typeof e.code === 'number' && typeof e.details === 'string' && e.metadata !== undefined) return grpcFailure(e.code, e.details);
   // OTLPExporterError: the collector answered with a status it does not retry
   if (typeof e.code === 'number') return httpFailure({ status: e.code, statusText: message || undefined });
   const code = typeof e.code === 'string' ? e.code : undefined;
@@ -59,7 +93,7 @@ export function classifyFailure(err: unknown, lastAnswer?: HttpAnswer): ExportFa
   return { kind: 'error', detail: code ? `${message} (${code})` : message };
 }
 
-export const describeFailure = (f: ExportFailure) => (f.kind === 'http' ? f.detail : `${f.kind}: ${f.detail}`);
+export const describeFailure = (f: ExportFailure) => (f.kind === 'http' || f.kind === 'grpc' ? f.detail : `${f.kind}: ${f.detail}`);
 
 export interface Timers {
   setTimeout(fn: () => void, ms: number): unknown;

@@ -91,15 +91,15 @@ export function tracesExporterNone(env: Env): boolean {
   return false;
 }
 
-/** OTLP over HTTP: protobuf (the specification's default) or JSON. */
-export type OtlpProtocol = 'http/protobuf' | 'http/json';
+/** OTLP over HTTP, protobuf (the specification's default) or JSON, or over gRPC. */
+export type OtlpProtocol = 'http/protobuf' | 'http/json' | 'grpc';
 
 export function otlpProtocol(env: Env): OtlpProtocol {
   const given = tracesOrGeneral(env, 'PROTOCOL');
   if (!given) return 'http/protobuf';
   const p = given.value.toLowerCase();
-  if (p === 'http/protobuf' || p === 'http/json') return p;
-  throw new UsageError(`${given.name} ${given.value}: not supported; give http/protobuf (the default) or http/json`);
+  if (p === 'http/protobuf' || p === 'http/json' || p === 'grpc') return p;
+  throw new UsageError(`${given.name} ${given.value}: not supported; give http/protobuf (the default), http/json or grpc`);
 }
 
 export type OtlpCompression = 'gzip' | 'none';

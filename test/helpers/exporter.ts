@@ -81,8 +81,9 @@ export class RunningExporter {
       child.stderr!.setEncoding('utf8');
       child.stderr!.on('data', (d: string) => {
         this.stderrText += d;
-        const m = /msg=listening address=(\S+)/.exec(this.stderrText);
-        if (m) resolve(`http://${m[1]}`);
+        // logfmt, or --log-format json
+        const m = /msg=listening address=(\S+)|"msg":"listening","address":"([^"]+)"/.exec(this.stderrText);
+        if (m) resolve(`http://${m[1] ?? m[2]}`);
       });
       void this.exited.then(({ code }) => reject(new Error(`exporter exited (${code}) before listening:\n${this.stderrText}`)));
     });

@@ -9,16 +9,25 @@
 // as collectors do (fault): answer an HTTP error status, or take the request
 // and never answer.
 import http from 'node:http';
+import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const root = require('otlp-proto-definitions/build/src/generated/root.js');
 
-interface ProtoType {
+export interface ProtoType {
   fromObject(o: object): object;
   toObject(m: object, opts: object): Record<string, unknown>;
   decode(b: Uint8Array): object;
 }
-const Request = root.opentelemetry.proto.collector.trace.v1.ExportTraceServiceRequest as ProtoType;
+export const Request = root.opentelemetry.proto.collector.trace.v1.ExportTraceServiceRequest as ProtoType;
+
+/** A receiver's TLS: its key and certificate, PEM; with clientCa, clients
+ * must show a certificate that CA signed. */
+export interface ServerTls {
+  key: Buffer;
+  cert: Buffer;
+  clientCa?: Buffer;
+}
 
 export type AttrValue = string | number | boolean | AttrValue[];
 
@@ -36,7 +45,7 @@ export interface ReceivedSpan {
   resource: Record<string, AttrValue>;
 }
 
-const TO_OBJECT = { longs: String, bytes: String, enums: Number, defaults: false, arrays: true };
+export const TO_OBJECT = { longs: String, bytes: String, enums: Number, defaults: false, arrays: true };
 const ID_FIELDS = new Set(['traceId', 'spanId', 'parentSpanId']);
 
 /** OTLP/JSON as protobuf's JSON mapping reads it: ids are hex in OTLP/JSON
@@ -100,9 +109,15 @@ export class OtlpReceiver {
   private server: http.Server | undefined;
   port = 0;
 
+  /** tls: serve https with this key and certificate (and, given a CA,
+   * require a client certificate it signed) */
+  constructor(readonly tls?: ServerTls) {}
+
   /** Listens on 127.0.0.1 (the same port again after a stop). */
   async start(): Promise<this> {
-    const server = http.createServer((req, res) => this.handle(req, res));
+    const handle = (req: http.IncomingMessage, res: http.ServerResponse) => this.handle(req, res);
+    const t = this.tls;
+    const server = t ? https.createServer({ key: t.key, cert: t.cert, ca: t.clientCa, requestCert: !!t.clientCa }, handle) : http.createServer(handle);
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       server.listen(this.port, '127.0.0.1', () => resolve());
@@ -113,7 +128,7 @@ export class OtlpReceiver {
   }
 
   get endpoint(): string {
-    return `http://127.0.0.1:${this.port}`;
+    return `${this.tls ? 'https' : 'http'}://127.0.0.1:${this.port}`;
   }
 
   /** Stops listening and drops open connections: the collector is down. */
@@ -168,7 +183,8 @@ export class OtlpReceiver {
     });
   }
 
-  private collect(req: Record<string, unknown>): void {
+  /** Keeps the spans of a request (as its definitions' toObject gives it). */
+  protected collect(req: Record<string, unknown>): void {
     for (const rs of (req.resourceSpans ?? []) as Record<string, unknown>[]) {
       const resource = attrs((rs.resource as Record<string, unknown> | undefined)?.attributes);
       for (const ss of (rs.scopeSpans ?? []) as Record<string, unknown>[]) {

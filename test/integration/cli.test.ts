@@ -208,10 +208,50 @@ describe('command line', function () {
       });
     });
 
-    it('exits 2 for an OTLP protocol it does not speak (OTEL_EXPORTER_OTLP_TRACES_PROTOCOL=grpc)', async function () {
-      const r = await runCli(['--listen', '127.0.0.1:0', '--otlp-endpoint', 'http://127.0.0.1:4318'], { env: { OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: 'grpc' } });
-      assert.match(oneLine(r.stderr), /OTEL_EXPORTER_OTLP_TRACES_PROTOCOL grpc: not supported; give http\/protobuf \(the default\) or http\/json/);
+    it('exits 2 for an OTLP protocol it does not speak (OTEL_EXPORTER_OTLP_TRACES_PROTOCOL=http/thrift)', async function () {
+      const r = await runCli(['--listen', '127.0.0.1:0', '--otlp-endpoint', 'http://127.0.0.1:4318'], {
+        env: { OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: 'http/thrift' },
+      });
+      assert.match(
+        oneLine(r.stderr),
+        /OTEL_EXPORTER_OTLP_TRACES_PROTOCOL http\/thrift: not supported; give http\/protobuf \(the default\), http\/json or grpc$/,
+      );
       assert.equal(r.code, 2);
+    });
+
+    it('exits 2 for a gRPC endpoint with a path (OTEL_EXPORTER_OTLP_PROTOCOL=grpc)', async function () {
+      const r = await runCli(['--listen', '127.0.0.1:0'], {
+        env: { OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc', OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: 'http://127.0.0.1:4317/v1/traces' },
+      });
+      assert.match(oneLine(r.stderr), /OTEL_EXPORTER_OTLP_TRACES_ENDPOINT http:\/\/127.0.0.1:4317\/v1\/traces: a gRPC endpoint has no path or query/);
+      assert.equal(r.code, 2);
+    });
+
+    it('exits 2 for a log format it does not know, from the flag or BPFNET_LOG_FORMAT', async function () {
+      for (const [args, env] of [
+        [['--log-format', 'xml'], {}],
+        [[], { BPFNET_LOG_FORMAT: 'xml' }],
+      ] as const) {
+        const r = await runCli(['--listen', '127.0.0.1:0', ...args], { env });
+        assert.match(oneLine(r.stderr), /^bpfnet-exporter: Invalid values: Argument: log-format, Given: "xml", Choices: "logfmt", "json"; see --help$/);
+        assert.equal(r.code, 2);
+      }
+    });
+
+    it('writes its one line as a JSON log line under --log-format json or BPFNET_LOG_FORMAT=json', async function () {
+      for (const [args, env] of [
+        [['--log-format=json', '--probes', 'bogus'], {}],
+        [['--probes', 'bogus'], { BPFNET_LOG_FORMAT: 'json' }],
+      ] as const) {
+        const r = await runCli(['--listen', '127.0.0.1:0', ...args], { env });
+        const lines = r.stderr.trim().split('\n');
+        assert.equal(lines.length, 1, r.stderr);
+        const line = JSON.parse(lines[0]!) as Record<string, unknown>;
+        assert.deepEqual(Object.keys(line), ['ts', 'level', 'msg']);
+        assert.equal(new Date(line.ts as string).toISOString(), line.ts);
+        assert.deepEqual([line.level, line.msg], ['error', '--probes: unknown probe "bogus"; known probes: connect,accept,close,netstack']);
+        assert.equal(r.code, 2);
+      }
     });
 
     it('exits 1 when the listen port is in use', async function () {

@@ -99,6 +99,13 @@ describe('exposition', function () {
       'bpfnet_spans_exported_total',
       'bpfnet_spans_dropped_total',
       'bpfnet_spans_queued',
+      // prom-client's standard process and Node.js metrics, unprefixed
+      'process_cpu_seconds_total',
+      'process_resident_memory_bytes',
+      'process_open_fds',
+      'process_start_time_seconds',
+      'nodejs_eventloop_lag_seconds',
+      'nodejs_heap_size_used_bytes',
     ]) {
       assert.match(body, new RegExp(`^${name}[{ ]`, 'm'), name);
     }

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
-// Connection spans against a real OTLP/HTTP receiver that checks every
-// request against the official OTLP definitions: one span per connection
+// Connection spans against a real OTLP/HTTP receiver, and a real OTLP/gRPC
+// one, that check every request against the official OTLP definitions: one span per connection
 // with the exact attributes and payload bytes, failed connects as errors,
 // times in the right order and in the right wall-clock window; no span work
 // without an endpoint; and a collector that goes down and comes back costs
@@ -9,6 +9,7 @@ import assert from 'node:assert/strict';
 import { runClient, startClient, startServer } from '../helpers/agent';
 import { RunningExporter, sleep } from '../helpers/exporter';
 import { createNetns, type Netns } from '../helpers/netns';
+import { GrpcOtlpReceiver } from '../helpers/otlp-grpc-receiver';
 import { OtlpReceiver, type ReceivedSpan } from '../helpers/otlp-receiver';
 import { requireRoot } from '../helpers/privileges';
 import type { Metrics } from '../helpers/prom-text';
@@ -37,27 +38,32 @@ async function connectOnce(ns: Netns, host: string, port: number, up: number): P
 describe('connection spans', function () {
   let ns: Netns;
   let receiver: OtlpReceiver;
+  let grpcReceiver: GrpcOtlpReceiver;
 
   before(async function () {
     requireRoot();
     ns = createNetns('spans');
     receiver = await new OtlpReceiver().start();
+    grpcReceiver = await new GrpcOtlpReceiver().start();
   });
 
   after(async function () {
     await receiver?.stop();
+    await grpcReceiver?.stop();
     await ns?.destroy();
   });
 
   for (const [protocol, contentType] of [
     ['http/protobuf', 'application/x-protobuf'],
     ['http/json', 'application/json'],
+    ['grpc', 'application/grpc'],
   ] as const) {
     it(`sends one span per connection with exact attributes and bytes, and failed connects as errors (${protocol})`, async function () {
       const env = protocol === 'http/protobuf' ? FAST_EXPORT : { ...FAST_EXPORT, OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: protocol };
-      receiver.spans.length = 0;
-      receiver.contentTypes.clear();
-      const exporter = await new RunningExporter(['--netns', ns.path, '--otlp-endpoint', receiver.endpoint], env).ready();
+      const rx = protocol === 'grpc' ? grpcReceiver : receiver;
+      rx.spans.length = 0;
+      rx.contentTypes.clear();
+      const exporter = await new RunningExporter(['--netns', ns.path, '--otlp-endpoint', rx.endpoint], env).ready();
       try {
         const t0 = wallNs();
         const v4 = await startServer(ns, { host: '127.0.0.1', port: 0, down: 5000 });
@@ -67,11 +73,11 @@ describe('connection spans', function () {
         const refused = await runClient(ns, { host: '127.0.0.1', port: 9, connections: [{ up: 1 }] });
         await v4.stop();
         await v6.stop();
-        const spans = await receiver.waitFor((s) => s.length >= 5);
+        const spans = await rx.waitFor((s) => s.length >= 5);
         const t1 = wallNs();
         await sleep(300); // nothing more comes
-        assert.equal(receiver.spans.length, 5, JSON.stringify(receiver.spans.map((s) => [s.name, s.attributes['network.local.port']])));
-        assert.deepEqual(receiver.errors, []);
+        assert.equal(rx.spans.length, 5, JSON.stringify(rx.spans.map((s) => [s.name, s.attributes['network.local.port']])));
+        assert.deepEqual(rx.errors, []);
 
         // (an IPv4 and an IPv6 listener may have the same port number)
         const find = (kind: number, family: string, localPort: number) => {
@@ -146,7 +152,9 @@ describe('connection spans', function () {
         });
         assert.deepEqual([failed[0]!.kind, failed[0]!.name, failed[0]!.events.map((e) => e.name)], [CLIENT, 'tcp connect', []]);
         assert.equal(spans[0]!.resource['service.name'], 'bpfnet-exporter');
-        assert.deepEqual([...receiver.contentTypes], [contentType]);
+        // over gRPC: uncompressed, as OTEL_EXPORTER_OTLP_COMPRESSION defaults to
+        if (protocol === 'grpc') assert.deepEqual([...grpcReceiver.encodings], ['identity']);
+        else assert.deepEqual([...rx.contentTypes], [contentType]);
 
         const m = await exporter.settle((x) => spanCounts(x).exported === 5);
         assert.deepEqual(spanCounts(m), { exported: 5, dropped: 0, queued: 0 });

@@ -445,6 +445,7 @@ describe('Helm chart', function () {
         '--http-connection-limit=128',
         '--probes=connect,accept,close',
         '--log-level=info',
+        '--log-format=logfmt',
         '--readiness=serving',
         '--accept-port-limit=1024',
         '--max-series=10000',
@@ -464,6 +465,7 @@ describe('Helm chart', function () {
         '--http-connection-limit=256',
         '--probes=connect,accept,close,netstack',
         '--log-level=debug',
+        '--log-format=json',
         '--readiness=all-probes',
         '--enable-bpf-stats',
         '--pid=1',
@@ -502,8 +504,9 @@ describe('Helm chart', function () {
       assert.deepEqual(protocol({}), []);
       assert.deepEqual(protocol({ exporter: { spans: { otlpEndpoint: 'http://otel-collector:4318' } } }), ['http/protobuf']);
       assert.deepEqual(protocol(allOn), ['http/json']);
-      assert.deepEqual(schemaErrors({ exporter: { spans: { protocol: 'grpc' } } }), [
-        "- at '/exporter/spans/protocol': value must be one of 'http/protobuf', 'http/json'",
+      assert.deepEqual(schemaErrors({ exporter: { spans: { protocol: 'grpc' } } }), []);
+      assert.deepEqual(schemaErrors({ exporter: { spans: { protocol: 'http/thrift' } } }), [
+        "- at '/exporter/spans/protocol': value must be one of 'http/protobuf', 'http/json', 'grpc'",
       ]);
     });
 
@@ -511,7 +514,9 @@ describe('Helm chart', function () {
       const here = allOnHere().exporter as { redirect: { cgroup: string } };
       const cases: Values[] = [{}, allOnHere(), { exporter: { probes: [], redirect: { enabled: true, cgroup: here.redirect.cgroup } } }];
       const runs = await Promise.all(cases.map((v) => runExporter(render(v).one('DaemonSet'))));
-      for (const r of runs) assert.deepEqual(r, { status: 1, stdout: '', stderr: NOT_PERMITTED });
+      // all on logs JSON (--log-format=json): its last line too
+      const json = (r: { stderr: string }) => ({ ...r, stderr: `bpfnet-exporter: ${(JSON.parse(r.stderr) as { msg: string }).msg}\n` });
+      for (const [i, r] of runs.entries()) assert.deepEqual(i === 1 ? json(r) : r, { status: 1, stdout: '', stderr: NOT_PERMITTED });
       // the default redirect cgroup is the pods': this machine has none
       const pods = await runExporter(render({ exporter: { redirect: { enabled: true } } }).one('DaemonSet'));
       assert.equal(pods.status, 2);

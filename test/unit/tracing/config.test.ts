@@ -5,6 +5,10 @@
 // would be ignored or misread is refused, and nothing is read without an
 // endpoint.
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { UsageError } from '../../../src/errors';
 import { resolveTracing, shownUrl } from '../../../src/tracing/config';
 import { QUEUE_DEFAULTS, queueSettingsFromEnv } from '../../../src/tracing/export-queue';
@@ -105,9 +109,85 @@ describe('span settings', function () {
     assert.equal(resolveTracing({}, BASE)!.timeoutMillis, 10_000);
     refuses(() => resolveTracing({}, { ...BASE, OTEL_EXPORTER_OTLP_TIMEOUT: '10s' }), /^OTEL_EXPORTER_OTLP_TIMEOUT 10s/);
     refuses(
-      () => resolveTracing({}, { ...BASE, OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc' }),
-      /^OTEL_EXPORTER_OTLP_PROTOCOL grpc: not supported; give http\/protobuf/,
+      () => resolveTracing({}, { ...BASE, OTEL_EXPORTER_OTLP_PROTOCOL: 'http/thrift' }),
+      /^OTEL_EXPORTER_OTLP_PROTOCOL http\/thrift: not supported; give http\/protobuf \(the default\), http\/json or grpc$/,
     );
+  });
+
+  describe('over gRPC', function () {
+    const GRPC = { OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc' };
+    let dir: string;
+    before(() => (dir = fs.mkdtempSync(path.join(os.tmpdir(), 'bpfnet-grpc-tls-'))));
+    after(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+    it('uses the endpoint as is, scheme and host:port, with no /v1/traces; without a scheme, TLS unless OTEL_EXPORTER_OTLP_INSECURE=true', function () {
+      const url = (spec: object, env: NodeJS.ProcessEnv) => resolveTracing(spec, { ...GRPC, ...env })!.url;
+      assert.equal(url({ endpoint: 'http://c:4317' }, {}), 'http://c:4317');
+      assert.equal(url({ endpoint: 'http://c:4317/' }, {}), 'http://c:4317');
+      assert.equal(url({}, { OTEL_EXPORTER_OTLP_ENDPOINT: 'https://c' }), 'https://c');
+      assert.equal(url({}, { OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: 'http://t:4317' }), 'http://t:4317');
+      assert.equal(url({}, { OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: 'c:4317' }), 'https://c:4317');
+      assert.equal(url({}, { OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: 'c:4317', OTEL_EXPORTER_OTLP_INSECURE: 'TRUE' }), 'http://c:4317');
+      assert.equal(
+        url({}, { OTEL_EXPORTER_OTLP_ENDPOINT: 'c:4317', OTEL_EXPORTER_OTLP_INSECURE: 'true', OTEL_EXPORTER_OTLP_TRACES_INSECURE: 'false' }),
+        'https://c:4317',
+      );
+      // consistent with the scheme: nothing to refuse
+      assert.equal(url({ endpoint: 'http://c:4317' }, { OTEL_EXPORTER_OTLP_INSECURE: 'true' }), 'http://c:4317');
+      assert.equal(resolveTracing({ endpoint: 'http://c:4317' }, GRPC)!.protocol, 'grpc');
+    });
+
+    it('refuses a path, a query, an INSECURE that contradicts the scheme, and a bad INSECURE', function () {
+      refuses(
+        () => resolveTracing({}, { ...GRPC, OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: 'http://c:4317/v1/traces' }),
+        /^OTEL_EXPORTER_OTLP_TRACES_ENDPOINT http:\/\/c:4317\/v1\/traces: a gRPC endpoint has no path or query \(the service's path is fixed\); give scheme:\/\/host:port, such as http:\/\/localhost:4317$/,
+      );
+      refuses(() => resolveTracing({ endpoint: 'http://c:4317?x=1' }, GRPC), /^--otlp-endpoint http:\/\/c:4317\?x=1: a gRPC endpoint has no path or query/);
+      refuses(
+        () => resolveTracing({ endpoint: 'https://c:4317' }, { ...GRPC, OTEL_EXPORTER_OTLP_INSECURE: 'true' }),
+        /^OTEL_EXPORTER_OTLP_INSECURE=true contradicts --otlp-endpoint https:\/\/c:4317: INSECURE applies to an endpoint without a scheme; give the endpoint as host:port, or unset OTEL_EXPORTER_OTLP_INSECURE$/,
+      );
+      refuses(
+        () => resolveTracing({ endpoint: 'c:4317' }, { ...GRPC, OTEL_EXPORTER_OTLP_INSECURE: 'yes' }),
+        /^OTEL_EXPORTER_OTLP_INSECURE yes: give true or false$/,
+      );
+      refuses(
+        () => resolveTracing({ endpoint: 'ftp://c:4317' }, GRPC),
+        /not http or https; give the collector's OTLP\/gRPC address, such as http:\/\/localhost:4317$/,
+      );
+    });
+
+    it('checks the TLS files the SDK would read: readable PEM, a client key with its certificate, and only with TLS', function () {
+      const pem = path.join(dir, 'ca.pem');
+      execFileSync(
+        'openssl',
+        ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=bpfnet-test', '-days', '1', '-keyout', path.join(dir, 'key.pem'), '-out', pem],
+        {
+          stdio: 'ignore',
+        },
+      );
+      const key = path.join(dir, 'key.pem');
+      const tls = { OTEL_EXPORTER_OTLP_ENDPOINT: 'https://c:4317' };
+      assert.equal(resolveTracing({}, { ...GRPC, ...tls, OTEL_EXPORTER_OTLP_CERTIFICATE: pem })!.url, 'https://c:4317');
+      assert.ok(resolveTracing({}, { ...GRPC, ...tls, OTEL_EXPORTER_OTLP_CLIENT_KEY: key, OTEL_EXPORTER_OTLP_TRACES_CLIENT_CERTIFICATE: pem }));
+      refuses(
+        () => resolveTracing({}, { ...GRPC, ...tls, OTEL_EXPORTER_OTLP_CERTIFICATE: path.join(dir, 'none.pem') }),
+        /^OTEL_EXPORTER_OTLP_CERTIFICATE \S+none.pem: cannot read it \(ENOENT\); give a PEM file the exporter can read$/,
+      );
+      refuses(
+        () => resolveTracing({}, { ...GRPC, ...tls, OTEL_EXPORTER_OTLP_CLIENT_KEY: key }),
+        /^OTEL_EXPORTER_OTLP_CLIENT_KEY is set and OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE is not: a client certificate and its key go together; give both, or neither$/,
+      );
+      fs.writeFileSync(path.join(dir, 'junk.pem'), 'not a certificate\n');
+      refuses(
+        () => resolveTracing({}, { ...GRPC, ...tls, OTEL_EXPORTER_OTLP_CLIENT_KEY: path.join(dir, 'junk.pem'), OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE: pem }),
+        /^OTEL_EXPORTER_OTLP_CLIENT_KEY, OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE: not usable for TLS \(.+\); give PEM files, the key matching the certificate$/,
+      );
+      refuses(
+        () => resolveTracing({ endpoint: 'http://c:4317' }, { ...GRPC, OTEL_EXPORTER_OTLP_CERTIFICATE: pem }),
+        /^OTEL_EXPORTER_OTLP_CERTIFICATE: TLS files apply to an https endpoint, and the endpoint is http \(no TLS\); give an https:\/\/ endpoint, or unset it$/,
+      );
+    });
   });
 
   it('parses headers as the SDK sends them, and refuses what it would skip, never showing a value', function () {

@@ -4,6 +4,7 @@
 // them is the first at once, then one summary per interval, then the
 // recovery once.
 import assert from 'node:assert/strict';
+import { Metadata } from '@grpc/grpc-js';
 import { classifyFailure, FailureLog, type Timers } from '../../../src/tracing/export-failures';
 import { Logger } from '../../../src/log';
 
@@ -26,6 +27,23 @@ describe('export failures', function () {
       ],
       [withCode('wrong version number', 'EPROTO'), 'tls', 'wrong version number (EPROTO)'],
       [new Error('something else'), 'error', 'something else'],
+    ];
+    for (const [err, kind, detail] of cases) assert.deepEqual(classifyFailure(err), { kind, detail });
+  });
+
+  it('names gRPC failures by their status, and a missing connection by what the transport said', function () {
+    // as @grpc/grpc-js reports a call's status (ServiceError)
+    const grpc = (code: number, details: string) => Object.assign(new Error(`${code} ${details}`), { code, details, metadata: new Metadata() });
+    const cases: [unknown, string, string][] = [
+      [grpc(14, 'fault: UNAVAILABLE'), 'grpc', 'gRPC UNAVAILABLE: fault: UNAVAILABLE'],
+      [
+        grpc(14, 'No connection established. Last error: Error: connect ECONNREFUSED 127.0.0.1:4317'),
+        'refused',
+        'gRPC UNAVAILABLE: No connection established. Last error: Error: connect ECONNREFUSED 127.0.0.1:4317',
+      ],
+      [grpc(4, 'Deadline exceeded after 0.3s'), 'timeout', 'gRPC DEADLINE_EXCEEDED: Deadline exceeded after 0.3s'],
+      [grpc(16, ''), 'grpc', 'gRPC UNAUTHENTICATED'],
+      [grpc(99, 'x'), 'grpc', 'gRPC 99: x'],
     ];
     for (const [err, kind, detail] of cases) assert.deepEqual(classifyFailure(err), { kind, detail });
   });
