@@ -47,6 +47,8 @@ function expectedFiles(): string[] {
     'LICENSE',
     ...list('bin').map((f) => `bin/${f}`),
     ...sources.map((f) => `build/js/src/${f.replace(/\.ts$/, '.js')}`),
+    // the commit it was built from (scripts/record-revision.sh): an install has no .git
+    'build/js/src/REVISION',
     ...stems.map((s) => `build/js/src/generated/${s}.js`),
     ...stems.map((s) => `build/bpf/${s}.bpf.o`),
     ...list('dashboards').map((f) => `dashboards/${f}`),
@@ -199,9 +201,14 @@ describe('npm package', function () {
     for (const probe of DEFAULTS.probes) assert.match(r.stdout, new RegExp(`^probe ${probe} +yes +loads and attaches$`, 'm'));
   });
 
-  it('serves /metrics from the install with every default probe up', async function () {
+  it('serves /metrics from the install with every default probe up, and the commit it was packed from', async function () {
     const m = await scrapeInstalled(['run', '--listen', '127.0.0.1:0'], [], {});
     for (const probe of DEFAULTS.probes) assert.equal(m.value('bpfnet_probe_up', { probe }), 1, probe);
+    const head = execFileSync('git', ['-C', ROOT, 'rev-parse', 'HEAD'], { encoding: 'utf8' }).trim();
+    assert.deepEqual(
+      m.find('bpfnet_build_info').map((x) => [x.labels.version, x.labels.revision]),
+      [[VERSION, head]],
+    );
   });
 
   it('has a unit that systemd-analyze verifies, pointed at the install', function () {
