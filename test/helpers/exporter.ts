@@ -171,3 +171,10 @@ export async function within<T>(p: Promise<T>, ms: number): Promise<T | 'timeout
     clearTimeout(timer);
   }
 }
+
+/** The fields of a logfmt log line, values unquoted. */
+export function logFields(line: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const m of line.matchAll(/(\w+)=("(?:[^"\\]|\\.)*"|\S+)/g)) out[m[1]!] = m[2]!.startsWith('"') ? (JSON.parse(m[2]!) as string) : m[2]!;
+  return out;
+}

@@ -7,7 +7,7 @@
 // the collector does, counting what was still queued or being sent.
 import assert from 'node:assert/strict';
 import { runClient, startServer } from '../helpers/agent';
-import { RunningExporter, sleep, within } from '../helpers/exporter';
+import { logFields, RunningExporter, sleep, within } from '../helpers/exporter';
 import { createNetns, type Netns } from '../helpers/netns';
 import { OtlpReceiver, type ReceiverFault } from '../helpers/otlp-receiver';
 import { requireRoot } from '../helpers/privileges';
@@ -21,13 +21,6 @@ const spanCounts = (m: Metrics) => ({
   dropped: m.sum('bpfnet_spans_dropped_total'),
   queued: m.value('bpfnet_spans_queued'),
 });
-
-/** logfmt fields of a log line (values unquoted). */
-function fields(line: string): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const m of line.matchAll(/(\w+)=("(?:[^"\\]|\\.)*"|\S+)/g)) out[m[1]!] = m[2]!.startsWith('"') ? (JSON.parse(m[2]!) as string) : m[2]!;
-  return out;
-}
 
 describe('span delivery to a collector that fails', function () {
   let ns: Netns;
@@ -85,7 +78,7 @@ describe('span delivery to a collector that fails', function () {
       }
       const lines = exporter.stderr.trim().split('\n');
       for (const l of lines) assert.match(l, /^ts=\S+ level=\w+ /, `not a line of ours: ${l}`);
-      const failures = lines.filter((l) => / msg="span exports? failed /.test(l)).map(fields);
+      const failures = lines.filter((l) => / msg="span exports? failed /.test(l)).map(logFields);
       assert.ok(failures.length >= 2, `a first line and a summary:\n${failures.map((f) => JSON.stringify(f)).join('\n')}`);
       const [first, ...summaries] = failures;
       assert.match(first!.msg!, /^span export failed /);
@@ -145,7 +138,7 @@ describe('span delivery to a collector that fails', function () {
       assert.deepEqual(stopped, { code: 0, signal: null });
       const line = exporter.stderr.split('\n').find((l) => l.includes('msg="spans not delivered at shutdown'));
       assert.ok(line, `the stop says what it dropped:\n${exporter.stderr}`);
-      assert.equal(fields(line).spans, String(2 * n));
+      assert.equal(logFields(line).spans, String(2 * n));
     });
   }
 });

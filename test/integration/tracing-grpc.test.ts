@@ -10,7 +10,7 @@
 import assert from 'node:assert/strict';
 import { status } from '@grpc/grpc-js';
 import { runClient, startServer } from '../helpers/agent';
-import { RunningExporter, sleep } from '../helpers/exporter';
+import { logFields, RunningExporter, sleep } from '../helpers/exporter';
 import { createNetns, type Netns } from '../helpers/netns';
 import { makeCerts, type TestCerts } from '../helpers/certs';
 import { GrpcOtlpReceiver } from '../helpers/otlp-grpc-receiver';
@@ -26,13 +26,6 @@ const spanCounts = (m: Metrics) => ({
   dropped: m.sum('bpfnet_spans_dropped_total'),
   queued: m.value('bpfnet_spans_queued'),
 });
-
-/** logfmt fields of a log line (values unquoted). */
-function fields(line: string): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const m of line.matchAll(/(\w+)=("(?:[^"\\]|\\.)*"|\S+)/g)) out[m[1]!] = m[2]!.startsWith('"') ? (JSON.parse(m[2]!) as string) : m[2]!;
-  return out;
-}
 
 describe('connection spans over OTLP/gRPC', function () {
   let ns: Netns;
@@ -112,7 +105,7 @@ describe('connection spans over OTLP/gRPC', function () {
     assert.deepEqual(receiver.spans, []);
     const first = exporter.stderr.split('\n').find((l) => l.includes('msg="span export failed'));
     assert.ok(first, exporter.stderr);
-    assert.deepEqual([fields(first).reason, fields(first).detail], ['grpc', 'gRPC UNAVAILABLE: collector overloaded']);
+    assert.deepEqual([logFields(first).reason, logFields(first).detail], ['grpc', 'gRPC UNAVAILABLE: collector overloaded']);
   });
 
   it('starts with the collector down, counts what it could not send, and sends once the collector is up', async function () {
@@ -126,8 +119,8 @@ describe('connection spans over OTLP/gRPC', function () {
       assert.deepEqual(spanCounts(m), { exported: 0, failed: 10, dropped: 10, queued: 0 });
       const first = exporter.stderr.split('\n').find((l) => l.includes('msg="span export failed'));
       assert.ok(first, exporter.stderr);
-      assert.equal(fields(first).reason, 'refused');
-      assert.match(fields(first).detail!, /^gRPC UNAVAILABLE: .*ECONNREFUSED 127\.0\.0\.1:\d+/);
+      assert.equal(logFields(first).reason, 'refused');
+      assert.match(logFields(first).detail!, /^gRPC UNAVAILABLE: .*ECONNREFUSED 127\.0\.0\.1:\d+/);
 
       await receiver.start();
       // the channel reconnects after its backoff: connections until one's spans arrive
@@ -172,7 +165,7 @@ describe('connection spans over OTLP/gRPC', function () {
     assert.deepEqual(stopped, { code: 0, signal: null });
     const line = exporter.stderr.split('\n').find((l) => l.includes('msg="spans not delivered at shutdown'));
     assert.ok(line, `the stop says what it dropped:\n${exporter.stderr}`);
-    assert.equal(fields(line).spans, String(2 * n));
+    assert.equal(logFields(line).spans, String(2 * n));
     assert.ok(receiver.requests >= 1);
   });
 });

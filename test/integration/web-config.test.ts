@@ -11,66 +11,21 @@ import { X509Certificate } from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
-import os from 'node:os';
-import path from 'node:path';
 import type { TLSSocket } from 'node:tls';
 import bcrypt from 'bcryptjs';
-import { onCleanup } from '../helpers/cleanup';
+import { TestPki } from '../helpers/certs';
 import { RunningExporter, runCli, sleep } from '../helpers/exporter';
 import { RunningPrometheus, type ScrapeJob } from '../helpers/prometheus';
 import { requireRoot } from '../helpers/privileges';
 
-const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'bpfnet-web-config-'));
-onCleanup(`web config directory ${dir}`, () => fs.rmSync(dir, { recursive: true, force: true }));
-const at = (name: string) => path.join(dir, name);
+const pki = new TestPki('web-config');
+const at = (name: string) => pki.at(name);
 
-function openssl(...args: string[]): void {
-  execFileSync('openssl', args, { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'] });
-}
-
-/** A P-256 key and a certificate for it signed by the test CA. */
-function issue(name: string, subject: string, san?: string): void {
-  openssl('req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', subject);
-  if (san) fs.writeFileSync(at(`${name}.ext`), `subjectAltName=${san}\n`);
-  openssl(
-    'x509',
-    '-req',
-    '-in',
-    `${name}.csr`,
-    '-CA',
-    'ca.crt',
-    '-CAkey',
-    'ca.key',
-    '-CAcreateserial',
-    '-out',
-    `${name}.crt`,
-    '-days',
-    '2',
-    ...(san ? ['-extfile', `${name}.ext`] : []),
-  );
-}
-
+/** The test CA, two server certificates for one name (the second to rotate
+ * to) and a client certificate. */
 function makePki(): void {
-  openssl(
-    'req',
-    '-x509',
-    '-newkey',
-    'ec',
-    '-pkeyopt',
-    'ec_paramgen_curve:P-256',
-    '-nodes',
-    '-keyout',
-    'ca.key',
-    '-out',
-    'ca.crt',
-    '-days',
-    '2',
-    '-subj',
-    '/CN=bpfnet-test-ca',
-  );
-  issue('server', '/CN=localhost', 'DNS:localhost,IP:127.0.0.1');
-  issue('server2', '/CN=localhost', 'DNS:localhost,IP:127.0.0.1');
-  issue('client', '/CN=prometheus');
+  const server = { by: 'ca', subject: '/CN=localhost', san: 'DNS:localhost,IP:127.0.0.1' };
+  pki.ca('ca').issue('server', server).issue('server2', server).issue('client', { by: 'ca', subject: '/CN=prometheus' });
 }
 
 const fingerprint = (file: string) => new X509Certificate(fs.readFileSync(at(file))).fingerprint256;

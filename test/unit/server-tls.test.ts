@@ -5,47 +5,17 @@
 // cap counting TLS connections by their TCP sockets, so that a scraper's
 // answered keep-alive connection outlives one that never spoke.
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import https from 'node:https';
 import net from 'node:net';
-import os from 'node:os';
-import path from 'node:path';
 import { Registry } from 'prom-client';
 import { Logger } from '../../src/log';
 import { MetricsServer } from '../../src/server';
+import { TestPki } from '../helpers/certs';
 import { loadWebConfig, type ClientAuthType } from '../../src/web-config';
 
-let dir: string;
-const at = (name: string) => path.join(dir, name);
-const openssl = (...args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: 'ignore' });
-const newKey = (name: string) => ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', `${name}.key`];
-
-function ca(name: string): void {
-  openssl('req', '-x509', ...newKey(name), '-out', `${name}.crt`, '-days', '1', '-subj', `/CN=${name}`);
-}
-
-function issue(name: string, by: string, san: string): void {
-  openssl('req', ...newKey(name), '-out', `${name}.csr`, '-subj', `/CN=${name}`);
-  fs.writeFileSync(at(`${name}.ext`), `subjectAltName=${san}\n`);
-  openssl(
-    'x509',
-    '-req',
-    '-in',
-    `${name}.csr`,
-    '-CA',
-    `${by}.crt`,
-    '-CAkey',
-    `${by}.key`,
-    '-CAcreateserial',
-    '-out',
-    `${name}.crt`,
-    '-days',
-    '1',
-    '-extfile',
-    `${name}.ext`,
-  );
-}
+let pki: TestPki;
+const at = (name: string) => pki.at(name);
 
 type Client = 'none' | 'trusted' | 'stranger';
 
@@ -94,18 +64,18 @@ const tlsFile = (auth: ClientAuthType, extra = '') =>
 
 describe('HTTP server with TLS', function () {
   before(function () {
-    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'bpfnet-server-tls-'));
-    ca('ca');
-    ca('other-ca');
-    issue('server', 'ca', 'DNS:localhost');
-    issue('trusted', 'ca', 'DNS:prometheus.monitoring');
-    issue('stranger', 'other-ca', 'DNS:prometheus.monitoring');
+    pki = new TestPki('server-tls')
+      .ca('ca')
+      .ca('other-ca')
+      .issue('server', { by: 'ca', san: 'DNS:localhost' })
+      .issue('trusted', { by: 'ca', san: 'DNS:prometheus.monitoring' })
+      .issue('stranger', { by: 'other-ca', san: 'DNS:prometheus.monitoring' });
   });
   afterEach(async function () {
     for (const s of servers.splice(0)) await s.close();
   });
-  after(function () {
-    fs.rmSync(dir, { recursive: true, force: true });
+  after(async function () {
+    await pki.remove();
   });
 
   const matrix: [ClientAuthType, Record<Client, number | 'refused'>][] = [
