@@ -68,8 +68,9 @@ describe('older kernels', function () {
     // (the sidecar's delay buckets and the collector-down load test stay on
     // the host: they depend on user-space timing, which emulation stretches)
     const files = ['tracing', 'sidecar'].map((f) => `build/js/test/integration/${f}.test.js`);
-    // (the exact-attributes test runs once per OTLP encoding)
-    await testsOn61(this, `--grep 'exact attributes|no span work|samples whole|could not queue|reused' ${files.join(' ')}`, 6);
+    // (the exact-attributes test runs once per OTLP protocol: http/protobuf,
+    // http/json, grpc)
+    await testsOn61(this, `--grep 'exact attributes|no span work|samples whole|could not queue|reused' ${files.join(' ')}`, 7);
   });
 
   it('follows sidecars behind a REDIRECT, by what NAT tells them too, and a child or thread per connection, on Linux 6.1', async function () {
