@@ -141,7 +141,10 @@ describe('npm package', function () {
     // a PATH with node and sh only: no clang, cc, c++, make, cmake, bpftool
     tools = path.join(tmp, 'tools');
     fs.mkdirSync(tools);
-    fs.symlinkSync(process.execPath, path.join(tools, 'node'));
+    // copied, not linked: the unit's user must reach it, as it reaches an
+    // installed Node.js, and this one may sit in a checkout under /root (0700)
+    fs.copyFileSync(process.execPath, path.join(tools, 'node'));
+    fs.chmodSync(path.join(tools, 'node'), 0o755);
     fs.symlinkSync('/bin/sh', path.join(tools, 'sh'));
     prefix = path.join(tmp, 'prefix');
     const install = spawnSync(
