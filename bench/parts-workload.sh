@@ -14,6 +14,8 @@
 # churn (after WARMUP, which is counted in the CPU time too).
 part_user_cpu() {
   local rep cfg rate order=(exporter exporter-noattr) u0 s0 u1 s1 n0 n1 t0 t1 conns
+  # another built checkout (exporter=DIR) side by side, as in part 2
+  for cfg in "${CONFIG_LIST[@]}"; do [[ $cfg != exporter=* ]] || order+=("$cfg"); done
   churn_netns
   log ""
   log "part 4: the exporter's CPU under churn at ${CPU_RATES} conn/s, scraped every ${SCRAPE_INTERVAL} s, $CPU_REPS turns"
@@ -39,11 +41,11 @@ part_user_cpu() {
           "$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')" "$conns" $((u1 - u0)) $((s1 - s0)) $((n1 - n0)) >>"$OUT/user-cpu.tsv"
       done
       # what it serves: with attribution on, the churn's series by pod
-      [ "$rep" != 1 ] || scrape "$OUT/user-cpu-$cfg.prom"
+      [ "$rep" != 1 ] || [[ $cfg == exporter=* ]] || scrape "$OUT/user-cpu-$cfg.prom"
       stop_pid "$SCRAPER_PID"
       stop_config "$cfg"
     done
-    order=("${order[1]}" "${order[0]}")
+    order=("${order[@]:1}" "${order[0]}")
     log "  turn $rep of $CPU_REPS done"
   done
   echo "$SCRAPE_INTERVAL" >"$OUT/scrape-interval.txt"

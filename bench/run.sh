@@ -30,7 +30,8 @@
 # a change to try), with the default probes; exporter-sidecar=DIR: the same
 # timing a sidecar, as exporter-sidecar. Part 2 times the exporter
 # configurations listed (exporter if none; the first two also side by
-# side), and tcplife when listed. --pods: the pod counts of part 5
+# side), and tcplife when listed; part 4 runs an exporter=DIR beside its
+# own two. --pods: the pod counts of part 5
 # (64,625). --scrapes: timed scrapes of part 3 (100) and of each exporter
 # and pod count in part 5 (50).
 # Needs root, clang, iproute2, nsenter, taskset, curl, node, cgroup v2 and,
