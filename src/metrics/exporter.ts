@@ -18,8 +18,7 @@ export function registerExporterMetrics(opts: {
   status: () => ReadonlyMap<string, { up: boolean }>;
   programs: () => BpfProgram[];
 }): void {
-  const { registry, failures } = opts;
-  const build = opts.build;
+  const { registry, failures, build } = opts;
   new Gauge({
     name: 'bpfnet_build_info',
     help: 'Always 1; the labels say which bpfnet-exporter is running (version, the git commit it was built from) and on what (Node.js, the system libbpf, the kernel).',
@@ -56,11 +55,17 @@ export function registerExporterMetrics(opts: {
     (i) => i.recursionMisses,
   );
 
-  collectDefaultMetrics({ register: registry });
+  // the event loop's delay sampled every 100 ms, not prom-client's 10 ms: a
+  // timer firing 100 times a second added about 0.6 points of a core to an
+  // idle exporter (BENCHMARKS.md, part 4); each delay is still measured to
+  // the nanosecond
+  collectDefaultMetrics({ register: registry, eventLoopMonitoringPrecision: EVENT_LOOP_SAMPLE_MS });
   // gauges named like counters (promtool: non-counter metrics should not
   // have "_total" suffix), each the sum of the by-type gauge beside it
   for (const name of SUMS_NAMED_AS_COUNTERS) registry.removeSingleMetric(name);
 }
+
+const EVENT_LOOP_SAMPLE_MS = 100;
 
 /** prom-client's default metrics that are left out. */
 export const SUMS_NAMED_AS_COUNTERS = ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total'];
