@@ -58,15 +58,18 @@ export class RunningExporter {
 
   /** Starts the CLI with args (after --listen 127.0.0.1:0); wrap is a
    * command prefix (unshare, setpriv...). exact: args and env as given, and
-   * nothing else (as a pod starts it). */
+   * nothing else (as a pod starts it). command: another exporter than this
+   * checkout's (an installed package, an image's entrypoint), in cwd. */
   constructor(
     readonly args: string[],
     env: NodeJS.ProcessEnv = {},
     wrap: string[] = [],
     exact = false,
+    { command = [process.execPath, CLI], cwd }: { command?: string[]; cwd?: string } = {},
   ) {
-    const argv = [...wrap, process.execPath, CLI, ...(exact ? [] : ['--listen', '127.0.0.1:0']), ...args];
+    const argv = [...wrap, ...command, ...(exact ? [] : ['--listen', '127.0.0.1:0']), ...args];
     const child: ChildProcess = spawn(argv[0]!, argv.slice(1), {
+      cwd,
       env: exact ? env : { ...process.env, ...env },
       stdio: ['ignore', 'ignore', 'pipe'],
     });

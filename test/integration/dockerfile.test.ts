@@ -5,16 +5,15 @@
 // what the last stage holds started as the chart starts it, from a read-only
 // root as the chart's readOnlyRootFilesystem makes it, then scraped.
 import assert from 'node:assert/strict';
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { onCleanup } from '../helpers/cleanup';
 import { buildStage, contextFiles, parseDockerfile, type BuiltStage, type Stage } from '../helpers/dockerfile';
 import { container, render } from '../helpers/chart-check';
-import { httpGet } from '../helpers/exporter';
+import { RunningExporter } from '../helpers/exporter';
 import { requireRoot } from '../helpers/privileges';
-import { parseMetrics } from '../helpers/prom-text';
 
 const ROOT = path.resolve(__dirname, '..', '..', '..', '..');
 
@@ -182,36 +181,23 @@ describe('Dockerfile', function () {
       ].join('\n'),
     );
     const entry = path.join(runtime.root, runtime.entrypoint![0]!);
-    const child = spawn('unshare', ['-m', '--propagation', 'private', 'bash', wrapper, entry, ...args, '--listen=127.0.0.1:0'], {
-      cwd: '/',
-      env: { PATH: process.env.PATH, ...runtime.env },
-      stdio: ['ignore', 'ignore', 'pipe'],
-    });
-    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-    const kill = onCleanup(`exporter ${child.pid}`, () => void child.kill('SIGKILL'));
-    let stderr = '';
-    const url = await new Promise<string>((resolve, reject) => {
-      child.stderr.setEncoding('utf8');
-      child.stderr.on('data', (d: string) => {
-        stderr += d;
-        const m = /msg=listening address=(\S+)/.exec(stderr);
-        if (m) resolve(`http://${m[1]}`);
-      });
-      void exited.then((code) => reject(new Error(`exited ${code}: ${stderr}`)));
-    });
-    for (let i = 0; (await httpGet(`${url}/readyz`)).status !== 200; i++) {
-      assert.ok(i < 100, `ready in 10 s: ${stderr}`);
-      await new Promise((r) => setTimeout(r, 100));
-    }
-    const metrics = parseMetrics((await httpGet(`${url}/metrics`)).body);
+    const exporter = new RunningExporter(
+      [...args, '--listen=127.0.0.1:0'],
+      { PATH: process.env.PATH, ...runtime.env },
+      ['unshare', '-m', '--propagation', 'private', 'bash', wrapper],
+      true,
+      {
+        command: [entry],
+        cwd: '/',
+      },
+    );
+    const metrics = await (await exporter.ready()).scrape();
     for (const probe of ['connect', 'accept', 'close']) assert.equal(metrics.value('bpfnet_probe_up', { probe }), 1, probe);
     // the build context has no .git: the image cannot know its commit
     assert.deepEqual(
       metrics.find('bpfnet_build_info').map((x) => [x.labels.version, x.labels.revision, x.value]),
       [[JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')).version, 'unknown', 1]],
     );
-    child.kill('SIGTERM');
-    assert.equal(await exited, 0, stderr);
-    await kill();
+    assert.deepEqual(await exporter.stop(), { code: 0, signal: null }, exporter.stderr);
   });
 });

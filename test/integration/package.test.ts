@@ -5,15 +5,15 @@
 // by systemd-analyze and played as systemd would start it: the installed
 // exporter as a user other than root with the unit's capabilities only.
 import assert from 'node:assert/strict';
-import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { DEFAULTS } from '../../src/options';
 import { onCleanup } from '../helpers/cleanup';
-import { httpGet } from '../helpers/exporter';
+import { RunningExporter } from '../helpers/exporter';
 import { requireRoot } from '../helpers/privileges';
-import { parseMetrics, type Metrics } from '../helpers/prom-text';
+import type { Metrics } from '../helpers/prom-text';
 
 const ROOT = path.resolve(__dirname, '..', '..', '..', '..');
 const UNIT = path.join(ROOT, 'packaging', 'bpfnet-exporter.service');
@@ -267,38 +267,14 @@ describe('npm package', function () {
   });
 
   /** Starts the installed exporter (wrapped, with exactly env and node in
-   * PATH), checks its /proc status, scrapes once, stops it with SIGTERM. */
+   * PATH), checks its /proc status, scrapes once its probes are attached,
+   * stops it with SIGTERM. */
   async function scrapeInstalled(args: string[], wrap: string[], env: NodeJS.ProcessEnv, onStatus?: (status: string) => void): Promise<Metrics> {
-    const argv = [...wrap, path.join(prefix, 'bin', 'bpfnet-exporter'), ...args];
-    const child = spawn(argv[0]!, argv.slice(1), { cwd: '/', env: { PATH: tools, ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
-    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-    const stop = onCleanup(`installed exporter ${child.pid}`, async () => {
-      if (child.exitCode !== null || child.signalCode !== null) return;
-      child.kill('SIGTERM');
-      const killer = setTimeout(() => child.kill('SIGKILL'), 10_000);
-      await exited;
-      clearTimeout(killer);
-    });
-    let stderr = '';
-    const url = await new Promise<string>((resolve, reject) => {
-      child.stderr.setEncoding('utf8');
-      child.stderr.on('data', (d: string) => {
-        stderr += d;
-        const m = /msg=listening address=(\S+)/.exec(stderr);
-        if (m) resolve(`http://${m[1]}`);
-      });
-      void exited.then((code) => reject(new Error(`installed exporter exited (${code}) before listening:\n${stderr}`)));
-    });
-    onStatus?.(fs.readFileSync(`/proc/${child.pid}/status`, 'utf8'));
-    // probes attach after the listener opens: scrape once the log says they did
-    while (!/msg="bpfnet-exporter running"/.test(stderr)) {
-      if (child.exitCode !== null) throw new Error(`installed exporter exited:\n${stderr}`);
-      await new Promise((r) => setTimeout(r, 50));
-    }
-    const r = await httpGet(`${url}/metrics`);
-    assert.equal(r.status, 200, r.body);
-    await stop();
-    assert.equal(await exited, 0, stderr);
-    return parseMetrics(r.body);
+    const exporter = new RunningExporter(args, { PATH: tools, ...env }, wrap, true, { command: [path.join(prefix, 'bin', 'bpfnet-exporter')], cwd: '/' });
+    await exporter.url;
+    onStatus?.(fs.readFileSync(`/proc/${exporter.pid}/status`, 'utf8'));
+    const m = await (await exporter.ready()).scrape();
+    assert.deepEqual(await exporter.stop(), { code: 0, signal: null }, exporter.stderr);
+    return m;
   }
 });
